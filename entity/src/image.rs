@@ -1,0 +1,36 @@
+//! One picture with its unified ID, dedup keys, dimensions and classification summary.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "image")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Hex SHA-256 of the canonical URL: the same key is the same image, forever.
+    #[sea_orm(unique)]
+    pub url_key: String,
+    #[sea_orm(column_type = "Text")]
+    pub canonical_url: String,
+    /// Path of the picture behind the CDN (and in the object store for uploads).
+    pub storage_key: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub caption: Option<String>,
+    /// Effective category (highest-confidence tag, manual first), kept in step with `image_tag`.
+    pub category: String,
+    pub quality_score: Option<f64>,
+    /// Hex SHA-256 of the bytes, when known: curation keeps the better of two identical copies.
+    pub content_sha256: Option<String>,
+    pub perceptual_hash: Option<i64>,
+    /// `ACTIVE` or `INACTIVE` (everywhere).
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

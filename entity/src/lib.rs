@@ -1,0 +1,19 @@
+//! SeaORM entities of the images subgraph, one module per table.
+//!
+//! Plain data only: no GraphQL, no rules. Enumerations are stored as their stable text form
+//! (see the service's `domain::catalog`) so that one schema runs on SQLite, PostgreSQL and
+//! MySQL/MariaDB without engine-specific enum types.
+
+pub mod audit_log;
+pub mod delivery;
+pub mod gallery_entry;
+pub mod gallery_pin;
+pub mod hotel;
+pub mod hotel_image;
+pub mod image;
+pub mod image_source;
+pub mod image_tag;
+pub mod legacy_image_id;
+pub mod main_image_override;
+pub mod outbox;
+pub mod partner;

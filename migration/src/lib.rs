@@ -1,0 +1,16 @@
+//! Database migrations of the images subgraph, timestamped, written once and never edited after
+//! they land: a change is a new migration. The same migrations run on SQLite, PostgreSQL and
+//! MySQL/MariaDB.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_catalog;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_catalog::Migration)]
+    }
+}

@@ -1,0 +1,10 @@
+//! Pure rules of the image catalog: no I/O, no framework types.
+//!
+//! # Layout
+//! - [`catalog`]: the vocabulary (IDs, categories, partner kinds, statuses) as validated types.
+//! - [`curation`]: which images make a hotel's gallery and which one is its main image.
+//! - [`media`]: CDN URLs per image size and imgproxy-signed transformation URLs.
+
+pub mod catalog;
+pub mod curation;
+pub mod media;
