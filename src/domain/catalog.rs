@@ -200,14 +200,30 @@ mod tests {
     use super::*;
 
     fn tag(category: Category, confidence: f64, origin: TagOrigin) -> Tag {
-        Tag { category, confidence, origin }
+        Tag {
+            category,
+            confidence,
+            origin,
+        }
     }
 
     #[test]
     fn ids_must_be_positive_integers() {
-        let cases = [("1", Some(1)), ("42", Some(42)), ("0", None), ("-5", None), ("x", None), ("", None), (" 1", None)];
+        let cases = [
+            ("1", Some(1)),
+            ("42", Some(42)),
+            ("0", None),
+            ("-5", None),
+            ("x", None),
+            ("", None),
+            (" 1", None),
+        ];
         for (text, want) in cases {
-            assert_eq!(text.parse::<HotelId>().ok().map(HotelId::get), want, "{text:?}");
+            assert_eq!(
+                text.parse::<HotelId>().ok().map(HotelId::get),
+                want,
+                "{text:?}"
+            );
         }
     }
 
@@ -228,8 +244,14 @@ mod tests {
             (&[tag(Pool, 0.9, Model)], Pool),
             (&[tag(Pool, 0.6, Model), tag(Bar, 0.8, Model)], Bar),
             (&[tag(Pool, 0.99, Model), tag(Bar, 0.1, Manual)], Bar),
-            (&[tag(Pool, 0.5, Model), tag(Exterior, 0.5, Model)], Exterior),
-            (&[tag(Exterior, 0.5, Model), tag(Pool, 0.5, Model)], Exterior),
+            (
+                &[tag(Pool, 0.5, Model), tag(Exterior, 0.5, Model)],
+                Exterior,
+            ),
+            (
+                &[tag(Exterior, 0.5, Model), tag(Pool, 0.5, Model)],
+                Exterior,
+            ),
         ];
         for (tags, want) in cases {
             assert_eq!(effective_category(tags), *want, "{tags:?}");

@@ -1,0 +1,255 @@
+//! Settings: command-line flags with environment fallbacks, and defaults that make the
+//! embedded mode (SQLite file, in-process cache, demo data, GraphiQL) work with nothing set.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A secret: never printed, not even in `Debug` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The SQLite file of the embedded default, in the working directory.
+pub const EMBEDDED_DATABASE_FILE: &str = "images-subgraph.db";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "images-subgraph",
+    version,
+    about = "Federated GraphQL subgraph for hotel images"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate, then serve the subgraph (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Generate a catalog of `--hotels` hotels (IDs 1..N) into an empty database.
+    Seed(SeedArgs),
+    /// Recompute the curation of every hotel (after a rule change).
+    Recompute(RecomputeArgs),
+    /// Print the federation SDL (what `schema.graphql` holds).
+    ExportSchema,
+    /// Mint a token for the configured secret, to try internal fields and mutations.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[arg(long, default_value_t = 500)]
+    pub hotels: u64,
+    #[arg(long, default_value_t = 20)]
+    pub images_per_hotel: u32,
+    /// Hotels per transaction.
+    #[arg(long, default_value_t = 1_000)]
+    pub chunk: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecomputeArgs {
+    /// Hotels per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub chunk: u64,
+    /// Transactions in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Space-separated scopes, e.g. "images:admin" or "images:hotelier".
+    #[arg(long, default_value = "images:admin")]
+    pub scope: String,
+    /// Hotels a hotelier token speaks for, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub hotel_ids: Vec<i64>,
+    #[arg(long)]
+    pub partner_id: Option<i64>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    #[arg(long, default_value = "dev")]
+    pub subject: String,
+}
+
+/// Process settings. Each flag falls back to the environment variable named beside it.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    #[arg(
+        long = "listen",
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Database URL (`sqlite:`, `postgres:`, `mysql:`). Unset: the embedded default, a SQLite
+    /// file in the working directory, seeded with demo data.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<Secret>,
+
+    /// Database connections per replica.
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// Longest a statement may run (PostgreSQL), in milliseconds.
+    #[arg(
+        long,
+        env = "DATABASE_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub database_statement_timeout_ms: u64,
+
+    /// Redis URL for the shared cache and invalidation bus. Unset: in-process only.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`.
+    #[arg(
+        long,
+        env = "CDN_BASE_URL",
+        default_value = "https://images.example.com",
+        global = true
+    )]
+    pub cdn_base_url: String,
+
+    /// Pixel sizes of THUMBNAIL (square), SMALL, MEDIUM, LARGE and XLARGE, comma-separated.
+    #[arg(
+        long,
+        env = "IMAGE_SIZES",
+        default_value = "160,320,640,1024,1600",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub image_sizes: Vec<u32>,
+
+    /// Base URL of the imgproxy server behind `transformUrl`.
+    #[arg(
+        long,
+        env = "IMGPROXY_URL",
+        default_value = "https://imgproxy.example.com",
+        global = true
+    )]
+    pub imgproxy_url: String,
+
+    /// imgproxy signing key, hex (as IMGPROXY_KEY of imgproxy). Unset: `transformUrl` is null.
+    #[arg(long, env = "IMGPROXY_KEY", global = true)]
+    pub imgproxy_key: Option<Secret>,
+
+    /// imgproxy signing salt, hex (as IMGPROXY_SALT of imgproxy).
+    #[arg(long, env = "IMGPROXY_SALT", global = true)]
+    pub imgproxy_salt: Option<Secret>,
+
+    /// HS256 secret for bearer tokens. Unset: the embedded default keeps a development secret
+    /// beside its SQLite file; any other deployment accepts no token.
+    #[arg(long, env = "JWT_SECRET", global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Serve GraphiQL at `/`. Default: on in the embedded default only.
+    #[arg(long, env = "GRAPHIQL", global = true)]
+    pub graphiql: Option<bool>,
+
+    /// Largest `/graphql` body in bytes.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1 << 20, global = true)]
+    pub body_limit_bytes: usize,
+
+    /// How long a loader batch waits for more keys, in microseconds.
+    #[arg(long, env = "LOADER_DELAY_US", default_value_t = 500, global = true)]
+    pub loader_delay_us: u64,
+
+    /// Smallest short side (px) of a gallery image.
+    #[arg(
+        long,
+        env = "CURATION_MIN_SHORT_SIDE",
+        default_value_t = 300,
+        global = true
+    )]
+    pub curation_min_short_side: u32,
+
+    /// Most images in a gallery.
+    #[arg(
+        long,
+        env = "CURATION_GALLERY_SIZE",
+        default_value_t = 50,
+        global = true
+    )]
+    pub curation_gallery_size: usize,
+
+    /// Seed the demo catalog when the database is empty (default: in the embedded mode).
+    #[arg(long, env = "SEED_DEMO", global = true)]
+    pub seed_demo: Option<bool>,
+
+    /// Log as JSON lines (default: human-readable).
+    #[arg(long, env = "LOG_JSON", default_value_t = false, global = true)]
+    pub log_json: bool,
+}
+
+impl Settings {
+    /// Settings with every default and the given database: what tests start from.
+    pub fn for_database(database_url: &str) -> Self {
+        let mut settings = Cli::parse_from(["images-subgraph"]).settings;
+        settings.database_url = Some(Secret(database_url.to_owned()));
+        settings
+    }
+
+    /// True when no database is configured: SQLite file, demo data, GraphiQL, dev secret.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{EMBEDDED_DATABASE_FILE}?mode=rwc"),
+        }
+    }
+
+    /// Where the embedded default keeps its development JWT secret.
+    pub fn dev_secret_path(&self) -> PathBuf {
+        PathBuf::from(format!("{EMBEDDED_DATABASE_FILE}.jwt-secret"))
+    }
+
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.unwrap_or(self.is_embedded())
+    }
+
+    pub fn seed_demo_enabled(&self) -> bool {
+        self.seed_demo.unwrap_or(self.is_embedded())
+    }
+}

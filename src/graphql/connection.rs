@@ -1,0 +1,226 @@
+//! Relay connections (`edges`, `nodes`, `pageInfo`, `totalCount`) with opaque cursors.
+//!
+//! A cursor is the base64url text of `<kind>:<number>`: the kind stops a cursor of one list
+//! being replayed on another, the number is a gallery position or an ID. Clients must treat it
+//! as opaque.
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::error::{bad_input, load};
+use super::loader::{HotelLinkCount, ImageHotelCount, Loaders};
+use super::types::{Hotel, Image};
+
+/// The largest `first` a client may ask for.
+pub const MAX_PAGE: i32 = 100;
+
+/// Which list a cursor belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorKind {
+    /// Position in a hotel's published gallery.
+    Gallery,
+    /// Image ID in a hotel's linked images.
+    HotelImages,
+    /// Hotel ID in an image's hotels.
+    ImageHotels,
+}
+
+impl CursorKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            CursorKind::Gallery => "g",
+            CursorKind::HotelImages => "i",
+            CursorKind::ImageHotels => "h",
+        }
+    }
+
+    pub fn encode(self, value: i64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{value}", self.prefix()))
+    }
+
+    fn decode(self, cursor: &str) -> Option<i64> {
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let (prefix, value) = text.split_once(':')?;
+        if prefix != self.prefix() {
+            return None;
+        }
+        value.parse().ok().filter(|v: &i64| *v >= 0)
+    }
+}
+
+/// Validated paging arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageArgs {
+    pub first: u64,
+    pub after: Option<i64>,
+}
+
+impl PageArgs {
+    /// Checks `first` (1..=100) and decodes `after`; a bad value is a `BAD_USER_INPUT` error.
+    pub fn parse(first: i32, after: Option<&str>, kind: CursorKind) -> Result<Self> {
+        if !(1..=MAX_PAGE).contains(&first) {
+            return Err(bad_input(format!(
+                "`first` must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let after = match after {
+            None => None,
+            Some(cursor) => Some(
+                kind.decode(cursor)
+                    .ok_or_else(|| bad_input("`after` is not a cursor of this list"))?,
+            ),
+        };
+        Ok(Self {
+            first: first as u64,
+            after,
+        })
+    }
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+fn page_info<N>(edges: &[(String, N)], has_next_page: bool, has_previous_page: bool) -> PageInfo {
+    PageInfo {
+        has_next_page,
+        has_previous_page,
+        start_cursor: edges.first().map(|(c, _)| c.clone()),
+        end_cursor: edges.last().map(|(c, _)| c.clone()),
+    }
+}
+
+/// Where an image list's total comes from: known already, or counted on demand.
+pub enum ImageTotal {
+    Known(i64),
+    HotelLinks(HotelLinkCount),
+}
+
+pub struct ImageConnection {
+    pub edges: Vec<(String, Image)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub total: ImageTotal,
+}
+
+#[derive(SimpleObject)]
+pub struct ImageEdge {
+    pub cursor: String,
+    pub node: Image,
+}
+
+#[Object]
+impl ImageConnection {
+    async fn edges(&self) -> Vec<ImageEdge> {
+        self.edges
+            .iter()
+            .map(|(cursor, node)| ImageEdge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Vec<Image> {
+        self.edges.iter().map(|(_, node)| node.clone()).collect()
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.edges, self.has_next_page, self.has_previous_page)
+    }
+
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        match self.total {
+            ImageTotal::Known(total) => Ok(total),
+            ImageTotal::HotelLinks(key) => Ok(ctx
+                .data::<Loaders>()?
+                .load_one(key)
+                .await
+                .map_err(load)?
+                .unwrap_or(0)),
+        }
+    }
+}
+
+pub struct HotelConnection {
+    pub edges: Vec<(String, Hotel)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub total: ImageHotelCount,
+}
+
+#[derive(SimpleObject)]
+pub struct HotelEdge {
+    pub cursor: String,
+    pub node: Hotel,
+}
+
+#[Object]
+impl HotelConnection {
+    async fn edges(&self) -> Vec<HotelEdge> {
+        self.edges
+            .iter()
+            .map(|(cursor, node)| HotelEdge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Vec<Hotel> {
+        self.edges.iter().map(|(_, node)| node.clone()).collect()
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.edges, self.has_next_page, self.has_previous_page)
+    }
+
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(ctx
+            .data::<Loaders>()?
+            .load_one(self.total)
+            .await
+            .map_err(load)?
+            .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_bound_to_their_list() {
+        let cursor = CursorKind::Gallery.encode(7);
+        assert_eq!(CursorKind::Gallery.decode(&cursor), Some(7));
+        assert_eq!(CursorKind::HotelImages.decode(&cursor), None);
+        assert_eq!(CursorKind::Gallery.decode("not a cursor"), None);
+        assert_eq!(
+            CursorKind::Gallery.decode(&URL_SAFE_NO_PAD.encode("g:-1")),
+            None
+        );
+    }
+
+    #[test]
+    fn first_is_bounded() {
+        for (first, ok) in [
+            (0, false),
+            (1, true),
+            (100, true),
+            (101, false),
+            (-3, false),
+        ] {
+            assert_eq!(
+                PageArgs::parse(first, None, CursorKind::Gallery).is_ok(),
+                ok,
+                "{first}"
+            );
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! How failures reach clients. Expected failures of queries are `null` ("not found") or a
+//! top-level error with a stable `extensions.code`; unexpected ones are logged once with their
+//! cause chain and shown as a generic `INTERNAL_SERVER_ERROR`, so no SQL text ever leaks.
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+
+use async_graphql::{Error, ErrorExtensions};
+
+use super::loader::LoadError;
+use crate::service::ServiceError;
+
+pub const FORBIDDEN: &str = "FORBIDDEN";
+pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+
+fn coded(message: impl Into<String>, code: &'static str) -> Error {
+    Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+pub fn forbidden() -> Error {
+    coded("not allowed for this caller", FORBIDDEN)
+}
+
+pub fn bad_input(message: impl Into<String>) -> Error {
+    coded(message, BAD_USER_INPUT)
+}
+
+/// Logs `cause` with its whole chain and returns the generic error clients see.
+pub fn unexpected(cause: &(dyn StdError + 'static)) -> Error {
+    let mut chain = cause.to_string();
+    let mut source = cause.source();
+    while let Some(inner) = source {
+        let _ = write!(chain, ": {inner}");
+        source = inner.source();
+    }
+    tracing::error!(error = %chain, "request failed");
+    coded("internal server error", INTERNAL_SERVER_ERROR)
+}
+
+pub fn service(error: &ServiceError) -> Error {
+    match error {
+        ServiceError::Forbidden => forbidden(),
+        other => unexpected(other),
+    }
+}
+
+/// For `.map_err(load)` on loader results.
+pub fn load(error: LoadError) -> Error {
+    service(&error)
+}

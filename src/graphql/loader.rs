@@ -1,0 +1,253 @@
+//! Request-scoped batched loading: every entity resolver and relation field loads through
+//! [`Loaders`], so N lookups of one kind in a request become one call to the service (one SQL
+//! statement), whatever the number of representations or list items.
+//!
+//! Keys are small newtypes so that one loader can serve several relations of the same ID type
+//! (an image's tags, sources and legacy IDs are all keyed by image).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+
+use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
+use crate::service::ServiceError;
+use crate::service::catalog::Catalog;
+use crate::store::{HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+
+/// Loader errors must be `Clone`: one failed batch fails each of its waiting fields.
+pub type LoadError = Arc<ServiceError>;
+
+/// The loaders of one request. Never shared between requests: its cache is per request.
+pub type Loaders = DataLoader<CatalogLoader, HashMapCache>;
+
+/// Builds the loaders of one request. `delay` is how long a batch waits for more keys.
+pub fn loaders(catalog: Catalog, delay: Duration) -> Loaders {
+    DataLoader::with_cache(
+        CatalogLoader { catalog },
+        tokio::spawn,
+        HashMapCache::default(),
+    )
+    .delay(delay)
+}
+
+pub struct CatalogLoader {
+    catalog: Catalog,
+}
+
+/// The published gallery of a hotel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GalleryOf(pub HotelId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagsOf(pub ImageId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourcesOf(pub ImageId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LegacyIdsOf(pub ImageId);
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ByLegacyId(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ByUrlKey(pub String);
+
+/// A window of a hotel's linked images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HotelLinks {
+    pub hotel: HotelId,
+    pub filter: LinkFilter,
+    pub window: Window,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HotelLinkCount {
+    pub hotel: HotelId,
+    pub filter: LinkFilter,
+}
+/// A window of the hotels an image is linked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageHotels {
+    pub image: ImageId,
+    pub window: Window,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageHotelCount(pub ImageId);
+
+/// Implements `Loader<$key>` by calling `$method` with the unwrapped keys and re-keying the
+/// answer.
+macro_rules! keyed_loader {
+    ($key:ty, $inner:ty, $value:ty, $method:ident, $wrap:expr, $unwrap:expr) => {
+        impl Loader<$key> for CatalogLoader {
+            type Value = $value;
+            type Error = LoadError;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, $value>, LoadError> {
+                let inner: Vec<$inner> = keys.iter().map($unwrap).collect();
+                let found = self.catalog.$method(&inner).await.map_err(Arc::new)?;
+                Ok(found.into_iter().map(|(k, v)| ($wrap(k), v)).collect())
+            }
+        }
+    };
+}
+
+keyed_loader!(
+    HotelId,
+    HotelId,
+    HotelRecord,
+    hotels,
+    |k| k,
+    |k: &HotelId| *k
+);
+keyed_loader!(
+    ImageId,
+    ImageId,
+    ImageRecord,
+    images,
+    |k| k,
+    |k: &ImageId| *k
+);
+keyed_loader!(
+    GalleryOf,
+    HotelId,
+    Vec<ImageId>,
+    galleries,
+    GalleryOf,
+    |k: &GalleryOf| k.0
+);
+keyed_loader!(TagsOf, ImageId, Vec<Tag>, tags, TagsOf, |k: &TagsOf| k.0);
+keyed_loader!(
+    SourcesOf,
+    ImageId,
+    Vec<SourceRecord>,
+    sources,
+    SourcesOf,
+    |k: &SourcesOf| k.0
+);
+keyed_loader!(
+    LegacyIdsOf,
+    ImageId,
+    Vec<String>,
+    legacy_ids,
+    LegacyIdsOf,
+    |k: &LegacyIdsOf| k.0
+);
+keyed_loader!(
+    ByLegacyId,
+    String,
+    ImageId,
+    images_by_legacy_id,
+    ByLegacyId,
+    |k: &ByLegacyId| k.0.clone()
+);
+keyed_loader!(
+    ByUrlKey,
+    String,
+    ImageId,
+    images_by_url_key,
+    ByUrlKey,
+    |k: &ByUrlKey| k.0.clone()
+);
+keyed_loader!(
+    ImageHotelCount,
+    ImageId,
+    i64,
+    image_hotel_counts,
+    ImageHotelCount,
+    |k: &ImageHotelCount| k.0
+);
+
+impl Loader<PartnerId> for CatalogLoader {
+    type Value = PartnerRecord;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[PartnerId],
+    ) -> Result<HashMap<PartnerId, PartnerRecord>, LoadError> {
+        let found = self.catalog.partners(Some(keys)).await.map_err(Arc::new)?;
+        Ok(found.into_iter().map(|p| (p.id, p)).collect())
+    }
+}
+
+/// Splits `keys` into groups that share the parameters `param` picks, so that each group is
+/// one batched call.
+fn group_by<K: Copy, P: Eq + std::hash::Hash>(
+    keys: &[K],
+    param: impl Fn(&K) -> P,
+) -> HashMap<P, Vec<K>> {
+    let mut groups: HashMap<P, Vec<K>> = HashMap::new();
+    for key in keys {
+        groups.entry(param(key)).or_default().push(*key);
+    }
+    groups
+}
+
+impl Loader<HotelLinks> for CatalogLoader {
+    type Value = Vec<ImageId>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[HotelLinks],
+    ) -> Result<HashMap<HotelLinks, Vec<ImageId>>, LoadError> {
+        let mut out = HashMap::new();
+        for ((filter, window), group) in group_by(keys, |k| (k.filter, k.window)) {
+            let hotels: Vec<HotelId> = group.iter().map(|k| k.hotel).collect();
+            let mut found = self
+                .catalog
+                .hotel_links(&hotels, filter, window)
+                .await
+                .map_err(Arc::new)?;
+            for key in group {
+                out.insert(key, found.remove(&key.hotel).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<HotelLinkCount> for CatalogLoader {
+    type Value = i64;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[HotelLinkCount],
+    ) -> Result<HashMap<HotelLinkCount, i64>, LoadError> {
+        let mut out = HashMap::new();
+        for (filter, group) in group_by(keys, |k| k.filter) {
+            let hotels: Vec<HotelId> = group.iter().map(|k| k.hotel).collect();
+            let found = self
+                .catalog
+                .hotel_link_counts(&hotels, filter)
+                .await
+                .map_err(Arc::new)?;
+            for key in group {
+                out.insert(key, found.get(&key.hotel).copied().unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<ImageHotels> for CatalogLoader {
+    type Value = Vec<HotelId>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[ImageHotels],
+    ) -> Result<HashMap<ImageHotels, Vec<HotelId>>, LoadError> {
+        let mut out = HashMap::new();
+        for (window, group) in group_by(keys, |k| k.window) {
+            let images: Vec<ImageId> = group.iter().map(|k| k.image).collect();
+            let mut found = self
+                .catalog
+                .image_hotels(&images, window)
+                .await
+                .map_err(Arc::new)?;
+            for key in group {
+                out.insert(key, found.remove(&key.image).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,539 @@
+//! The object types of the API contract (DESIGN section 3). They wrap records of the service
+//! layer and load every relation through the request's [`Loaders`]; they are never SeaORM
+//! models, so a column rename cannot change the contract.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::connection::{CursorKind, HotelConnection, ImageConnection, ImageTotal, PageArgs};
+use super::error::{bad_input, forbidden, load, unexpected};
+use super::loader::{
+    GalleryOf, HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders,
+    SourcesOf, TagsOf,
+};
+use crate::domain::catalog::{HotelId, ImageId, Tag};
+use crate::domain::media;
+use crate::service::auth::Actor;
+use crate::store::{HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+
+/// How image URLs are built: shared by every request (schema data).
+#[derive(Debug)]
+pub struct Media {
+    pub cdn: media::Cdn,
+    /// `None` when no signing key is configured: `transformUrl` is then null.
+    pub imgproxy: Option<media::Imgproxy>,
+}
+
+/// The largest width or height `transformUrl` accepts.
+const MAX_TRANSFORM_PIXELS: i32 = 10_000;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::Category")]
+pub enum ImageCategory {
+    Exterior,
+    Lobby,
+    Bedroom,
+    Bathroom,
+    Pool,
+    Restaurant,
+    Bar,
+    Spa,
+    Fitness,
+    Meeting,
+    View,
+    Beach,
+    Amenity,
+    Food,
+    Logo,
+    Map,
+    Other,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::PartnerKind")]
+pub enum PartnerKind {
+    Ota,
+    HotelChain,
+    ContentProvider,
+    Hotelier,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::Status")]
+pub enum ImageStatus {
+    Active,
+    Inactive,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::TagOrigin")]
+pub enum TagOrigin {
+    Model,
+    Manual,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::MainImageOrigin")]
+pub enum MainImageOrigin {
+    Computed,
+    Hotelier,
+    Admin,
+}
+
+/// Pixel sizes per size are configuration.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::media::ImageSize")]
+pub enum ImageSize {
+    /// A square crop.
+    Thumbnail,
+    Small,
+    Medium,
+    Large,
+    Xlarge,
+    Original,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::media::ImageFit")]
+pub enum ImageFit {
+    Fit,
+    Fill,
+    FillDown,
+    Force,
+    Auto,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::media::ImageFormat")]
+pub enum ImageFormat {
+    Auto,
+    Jpeg,
+    Png,
+    Webp,
+    Avif,
+}
+
+fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders> {
+    ctx.data::<Loaders>()
+}
+
+fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor> {
+    ctx.data::<Actor>()
+}
+
+/// Loads images by ID, in the given order, skipping any that no longer exist.
+pub async fn load_images(ctx: &Context<'_>, ids: &[ImageId]) -> Result<Vec<Image>> {
+    let found = loaders(ctx)?
+        .load_many(ids.iter().copied())
+        .await
+        .map_err(load)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| found.get(id).cloned().map(Image::new))
+        .collect())
+}
+
+/// A hotel of the platform. Other subgraphs own its name, address and so on; this one adds
+/// its images. Any well-formed hotel ID resolves (with empty image fields when this subgraph
+/// has no images for it).
+#[derive(Clone, Debug)]
+pub struct Hotel {
+    pub id: HotelId,
+}
+
+impl Hotel {
+    async fn record(&self, ctx: &Context<'_>) -> Result<Option<HotelRecord>> {
+        loaders(ctx)?.load_one(self.id).await.map_err(load)
+    }
+
+    fn require_internals(&self, ctx: &Context<'_>) -> Result<()> {
+        if actor(ctx)?.may_read_hotel_internals(self.id) {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+}
+
+#[Object]
+impl Hotel {
+    async fn id(&self) -> ID {
+        ID(self.id.to_string())
+    }
+
+    /// The hotel's thumbnail; null when the hotel has no eligible image.
+    async fn main_image(&self, ctx: &Context<'_>) -> Result<Option<Image>> {
+        let Some(main) = self.record(ctx).await?.and_then(|h| h.main) else {
+            return Ok(None);
+        };
+        Ok(load_images(ctx, &[main.image_id]).await?.pop())
+    }
+
+    /// Who chose the main image, and when (internal).
+    async fn main_image_choice(&self, ctx: &Context<'_>) -> Result<Option<MainImageChoice>> {
+        self.require_internals(ctx)?;
+        let Some(main) = self.record(ctx).await?.and_then(|h| h.main) else {
+            return Ok(None);
+        };
+        let image = load_images(ctx, &[main.image_id]).await?.pop();
+        Ok(image.map(|image| MainImageChoice {
+            image,
+            origin: main.origin.into(),
+            chosen_by: main.chosen_by,
+            chosen_at: main.chosen_at,
+        }))
+    }
+
+    /// The curated, ordered list of the hotel's best active images, main image first.
+    async fn gallery(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<ImageConnection> {
+        let page = PageArgs::parse(first, after.as_deref(), CursorKind::Gallery)?;
+        let gallery = loaders(ctx)?
+            .load_one(GalleryOf(self.id))
+            .await
+            .map_err(load)?
+            .unwrap_or_default();
+        let start = page
+            .after
+            .map_or(0, |position| position as usize + 1)
+            .min(gallery.len());
+        let end = (start + page.first as usize).min(gallery.len());
+        let images = load_images(ctx, &gallery[start..end]).await?;
+        let edges = (start..end)
+            .zip(images)
+            .map(|(position, image)| (CursorKind::Gallery.encode(position as i64), image))
+            .collect();
+        Ok(ImageConnection {
+            edges,
+            has_next_page: end < gallery.len(),
+            has_previous_page: start > 0,
+            total: ImageTotal::Known(gallery.len() as i64),
+        })
+    }
+
+    /// Every linked image, by ID (internal). `status` is the status for this hotel: ACTIVE when
+    /// both the image and its link to this hotel are active.
+    async fn images(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+        status: Option<ImageStatus>,
+        category: Option<ImageCategory>,
+    ) -> Result<ImageConnection> {
+        self.require_internals(ctx)?;
+        let page = PageArgs::parse(first, after.as_deref(), CursorKind::HotelImages)?;
+        let filter = LinkFilter {
+            status: status.map(Into::into),
+            category: category.map(Into::into),
+        };
+        // One more than asked tells whether there is a next page.
+        let window = Window {
+            after: page.after,
+            limit: page.first + 1,
+        };
+        let mut ids = loaders(ctx)?
+            .load_one(HotelLinks {
+                hotel: self.id,
+                filter,
+                window,
+            })
+            .await
+            .map_err(load)?
+            .unwrap_or_default();
+        let has_next_page = ids.len() as u64 > page.first;
+        ids.truncate(page.first as usize);
+        let edges = load_images(ctx, &ids)
+            .await?
+            .into_iter()
+            .map(|image| (CursorKind::HotelImages.encode(image.record.id.get()), image))
+            .collect();
+        Ok(ImageConnection {
+            edges,
+            has_next_page,
+            has_previous_page: page.after.is_some(),
+            total: ImageTotal::HotelLinks(HotelLinkCount {
+                hotel: self.id,
+                filter,
+            }),
+        })
+    }
+
+    /// Active linked images.
+    async fn image_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(self.record(ctx).await?.map_or(0, |h| h.image_count))
+    }
+
+    /// Curation version: grows by one with every change of the gallery or main image (internal).
+    async fn version(&self, ctx: &Context<'_>) -> Result<i64> {
+        self.require_internals(ctx)?;
+        Ok(self.record(ctx).await?.map_or(0, |h| h.version))
+    }
+}
+
+/// One picture, with one unified ID whatever partners and URL spellings it came under.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub record: Arc<ImageRecord>,
+}
+
+impl Image {
+    pub fn new(record: ImageRecord) -> Self {
+        Self {
+            record: Arc::new(record),
+        }
+    }
+
+    fn require_internals(ctx: &Context<'_>) -> Result<()> {
+        if actor(ctx)?.may_read_image_internals() {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+}
+
+#[Object]
+impl Image {
+    async fn id(&self) -> ID {
+        ID(self.record.id.to_string())
+    }
+
+    /// CDN URL of the picture at this size.
+    async fn url(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "ImageSize::Large")] size: ImageSize,
+    ) -> Result<String> {
+        Ok(ctx
+            .data::<Arc<Media>>()?
+            .cdn
+            .url(&self.record.storage_key, size.into()))
+    }
+
+    /// Signed image-server URL for a custom rendition; null when no signing key is configured.
+    async fn transform_url(
+        &self,
+        ctx: &Context<'_>,
+        width: Option<i32>,
+        height: Option<i32>,
+        #[graphql(default_with = "ImageFit::Fit")] fit: ImageFit,
+        #[graphql(default_with = "ImageFormat::Auto")] format: ImageFormat,
+    ) -> Result<Option<String>> {
+        let pixels = |value: Option<i32>, name: &str| match value.unwrap_or(0) {
+            v @ 0..=MAX_TRANSFORM_PIXELS => Ok(v as u32),
+            _ => Err(bad_input(format!(
+                "`{name}` must be between 0 and {MAX_TRANSFORM_PIXELS}"
+            ))),
+        };
+        let (width, height) = (pixels(width, "width")?, pixels(height, "height")?);
+        let media = ctx.data::<Arc<Media>>()?;
+        Ok(media.imgproxy.as_ref().map(|signer| {
+            signer.transform_url(
+                &self.record.canonical_url,
+                width,
+                height,
+                fit.into(),
+                format.into(),
+            )
+        }))
+    }
+
+    async fn width(&self) -> Option<i32> {
+        self.record.width
+    }
+
+    async fn height(&self) -> Option<i32> {
+        self.record.height
+    }
+
+    /// Width divided by height, when both are known.
+    async fn aspect_ratio(&self) -> Option<f64> {
+        match (self.record.width, self.record.height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => Some(f64::from(w) / f64::from(h)),
+            _ => None,
+        }
+    }
+
+    async fn caption(&self) -> Option<&str> {
+        self.record.caption.as_deref()
+    }
+
+    /// The highest-confidence tag (manual tags first); OTHER when untagged.
+    async fn category(&self) -> Option<ImageCategory> {
+        Some(self.record.category.into())
+    }
+
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<ImageTag>> {
+        let tags = loaders(ctx)?
+            .load_one(TagsOf(self.record.id))
+            .await
+            .map_err(load)?
+            .unwrap_or_default();
+        Ok(tags.into_iter().map(ImageTag::from).collect())
+    }
+
+    /// In 0..1; null when not yet classified.
+    async fn quality_score(&self) -> Option<f64> {
+        self.record.quality_score
+    }
+
+    async fn status(&self) -> ImageStatus {
+        self.record.status.into()
+    }
+
+    /// IDs the old systems used for this image (internal).
+    async fn legacy_ids(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Self::require_internals(ctx)?;
+        Ok(loaders(ctx)?
+            .load_one(LegacyIdsOf(self.record.id))
+            .await
+            .map_err(load)?
+            .unwrap_or_default())
+    }
+
+    /// Every partner delivery of this image (internal).
+    async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<ImageSource>> {
+        Self::require_internals(ctx)?;
+        let sources = loaders(ctx)?
+            .load_one(SourcesOf(self.record.id))
+            .await
+            .map_err(load)?
+            .unwrap_or_default();
+        Ok(sources.into_iter().map(ImageSource).collect())
+    }
+
+    /// Hotels this image is linked to, by ID (internal).
+    async fn hotels(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<HotelConnection> {
+        Self::require_internals(ctx)?;
+        let page = PageArgs::parse(first, after.as_deref(), CursorKind::ImageHotels)?;
+        let window = Window {
+            after: page.after,
+            limit: page.first + 1,
+        };
+        let mut ids = loaders(ctx)?
+            .load_one(ImageHotels {
+                image: self.record.id,
+                window,
+            })
+            .await
+            .map_err(load)?
+            .unwrap_or_default();
+        let has_next_page = ids.len() as u64 > page.first;
+        ids.truncate(page.first as usize);
+        Ok(HotelConnection {
+            edges: ids
+                .into_iter()
+                .map(|id| (CursorKind::ImageHotels.encode(id.get()), Hotel { id }))
+                .collect(),
+            has_next_page,
+            has_previous_page: page.after.is_some(),
+            total: ImageHotelCount(self.record.id),
+        })
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.record.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.record.updated_at
+    }
+}
+
+/// A source of images.
+#[derive(Clone, Debug)]
+pub struct Partner(pub PartnerRecord);
+
+#[Object]
+impl Partner {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn kind(&self) -> PartnerKind {
+        self.0.kind.into()
+    }
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ImageTag {
+    pub category: ImageCategory,
+    /// In 0..1.
+    pub confidence: f64,
+    pub origin: TagOrigin,
+}
+
+impl From<Tag> for ImageTag {
+    fn from(tag: Tag) -> Self {
+        Self {
+            category: tag.category.into(),
+            confidence: tag.confidence,
+            origin: tag.origin.into(),
+        }
+    }
+}
+
+/// One partner's delivery of an image.
+pub struct ImageSource(SourceRecord);
+
+#[Object]
+impl ImageSource {
+    async fn partner(&self, ctx: &Context<'_>) -> Result<Partner> {
+        let partner = loaders(ctx)?
+            .load_one(self.0.partner_id)
+            .await
+            .map_err(load)?;
+        // Sources are only ever written for existing partners, and partners are never deleted.
+        partner.map(Partner).ok_or_else(|| {
+            unexpected(&crate::store::StoreError::Corrupt(
+                crate::domain::catalog::ParseError {
+                    what: "partner of a source",
+                    value: self.0.partner_id.to_string(),
+                },
+            ))
+        })
+    }
+
+    /// The URL as the partner sent it.
+    async fn source_url(&self) -> &str {
+        &self.0.source_url
+    }
+
+    async fn partner_image_ref(&self) -> Option<&str> {
+        self.0.partner_image_ref.as_deref()
+    }
+
+    async fn first_seen_at(&self) -> DateTime<Utc> {
+        self.0.first_seen_at
+    }
+
+    async fn last_seen_at(&self) -> DateTime<Utc> {
+        self.0.last_seen_at
+    }
+}
+
+/// The main image and who chose it: COMPUTED by curation, or a HOTELIER's or an ADMIN's
+/// override (which wins while its image stays eligible).
+#[derive(SimpleObject)]
+pub struct MainImageChoice {
+    pub image: Image,
+    pub origin: MainImageOrigin,
+    pub chosen_by: Option<String>,
+    pub chosen_at: Option<DateTime<Utc>>,
+}

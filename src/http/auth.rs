@@ -1,0 +1,177 @@
+//! Turning the `Authorization` header into an [`Actor`] at the HTTP boundary.
+//!
+//! Bearer JWTs, HS256 with a shared secret; the algorithm is pinned and `exp` is required.
+//! A request without a token is anonymous; a request with a bad token is rejected, never
+//! treated as anonymous.
+
+use std::collections::BTreeSet;
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::catalog::{HotelId, PartnerId};
+use crate::service::auth::{Actor, Scope};
+
+/// The claims this service reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    /// Space-separated scopes, e.g. `images:hotelier`.
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hotel_ids: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the Authorization header is not a Bearer token")]
+    Malformed,
+    #[error("the token is invalid or expired")]
+    Invalid,
+    #[error("this deployment accepts no tokens")]
+    NotConfigured,
+}
+
+/// Verifies tokens. `None` key: tokens are refused (a deployment without a configured key).
+#[derive(Clone)]
+pub struct Authenticator {
+    key: Option<DecodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("configured", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    pub fn hs256(secret: Option<&[u8]>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            key: secret.map(DecodingKey::from_secret),
+            validation,
+        }
+    }
+
+    /// The caller of a request: anonymous without an `Authorization` header.
+    pub fn actor(&self, headers: &HeaderMap) -> Result<Actor, AuthError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(Actor::anonymous());
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AuthError::Malformed)?;
+        let key = self.key.as_ref().ok_or(AuthError::NotConfigured)?;
+        let claims = jsonwebtoken::decode::<Claims>(token.trim(), key, &self.validation)
+            .map_err(|_| AuthError::Invalid)?
+            .claims;
+        Ok(actor_of(claims))
+    }
+}
+
+/// IDs in claims may be numbers or strings; anything else is ignored.
+fn positive(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn actor_of(claims: Claims) -> Actor {
+    Actor {
+        subject: Some(claims.sub),
+        scopes: claims
+            .scope
+            .split_whitespace()
+            .filter_map(Scope::parse)
+            .collect(),
+        hotel_ids: claims
+            .hotel_ids
+            .iter()
+            .filter_map(positive)
+            .filter_map(HotelId::new)
+            .collect::<BTreeSet<_>>(),
+        partner_id: claims
+            .partner_id
+            .as_ref()
+            .and_then(positive)
+            .and_then(PartnerId::new),
+    }
+}
+
+/// Mints an HS256 token (the `token` command and tests).
+pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(token).unwrap());
+        headers
+    }
+
+    fn claims(scope: &str, exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            exp,
+            scope: scope.into(),
+            hotel_ids: vec![serde_json::json!(1), serde_json::json!("2")],
+            partner_id: None,
+        }
+    }
+
+    fn in_an_hour() -> u64 {
+        jsonwebtoken::get_current_timestamp() + 3600
+    }
+
+    #[test]
+    fn tokens_become_actors_and_bad_tokens_are_rejected() {
+        let auth = Authenticator::hs256(Some(b"secret"));
+        assert_eq!(auth.actor(&HeaderMap::new()), Ok(Actor::anonymous()));
+
+        let good = mint(b"secret", &claims("images:hotelier openid", in_an_hour())).unwrap();
+        let actor = auth.actor(&headers(&format!("Bearer {good}"))).unwrap();
+        assert_eq!(actor.subject.as_deref(), Some("alice"));
+        assert!(actor.has(Scope::Hotelier) && !actor.is_admin());
+        assert_eq!(actor.hotel_ids.len(), 2);
+
+        let expired = mint(b"secret", &claims("images:admin", 1_000)).unwrap();
+        let wrong_key = mint(b"other", &claims("images:admin", in_an_hour())).unwrap();
+        let cases = [
+            (format!("Bearer {expired}"), AuthError::Invalid),
+            (format!("Bearer {wrong_key}"), AuthError::Invalid),
+            ("Bearer not.a.token".to_owned(), AuthError::Invalid),
+            (format!("Basic {good}"), AuthError::Malformed),
+        ];
+        for (header, want) in cases {
+            assert_eq!(auth.actor(&headers(&header)), Err(want), "{header}");
+        }
+        let unconfigured = Authenticator::hs256(None);
+        assert_eq!(
+            unconfigured.actor(&headers(&format!("Bearer {good}"))),
+            Err(AuthError::NotConfigured)
+        );
+    }
+}

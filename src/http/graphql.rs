@@ -1,0 +1,147 @@
+//! `/graphql`: GraphQL over HTTP.
+//!
+//! - POST with a JSON body (one request, or an array: a batch) and GET with query parameters;
+//!   a mutation sent with GET is refused with 405, as the GraphQL-over-HTTP spec asks.
+//! - The answer is `application/json` unless the client accepts
+//!   `application/graphql-response+json`; with the latter, a request that failed before
+//!   execution (no `data`) is answered 400.
+//! - A bad token is a 401 with an `UNAUTHENTICATED` error, never an anonymous request.
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql_axum::GraphQLBatchRequest;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::auth::AuthError;
+use crate::graphql::prepare;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+pub async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    request: GraphQLBatchRequest,
+) -> Response {
+    let batch = request.into_inner();
+    let media_type = response_media_type(&headers);
+    let actor = match state.auth.actor(&headers) {
+        Ok(actor) => actor,
+        Err(error) => return unauthenticated(&error, media_type),
+    };
+    if method == Method::GET && batch.iter().any(is_mutation) {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations must be sent with POST",
+            "METHOD_NOT_ALLOWED",
+            media_type,
+        );
+    }
+    let prepared = match batch {
+        BatchRequest::Single(request) => {
+            BatchRequest::Single(prepare(&state.schema, request, actor))
+        }
+        BatchRequest::Batch(requests) => BatchRequest::Batch(
+            requests
+                .into_iter()
+                .map(|request| prepare(&state.schema, request, actor.clone()))
+                .collect(),
+        ),
+    };
+    let response = state.schema.execute_batch(prepared).await;
+    respond(response, media_type)
+}
+
+/// Whether the operation a request would run is a mutation. A document that does not parse
+/// is left to the executor, which reports the syntax error.
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let wanted = request.operation_name.as_deref();
+    match &document.operations {
+        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
+        DocumentOperations::Multiple(ops) => ops.iter().any(|(name, op)| {
+            wanted.is_none_or(|w| w == name.as_str()) && op.node.ty == OperationType::Mutation
+        }),
+    }
+}
+
+fn response_media_type(headers: &HeaderMap) -> &'static str {
+    let accepts_graphql_response = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(GRAPHQL_RESPONSE_JSON));
+    if accepts_graphql_response {
+        GRAPHQL_RESPONSE_JSON
+    } else {
+        JSON
+    }
+}
+
+fn respond(response: BatchResponse, media_type: &'static str) -> Response {
+    let failed_before_execution = match &response {
+        BatchResponse::Single(r) => r.data == async_graphql::Value::Null && r.is_err(),
+        BatchResponse::Batch(_) => false,
+    };
+    let status = if media_type == GRAPHQL_RESPONSE_JSON && failed_before_execution {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let cache_control = response.cache_control().value();
+    let mut extra_headers = HeaderMap::new();
+    if let BatchResponse::Single(r) = &response {
+        extra_headers.extend(r.http_headers.clone());
+    }
+    let body = match serde_json::to_vec(&response) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(error = %error, "could not serialize a GraphQL response");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut http = (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+        body,
+    )
+        .into_response();
+    http.headers_mut().extend(extra_headers);
+    if let Some(value) = cache_control.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        http.headers_mut().insert(CACHE_CONTROL, value);
+    }
+    http
+}
+
+fn unauthenticated(error: &AuthError, media_type: &'static str) -> Response {
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        &error.to_string(),
+        "UNAUTHENTICATED",
+        media_type,
+    )
+}
+
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    code: &str,
+    media_type: &'static str,
+) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+        body.to_string(),
+    )
+        .into_response()
+}

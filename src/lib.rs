@@ -1,0 +1,24 @@
+//! images-subgraph: the one place where a hotel metasearch's images live and are served.
+//!
+//! It keeps every image partners and hoteliers send under one unified ID, curates a gallery
+//! and a main image per hotel, and serves them as an Apollo Federation v2 subgraph.
+//!
+//! # Layout
+//! Arrows point one way: `http → graphql → service → store → entity`; `domain` depends on
+//! nothing.
+//! - [`domain`]: pure rules (IDs and categories, curation, URLs).
+//! - [`store`]: persistence over SeaORM, batched reads and transactional writes.
+//! - [`service`]: use cases and authorization.
+//! - [`graphql`]: the schema, loaders, federation entities, error mapping.
+//! - [`http`]: axum routes, GraphQL over HTTP, health.
+//! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod graphql;
+pub mod http;
+pub mod seed;
+pub mod service;
+pub mod store;

@@ -1,0 +1,404 @@
+//! Generated catalogs: the demo data of the embedded default and `seed --hotels N` for any
+//! size. Hotel IDs are 1..=N. Generation is deterministic (the same plan gives the same
+//! catalog), chunked by hotel, each chunk one transaction that also publishes the chunk's
+//! curation through the real curation code.
+//!
+//! What the catalog holds, so that every read path has something to show: four partners (one
+//! of each kind); per hotel a spread of categories, sizes (some too small, some portrait) and
+//! qualities; every 25th hotel shares an image with the hotel before it; every 7th image has a
+//! second partner as a source (delivered under another spelling of its URL); every 40th image
+//! has a worse copy with the same bytes (same content hash) that curation leaves out; every 5th
+//! image has a legacy ID `L-{image id}`.
+
+use std::fmt;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use entity::{delivery, hotel_image, image, image_source, image_tag, legacy_image_id, partner};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
+use tokio::task::JoinSet;
+
+use crate::app::Core;
+use crate::domain::catalog::{Category, HotelId, PartnerKind, Status, TagOrigin};
+use crate::domain::curation::Rules;
+use crate::domain::url::{Rewrites, UrlKey, canonicalize};
+use crate::store::bulk::{insert_chunked, sync_sequences};
+use crate::store::publish::publish;
+
+/// The four demo partners: (id, name, kind).
+pub const PARTNERS: [(i64, &str, PartnerKind); 4] = [
+    (1, "OTA One", PartnerKind::Ota),
+    (2, "Chain Two", PartnerKind::HotelChain),
+    (3, "Content Three", PartnerKind::ContentProvider),
+    (4, "Hoteliers", PartnerKind::Hotelier),
+];
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub hotels: u64,
+    /// Images per hotel, inclusive range (before shared images and duplicate copies).
+    pub images_per_hotel: (u32, u32),
+    /// Hotels per transaction.
+    pub chunk: u64,
+    pub random_seed: u64,
+}
+
+impl Plan {
+    /// The demo catalog of the embedded default: 500 hotels with 10 to 30 images each.
+    pub fn demo() -> Self {
+        Self {
+            hotels: 500,
+            images_per_hotel: (10, 30),
+            chunk: 100,
+            random_seed: 7,
+        }
+    }
+
+    pub fn uniform(hotels: u64, images_per_hotel: u32, chunk: u64) -> Self {
+        Self {
+            hotels,
+            images_per_hotel: (images_per_hotel, images_per_hotel),
+            chunk: chunk.max(1),
+            random_seed: 7,
+        }
+    }
+
+    /// Image IDs of hotel `h` are `(h-1) * stride + 1 ..`: unique without coordination.
+    fn id_stride(&self) -> i64 {
+        // Room for the images, their duplicate copies and one shared image.
+        i64::from(self.images_per_hotel.1) * 2 + 2
+    }
+}
+
+/// Rows written and how fast.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub hotels: u64,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seeded {} hotels, {} rows in {:.1}s ({:.0} rows/s)",
+            self.hotels,
+            self.rows,
+            self.seconds,
+            self.rows as f64 / self.seconds.max(1e-9)
+        )
+    }
+}
+
+/// Seeds the demo catalog (embedded default, empty database).
+pub async fn demo(core: &Core) -> anyhow::Result<Report> {
+    let report = generate(core, &Plan::demo(), false).await?;
+    tracing::info!(%report, "demo catalog seeded");
+    Ok(report)
+}
+
+/// Generates `plan` into an empty catalog.
+pub async fn generate(core: &Core, plan: &Plan, show_progress: bool) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let db = core.db.clone();
+    insert_partners(&db).await?;
+    // SQLite has one writer: parallel transactions would only wait for each other.
+    let parallelism = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        1
+    } else {
+        4
+    };
+    let bar = show_progress.then(|| crate::cli::progress_bar(plan.hotels, "seed"));
+    let mut in_flight = JoinSet::new();
+    let mut rows = 0u64;
+    let mut next = 1u64;
+    while next <= plan.hotels || !in_flight.is_empty() {
+        while next <= plan.hotels && in_flight.len() < parallelism {
+            let end = (next + plan.chunk - 1).min(plan.hotels);
+            let (db, plan, rules) = (db.clone(), plan.clone(), core.curator.rules().clone());
+            in_flight.spawn(async move { seed_chunk(&db, &plan, &rules, next..=end).await });
+            next = end + 1;
+        }
+        if let Some(done) = in_flight.join_next().await {
+            let (hotels, written) = done??;
+            rows += written;
+            if let Some(bar) = &bar {
+                bar.inc(hotels);
+            }
+        }
+    }
+    sync_sequences(&db).await?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    Ok(Report {
+        hotels: plan.hotels,
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn insert_partners(db: &DatabaseConnection) -> anyhow::Result<()> {
+    if partner::Entity::find().count(db).await? > 0 {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = PARTNERS
+        .iter()
+        .map(|&(id, name, kind)| partner::ActiveModel {
+            id: Set(id),
+            name: Set(name.to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            url_rewrites: Set("[]".to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+    partner::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Rows of one chunk, gathered before writing.
+#[derive(Default)]
+struct Rows {
+    images: Vec<image::ActiveModel>,
+    links: Vec<hotel_image::ActiveModel>,
+    sources: Vec<image_source::ActiveModel>,
+    deliveries: Vec<delivery::ActiveModel>,
+    tags: Vec<image_tag::ActiveModel>,
+    legacy: Vec<legacy_image_id::ActiveModel>,
+}
+
+impl Rows {
+    fn count(&self) -> u64 {
+        (self.images.len()
+            + self.links.len()
+            + self.sources.len()
+            + self.deliveries.len()
+            + self.tags.len()
+            + self.legacy.len()) as u64
+    }
+}
+
+/// Categories drawn for generated images, roughly as often as they occur in real catalogs.
+const CATEGORY_MIX: [Category; 20] = [
+    Category::Bedroom,
+    Category::Bedroom,
+    Category::Bedroom,
+    Category::Bathroom,
+    Category::Bathroom,
+    Category::Exterior,
+    Category::Exterior,
+    Category::Pool,
+    Category::Lobby,
+    Category::Restaurant,
+    Category::Bar,
+    Category::Spa,
+    Category::Fitness,
+    Category::View,
+    Category::Beach,
+    Category::Meeting,
+    Category::Amenity,
+    Category::Food,
+    Category::Logo,
+    Category::Map,
+];
+
+async fn seed_chunk(
+    db: &DatabaseConnection,
+    plan: &Plan,
+    rules: &Rules,
+    hotels: std::ops::RangeInclusive<u64>,
+) -> anyhow::Result<(u64, u64)> {
+    let now = Utc::now();
+    let mut rows = Rows::default();
+    let mut hotel_ids = Vec::new();
+    for hotel in hotels {
+        let hotel = i64::try_from(hotel)?;
+        hotel_ids.push(HotelId::new(hotel).ok_or_else(|| anyhow::anyhow!("hotel IDs start at 1"))?);
+        generate_hotel(plan, hotel, now, &mut rows)?;
+    }
+    let written = rows.count();
+    let txn = db.begin().await?;
+    insert_chunked(&txn, rows.images).await?;
+    insert_chunked(&txn, rows.links).await?;
+    insert_chunked(&txn, rows.sources).await?;
+    insert_chunked(&txn, rows.deliveries).await?;
+    insert_chunked(&txn, rows.tags).await?;
+    insert_chunked(&txn, rows.legacy).await?;
+    publish(&txn, &hotel_ids, rules, now).await?;
+    txn.commit().await?;
+    Ok((hotel_ids.len() as u64, written))
+}
+
+fn generate_hotel(
+    plan: &Plan,
+    hotel: i64,
+    now: DateTime<Utc>,
+    rows: &mut Rows,
+) -> anyhow::Result<()> {
+    let mut rng = SmallRng::seed_from_u64(
+        plan.random_seed ^ (hotel as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let (low, high) = plan.images_per_hotel;
+    let count = rng.random_range(low..=high.max(low));
+    let first_id = (hotel - 1) * plan.id_stride() + 1;
+    let mut next_id = first_id;
+    for n in 0..count {
+        let id = next_id;
+        next_id += 1;
+        let partner = PARTNERS[rng.random_range(0..3)].0;
+        let url = format!("https://img.partner{partner}.example/h{hotel}/{n}.jpg");
+        let category = CATEGORY_MIX[rng.random_range(0..CATEGORY_MIX.len())];
+        let quality = (rng.random_range(30..96) as f64) / 100.0;
+        let (width, height) = match rng.random_range(0..10) {
+            0 => (200, 150),
+            1 | 2 => (1067, 1600),
+            _ => (1600, 1067),
+        };
+        let sha = format!("{:064x}", id);
+        push_image(
+            rows,
+            hotel,
+            id,
+            partner,
+            &url,
+            (width, height),
+            quality,
+            category,
+            &sha,
+            now,
+        )?;
+        if id % 7 == 0 {
+            // Another partner delivers the same picture under another spelling of its URL.
+            let other = if partner == 1 { 2 } else { 1 };
+            let spelling = url.replacen("https://img.", "HTTPS://IMG.", 1) + "?utm_source=feed";
+            rows.sources.push(source(id, other, &spelling, now));
+            rows.deliveries.push(delivery_row(hotel, id, other, now));
+        }
+        if id % 40 == 0 {
+            // A worse copy of the same bytes: stored, linked, but never in the gallery.
+            let copy = next_id;
+            next_id += 1;
+            let copy_url = format!("https://img.partner{partner}.example/h{hotel}/{n}-copy.jpg");
+            push_image(
+                rows,
+                hotel,
+                copy,
+                partner,
+                &copy_url,
+                (width, height),
+                quality / 2.0,
+                category,
+                &sha,
+                now,
+            )?;
+        }
+    }
+    if hotel > 1 && hotel % 25 == 0 {
+        // Shared inventory: the previous hotel's first image is shown here too.
+        let shared = (hotel - 2) * plan.id_stride() + 1;
+        rows.links.push(link(hotel, shared, now));
+        rows.deliveries.push(delivery_row(hotel, shared, 3, now));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_image(
+    rows: &mut Rows,
+    hotel: i64,
+    id: i64,
+    partner: i64,
+    url: &str,
+    (width, height): (i32, i32),
+    quality: f64,
+    category: Category,
+    sha: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let canonical = canonicalize(url, &Rewrites::none())?;
+    let key = UrlKey::of(&canonical);
+    rows.images.push(image::ActiveModel {
+        id: Set(id),
+        storage_key: Set(format!("p/{}/{}.jpg", &key.as_str()[..2], key.as_str())),
+        url_key: Set(key.as_str().to_owned()),
+        canonical_url: Set(canonical.as_str().to_owned()),
+        width: Set(Some(width)),
+        height: Set(Some(height)),
+        caption: Set((id % 3 == 0).then(|| format!("{} view", category.as_str().to_lowercase()))),
+        category: Set(category.as_str().to_owned()),
+        quality_score: Set(Some(quality)),
+        content_sha256: Set(Some(sha.to_owned())),
+        perceptual_hash: Set(None),
+        status: Set(Status::Active.as_str().to_owned()),
+        status_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    });
+    rows.links.push(link(hotel, id, now));
+    rows.sources.push(source(id, partner, url, now));
+    rows.deliveries.push(delivery_row(hotel, id, partner, now));
+    rows.tags.push(image_tag::ActiveModel {
+        image_id: Set(id),
+        origin: Set(TagOrigin::Model.as_str().to_owned()),
+        category: Set(category.as_str().to_owned()),
+        confidence: Set(0.9),
+    });
+    if category != Category::Other {
+        rows.tags.push(image_tag::ActiveModel {
+            image_id: Set(id),
+            origin: Set(TagOrigin::Model.as_str().to_owned()),
+            category: Set(Category::Other.as_str().to_owned()),
+            confidence: Set(0.1),
+        });
+    }
+    if id % 5 == 0 {
+        rows.legacy.push(legacy_image_id::ActiveModel {
+            legacy_id: Set(format!("L-{id}")),
+            image_id: Set(id),
+            created_at: Set(now),
+        });
+    }
+    Ok(())
+}
+
+fn link(hotel: i64, image: i64, now: DateTime<Utc>) -> hotel_image::ActiveModel {
+    hotel_image::ActiveModel {
+        hotel_id: Set(hotel),
+        image_id: Set(image),
+        status: Set(Status::Active.as_str().to_owned()),
+        status_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+fn source(image: i64, partner: i64, url: &str, now: DateTime<Utc>) -> image_source::ActiveModel {
+    image_source::ActiveModel {
+        id: NotSet,
+        image_id: Set(image),
+        partner_id: Set(partner),
+        source_url: Set(url.to_owned()),
+        partner_image_ref: Set(Some(format!("ref-{image}"))),
+        status: Set("ACTIVE".to_owned()),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+    }
+}
+
+fn delivery_row(hotel: i64, image: i64, partner: i64, now: DateTime<Utc>) -> delivery::ActiveModel {
+    delivery::ActiveModel {
+        hotel_id: Set(hotel),
+        image_id: Set(image),
+        partner_id: Set(partner),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+    }
+}

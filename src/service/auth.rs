@@ -1,0 +1,140 @@
+//! The caller of a request and its rights (DESIGN "Who may do what").
+//!
+//! An [`Actor`] is built once at the HTTP boundary from a verified token (or is anonymous) and
+//! every rule below asks it; nothing else decides who may see internal data.
+
+use std::collections::BTreeSet;
+
+use crate::domain::catalog::{HotelId, PartnerId};
+
+/// A right granted by a token's `scope` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Everything, for every hotel; internal fields.
+    Admin,
+    /// Main image, pins, uploads and internal reads for the hotels in `hotel_ids`.
+    Hotelier,
+    /// `importImages` for the token's partner.
+    Import,
+    /// `classifyImages`.
+    Classify,
+}
+
+impl Scope {
+    /// The scope named in a token, e.g. `images:admin`; unknown names are ignored by callers.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "images:admin" => Some(Scope::Admin),
+            "images:hotelier" => Some(Scope::Hotelier),
+            "images:import" => Some(Scope::Import),
+            "images:classify" => Some(Scope::Classify),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "images:admin",
+            Scope::Hotelier => "images:hotelier",
+            Scope::Import => "images:import",
+            Scope::Classify => "images:classify",
+        }
+    }
+}
+
+/// Who is calling. The default is anonymous, which may read public data only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The token's `sub`; `None` for anonymous callers.
+    pub subject: Option<String>,
+    pub scopes: BTreeSet<Scope>,
+    /// Hotels a hotelier token speaks for.
+    pub hotel_ids: BTreeSet<HotelId>,
+    /// The partner an import token speaks for.
+    pub partner_id: Option<PartnerId>,
+}
+
+impl Actor {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has(Scope::Admin)
+    }
+
+    /// Internal fields of a hotel: admins, and hoteliers of that hotel.
+    pub fn may_read_hotel_internals(&self, hotel: HotelId) -> bool {
+        self.is_admin() || (self.has(Scope::Hotelier) && self.hotel_ids.contains(&hotel))
+    }
+
+    /// Internal fields of an image (provenance, legacy IDs, every hotel showing it): admins.
+    /// An image can be shared between hotels, so a hotelier's rights do not extend to it.
+    pub fn may_read_image_internals(&self) -> bool {
+        self.is_admin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hotel(id: i64) -> HotelId {
+        HotelId::new(id).unwrap()
+    }
+
+    #[test]
+    fn internal_reads_are_denied_by_default_and_granted_by_scope() {
+        let anonymous = Actor::anonymous();
+        let admin = Actor {
+            scopes: [Scope::Admin].into(),
+            ..Actor::default()
+        };
+        let hotelier = Actor {
+            scopes: [Scope::Hotelier].into(),
+            hotel_ids: [hotel(1)].into(),
+            ..Actor::default()
+        };
+        let importer = Actor {
+            scopes: [Scope::Import].into(),
+            ..Actor::default()
+        };
+        let cases = [
+            (&anonymous, 1, false, false),
+            (&admin, 1, true, true),
+            (&admin, 2, true, true),
+            (&hotelier, 1, true, false),
+            (&hotelier, 2, false, false),
+            (&importer, 1, false, false),
+        ];
+        for (actor, h, hotel_internals, image_internals) in cases {
+            assert_eq!(
+                actor.may_read_hotel_internals(hotel(h)),
+                hotel_internals,
+                "{actor:?} {h}"
+            );
+            assert_eq!(
+                actor.may_read_image_internals(),
+                image_internals,
+                "{actor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scope_names_round_trip() {
+        for scope in [
+            Scope::Admin,
+            Scope::Hotelier,
+            Scope::Import,
+            Scope::Classify,
+        ] {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(Scope::parse("images:root"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! The read use cases: batched lookups of hotels, images, galleries and their relations.
+//!
+//! Each method takes a set of keys and returns what exists, keyed; missing keys are simply
+//! absent ("not found" is not an error). This is the seam where the cache will sit.
+
+use std::collections::HashMap;
+
+use super::ServiceResult;
+use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
+use crate::store::{
+    HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window,
+};
+
+/// Read access to the catalog.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    store: Store,
+}
+
+impl Catalog {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn hotels(&self, ids: &[HotelId]) -> ServiceResult<HashMap<HotelId, HotelRecord>> {
+        Ok(self.store.hotels(ids).await?)
+    }
+
+    pub async fn images(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, ImageRecord>> {
+        Ok(self.store.images(ids).await?)
+    }
+
+    pub async fn galleries(
+        &self,
+        ids: &[HotelId],
+    ) -> ServiceResult<HashMap<HotelId, Vec<ImageId>>> {
+        Ok(self.store.galleries(ids).await?)
+    }
+
+    pub async fn tags(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, Vec<Tag>>> {
+        Ok(self.store.tags(ids).await?)
+    }
+
+    pub async fn sources(
+        &self,
+        ids: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, Vec<SourceRecord>>> {
+        Ok(self.store.sources(ids).await?)
+    }
+
+    pub async fn legacy_ids(
+        &self,
+        ids: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, Vec<String>>> {
+        Ok(self.store.legacy_ids(ids).await?)
+    }
+
+    pub async fn images_by_legacy_id(
+        &self,
+        legacy_ids: &[String],
+    ) -> ServiceResult<HashMap<String, ImageId>> {
+        Ok(self.store.images_by_legacy_id(legacy_ids).await?)
+    }
+
+    pub async fn images_by_url_key(
+        &self,
+        url_keys: &[String],
+    ) -> ServiceResult<HashMap<String, ImageId>> {
+        Ok(self.store.images_by_url_key(url_keys).await?)
+    }
+
+    /// Every partner (`None`) or the given ones, by ID.
+    pub async fn partners(&self, ids: Option<&[PartnerId]>) -> ServiceResult<Vec<PartnerRecord>> {
+        Ok(self.store.partners(ids).await?)
+    }
+
+    pub async fn hotel_links(
+        &self,
+        hotels: &[HotelId],
+        filter: LinkFilter,
+        window: Window,
+    ) -> ServiceResult<HashMap<HotelId, Vec<ImageId>>> {
+        Ok(self.store.hotel_links(hotels, filter, window).await?)
+    }
+
+    pub async fn hotel_link_counts(
+        &self,
+        hotels: &[HotelId],
+        filter: LinkFilter,
+    ) -> ServiceResult<HashMap<HotelId, i64>> {
+        Ok(self.store.hotel_link_counts(hotels, filter).await?)
+    }
+
+    pub async fn image_hotels(
+        &self,
+        images: &[ImageId],
+        window: Window,
+    ) -> ServiceResult<HashMap<ImageId, Vec<HotelId>>> {
+        Ok(self.store.image_hotels(images, window).await?)
+    }
+
+    pub async fn image_hotel_counts(
+        &self,
+        images: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, i64>> {
+        Ok(self.store.image_hotel_counts(images).await?)
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ready(&self) -> ServiceResult<()> {
+        Ok(self.store.ping().await?)
+    }
+}

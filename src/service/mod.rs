@@ -1,0 +1,31 @@
+//! Use cases of the images subgraph, and who may run them.
+//!
+//! The GraphQL layer talks to this layer only; this layer talks to the store (and, later, the
+//! cache). Reads are batched: every method takes a set of keys, so that a request-scoped
+//! loader above turns N lookups into one call here.
+//!
+//! # Layout
+//! - [`auth`]: the [`Actor`](auth::Actor) behind a request and what it may see or do.
+//! - [`catalog`]: the read use cases.
+//! - [`curation`]: publishing curation for hotels, and recomputing every hotel.
+
+pub mod auth;
+pub mod catalog;
+pub mod curation;
+
+use crate::store::StoreError;
+
+/// A failed use case. `Forbidden` is expected; `Unexpected` carries the cause for the log and
+/// is shown to clients as a generic error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("not allowed for this caller")]
+    Forbidden,
+    #[error("unexpected failure")]
+    Unexpected(#[from] StoreError),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

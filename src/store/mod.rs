@@ -1,0 +1,145 @@
+//! Persistence: batched reads and transactional writes over SeaORM.
+//!
+//! Every read takes a set of keys and costs one statement, whatever the number of keys, so
+//! that the GraphQL loaders above it turn N lookups into one query per table. Rows leave this
+//! layer as records with parsed domain types, never as SeaORM models.
+//!
+//! # Layout
+//! - [`connect`]: opening the pool with service-friendly settings and a statement counter.
+//! - [`read`]: the batched reads of the read API.
+//! - [`publish`]: running curation for a set of hotels and writing the published view.
+//! - [`bulk`]: multi-row inserts for seeding and imports.
+
+pub mod bulk;
+pub mod connect;
+pub mod publish;
+pub mod read;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::domain::catalog::{
+    Category, HotelId, ImageId, MainImageOrigin, ParseError, PartnerId, PartnerKind, Status,
+};
+
+pub use connect::{StatementCounter, connect};
+
+/// A persistence failure. The variants carry causes for the log; the client sees a generic text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] DbErr),
+    /// A stored value no longer parses (a bug or a manual edit of the data).
+    #[error("corrupt stored value")]
+    Corrupt(#[from] ParseError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The handle on the database every layer above uses.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> StoreResult<()> {
+        Ok(self.db.ping().await?)
+    }
+}
+
+/// A hotel as this subgraph publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotelRecord {
+    pub id: HotelId,
+    pub version: i64,
+    pub main: Option<PublishedMain>,
+    /// Active linked images.
+    pub image_count: i64,
+    pub gallery_count: i64,
+}
+
+/// The published main image and who chose it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedMain {
+    pub image_id: ImageId,
+    pub origin: MainImageOrigin,
+    pub chosen_by: Option<String>,
+    pub chosen_at: Option<DateTime<Utc>>,
+}
+
+/// One image with the fields the read API serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    pub canonical_url: String,
+    pub storage_key: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub caption: Option<String>,
+    pub category: Category,
+    pub quality_score: Option<f64>,
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One partner's delivery of an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub partner_id: PartnerId,
+    pub source_url: String,
+    pub partner_image_ref: Option<String>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerRecord {
+    pub id: PartnerId,
+    pub name: String,
+    pub kind: PartnerKind,
+}
+
+/// Which of a hotel's linked images to list. `status` is the status for that hotel: ACTIVE
+/// when both the link and the image are active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LinkFilter {
+    pub status: Option<Status>,
+    pub category: Option<Category>,
+}
+
+/// A window of a list ordered by ID: the items after `after`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub after: Option<i64>,
+    pub limit: u64,
+}
+
+fn hotel_id(raw: i64) -> Result<HotelId, ParseError> {
+    HotelId::new(raw).ok_or_else(|| corrupt("hotel ID", raw))
+}
+
+fn image_id(raw: i64) -> Result<ImageId, ParseError> {
+    ImageId::new(raw).ok_or_else(|| corrupt("image ID", raw))
+}
+
+fn partner_id(raw: i64) -> Result<PartnerId, ParseError> {
+    PartnerId::new(raw).ok_or_else(|| corrupt("partner ID", raw))
+}
+
+fn corrupt(what: &'static str, raw: impl ToString) -> ParseError {
+    ParseError {
+        what,
+        value: raw.to_string(),
+    }
+}
