@@ -17,8 +17,11 @@ pub struct Model {
     pub main_image_chosen_at: Option<DateTimeUtc>,
     /// Linked images whose link and image are both active.
     pub image_count: i32,
-    /// Number of rows in `gallery_entry` for this hotel.
-    pub gallery_count: i32,
+    /// The published gallery: image IDs in order, comma-separated, main image first. Kept in
+    /// the hotel row so that one read gives a consistent published view (main image, gallery
+    /// and version of the same commit).
+    #[sea_orm(column_type = "Text")]
+    pub gallery: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

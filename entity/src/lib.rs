@@ -6,7 +6,6 @@
 
 pub mod audit_log;
 pub mod delivery;
-pub mod gallery_entry;
 pub mod gallery_pin;
 pub mod hotel;
 pub mod hotel_image;

@@ -1,5 +1,5 @@
-//! The catalog: partners, hotels, images and their sources, legacy IDs, links, tags, main-image
-//! overrides, the published gallery, pins, the outbox and the audit log.
+//! The catalog: partners, hotels (with their published curation), images and their sources,
+//! legacy IDs, links, tags, main-image overrides, gallery pins, the outbox and the audit log.
 //!
 //! Enumerations are short strings (see the service's `domain::catalog`), timestamps are UTC.
 //! Every index below serves a read path named in its comment.
@@ -30,7 +30,7 @@ enum Hotel {
     MainImageChosenBy,
     MainImageChosenAt,
     ImageCount,
-    GalleryCount,
+    Gallery,
     CreatedAt,
     UpdatedAt,
 }
@@ -117,14 +117,6 @@ enum MainImageOverride {
 }
 
 #[derive(DeriveIden)]
-enum GalleryEntry {
-    Table,
-    HotelId,
-    Position,
-    ImageId,
-}
-
-#[derive(DeriveIden)]
 enum GalleryPin {
     Table,
     HotelId,
@@ -202,7 +194,9 @@ impl MigrationTrait for Migration {
                     .col(string_len_null(Hotel::MainImageChosenBy, 200))
                     .col(timestamp_with_time_zone_null(Hotel::MainImageChosenAt))
                     .col(integer(Hotel::ImageCount).default(0))
-                    .col(integer(Hotel::GalleryCount).default(0))
+                    // The published gallery, comma-separated image IDs in order: one read gives
+                    // main image, gallery and version of the same commit.
+                    .col(text(Hotel::Gallery))
                     .to_owned(),
                 Hotel::CreatedAt,
                 Hotel::UpdatedAt,
@@ -382,34 +376,21 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        // The published gallery and the pins share one shape: (hotel, position) -> image.
-        let ordered_lists: [[DynIden; 4]; 2] = [
-            [
-                GalleryEntry::Table.into_iden(),
-                GalleryEntry::HotelId.into_iden(),
-                GalleryEntry::Position.into_iden(),
-                GalleryEntry::ImageId.into_iden(),
-            ],
-            [
-                GalleryPin::Table.into_iden(),
-                GalleryPin::HotelId.into_iden(),
-                GalleryPin::Position.into_iden(),
-                GalleryPin::ImageId.into_iden(),
-            ],
-        ];
-        for [table, hotel, position, image] in ordered_lists {
-            manager
-                .create_table(
-                    Table::create()
-                        .table(table)
-                        .col(big_integer(hotel.clone()))
-                        .col(integer(position.clone()))
-                        .col(big_integer(image))
-                        .primary_key(Index::create().col(hotel).col(position))
-                        .to_owned(),
-                )
-                .await?;
-        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(GalleryPin::Table)
+                    .col(big_integer(GalleryPin::HotelId))
+                    .col(integer(GalleryPin::Position))
+                    .col(big_integer(GalleryPin::ImageId))
+                    .primary_key(
+                        Index::create()
+                            .col(GalleryPin::HotelId)
+                            .col(GalleryPin::Position),
+                    )
+                    .to_owned(),
+            )
+            .await?;
 
         manager
             .create_table(
@@ -461,7 +442,6 @@ impl MigrationTrait for Migration {
             AuditLog::Table.into_iden(),
             Outbox::Table.into_iden(),
             GalleryPin::Table.into_iden(),
-            GalleryEntry::Table.into_iden(),
             MainImageOverride::Table.into_iden(),
             ImageTag::Table.into_iden(),
             HotelImage::Table.into_iden(),

@@ -36,9 +36,6 @@ pub struct CatalogLoader {
     catalog: Catalog,
 }
 
-/// The published gallery of a hotel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GalleryOf(pub HotelId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TagsOf(pub ImageId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,14 +100,6 @@ keyed_loader!(
     images,
     |k| k,
     |k: &ImageId| *k
-);
-keyed_loader!(
-    GalleryOf,
-    HotelId,
-    Vec<ImageId>,
-    galleries,
-    GalleryOf,
-    |k: &GalleryOf| k.0
 );
 keyed_loader!(TagsOf, ImageId, Vec<Tag>, tags, TagsOf, |k: &TagsOf| k.0);
 keyed_loader!(

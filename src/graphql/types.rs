@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::connection::{CursorKind, HotelConnection, ImageConnection, ImageTotal, PageArgs};
 use super::error::{bad_input, forbidden, load, unexpected};
 use super::loader::{
-    GalleryOf, HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders,
-    SourcesOf, TagsOf,
+    HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
+    TagsOf,
 };
 use crate::domain::catalog::{HotelId, ImageId, Tag};
 use crate::domain::media;
@@ -194,10 +194,10 @@ impl Hotel {
         after: Option<String>,
     ) -> Result<ImageConnection> {
         let page = PageArgs::parse(first, after.as_deref(), CursorKind::Gallery)?;
-        let gallery = loaders(ctx)?
-            .load_one(GalleryOf(self.id))
-            .await
-            .map_err(load)?
+        let gallery = self
+            .record(ctx)
+            .await?
+            .map(|h| h.gallery)
             .unwrap_or_default();
         let start = page
             .after

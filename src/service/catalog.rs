@@ -30,13 +30,6 @@ impl Catalog {
         Ok(self.store.images(ids).await?)
     }
 
-    pub async fn galleries(
-        &self,
-        ids: &[HotelId],
-    ) -> ServiceResult<HashMap<HotelId, Vec<ImageId>>> {
-        Ok(self.store.galleries(ids).await?)
-    }
-
     pub async fn tags(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, Vec<Tag>>> {
         Ok(self.store.tags(ids).await?)
     }

@@ -57,7 +57,7 @@ impl Curator {
     pub async fn recompute_all(
         &self,
         plan: RecomputePlan,
-        progress: impl Fn(u64),
+        mut progress: impl FnMut(u64),
     ) -> ServiceResult<u64> {
         let mut in_flight = JoinSet::new();
         let mut after = None;
@@ -67,7 +67,7 @@ impl Curator {
             let Some(&last) = chunk.last() else { break };
             after = Some(last);
             if in_flight.len() >= plan.parallelism.max(1) {
-                changed += self.finish_one(&mut in_flight, &progress).await?;
+                changed += self.finish_one(&mut in_flight, &mut progress).await?;
             }
             let curator = self.clone();
             in_flight.spawn(async move {
@@ -76,7 +76,7 @@ impl Curator {
             });
         }
         while !in_flight.is_empty() {
-            changed += self.finish_one(&mut in_flight, &progress).await?;
+            changed += self.finish_one(&mut in_flight, &mut progress).await?;
         }
         Ok(changed)
     }
@@ -84,7 +84,7 @@ impl Curator {
     async fn finish_one(
         &self,
         in_flight: &mut JoinSet<ServiceResult<(u64, u64)>>,
-        progress: &impl Fn(u64),
+        progress: &mut impl FnMut(u64),
     ) -> ServiceResult<u64> {
         match in_flight.join_next().await {
             Some(Ok(result)) => {

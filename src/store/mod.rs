@@ -65,7 +65,8 @@ pub struct HotelRecord {
     pub main: Option<PublishedMain>,
     /// Active linked images.
     pub image_count: i64,
-    pub gallery_count: i64,
+    /// The curated gallery, main image first.
+    pub gallery: Vec<ImageId>,
 }
 
 /// The published main image and who chose it.

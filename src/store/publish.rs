@@ -1,6 +1,7 @@
 //! Publishing curation: for a set of hotels, load their curation inputs in a few batched
 //! statements, run the pure [`curate`](crate::domain::curation::curate) rules, and write what
-//! changed (hotel row, gallery rows, version) on the caller's connection or transaction.
+//! changed (the hotel row: main image, gallery, counts, version) on the caller's connection or
+//! transaction.
 //!
 //! Callers run this inside the transaction of the change that touched the hotels, so the
 //! published view is never behind the source data.
@@ -8,10 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use entity::{
-    gallery_entry, gallery_pin, hotel, hotel_image, image, image_source, main_image_override,
-    partner,
-};
+use entity::{gallery_pin, hotel, hotel_image, image, image_source, main_image_override, partner};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -63,12 +61,9 @@ pub async fn publish<C: ConnectionTrait>(
     let pins = load_pins(conn, &raw_ids).await?;
     let overrides = load_overrides(conn, &raw_ids).await?;
     let current = read::hotels_on(conn, &raw_ids).await?;
-    let galleries = read::galleries_on(conn, &raw_ids).await?;
 
     let mut changes = Vec::new();
     let mut new_rows = Vec::new();
-    let mut gallery_rows = Vec::new();
-    let mut replaced_galleries = Vec::new();
     let unique: BTreeSet<HotelId> = hotels.iter().copied().collect();
     for hotel in unique {
         let stored_override = overrides.get(&hotel);
@@ -89,9 +84,9 @@ pub async fn publish<C: ConnectionTrait>(
                 chosen_at: by_override.map(|o| o.chosen_at),
             }
         });
-        let old_gallery = galleries.get(&hotel).map_or(&[][..], Vec::as_slice);
-        let gallery_changed = old_gallery != outcome.gallery.as_slice();
         let old = current.get(&hotel);
+        let old_gallery = old.map_or(&[][..], |h| h.gallery.as_slice());
+        let gallery_changed = old_gallery != outcome.gallery.as_slice();
         let old_main = old.and_then(|h| h.main.clone());
         let main_changed = old_main != main;
         let version_bump = i64::from(main_changed || gallery_changed);
@@ -101,20 +96,10 @@ pub async fn publish<C: ConnectionTrait>(
             version,
             main: main.clone(),
             image_count: outcome.active_image_count as i64,
-            gallery_count: outcome.gallery.len() as i64,
+            gallery: outcome.gallery,
         };
         if old == Some(&record) {
             continue;
-        }
-        if gallery_changed {
-            replaced_galleries.push(hotel.get());
-            gallery_rows.extend(outcome.gallery.iter().enumerate().map(|(position, image)| {
-                gallery_entry::ActiveModel {
-                    hotel_id: Set(hotel.get()),
-                    position: Set(position as i32),
-                    image_id: Set(image.get()),
-                }
-            }));
         }
         if version_bump > 0 {
             changes.push(PublishedChange {
@@ -129,13 +114,6 @@ pub async fn publish<C: ConnectionTrait>(
     }
 
     upsert_hotels(conn, new_rows).await?;
-    if !replaced_galleries.is_empty() {
-        gallery_entry::Entity::delete_many()
-            .filter(gallery_entry::Column::HotelId.is_in(replaced_galleries))
-            .exec(conn)
-            .await?;
-    }
-    super::bulk::insert_chunked(conn, gallery_rows).await?;
     Ok(changes)
 }
 
@@ -149,7 +127,7 @@ fn hotel_row(record: &HotelRecord, now: DateTime<Utc>) -> hotel::ActiveModel {
         main_image_chosen_by: Set(main.and_then(|m| m.chosen_by.clone())),
         main_image_chosen_at: Set(main.and_then(|m| m.chosen_at)),
         image_count: Set(record.image_count as i32),
-        gallery_count: Set(record.gallery_count as i32),
+        gallery: Set(read::gallery_text(&record.gallery)),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -171,7 +149,7 @@ async fn upsert_hotels<C: ConnectionTrait>(
                         hotel::Column::MainImageChosenBy,
                         hotel::Column::MainImageChosenAt,
                         hotel::Column::ImageCount,
-                        hotel::Column::GalleryCount,
+                        hotel::Column::Gallery,
                         hotel::Column::UpdatedAt,
                     ])
                     .to_owned(),

@@ -2,9 +2,7 @@
 
 use std::collections::HashMap;
 
-use entity::{
-    gallery_entry, hotel, hotel_image, image, image_source, image_tag, legacy_image_id, partner,
-};
+use entity::{hotel, hotel_image, image, image_source, image_tag, legacy_image_id, partner};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -34,11 +32,6 @@ impl Store {
                 Ok((record.id, record))
             })
             .collect()
-    }
-
-    /// The published galleries, in order.
-    pub async fn galleries(&self, ids: &[HotelId]) -> StoreResult<HashMap<HotelId, Vec<ImageId>>> {
-        galleries_on(&self.db, &raw(ids, HotelId::get)).await
     }
 
     /// Tags per image, strongest first.
@@ -331,27 +324,7 @@ pub(super) async fn hotels_on<C: ConnectionTrait>(
         .collect()
 }
 
-/// [`Store::galleries`] on any connection (also inside a transaction).
-pub(super) async fn galleries_on<C: ConnectionTrait>(
-    conn: &C,
-    ids: &[i64],
-) -> StoreResult<HashMap<HotelId, Vec<ImageId>>> {
-    let rows = gallery_entry::Entity::find()
-        .filter(gallery_entry::Column::HotelId.is_in(ids.iter().copied()))
-        .order_by_asc(gallery_entry::Column::HotelId)
-        .order_by_asc(gallery_entry::Column::Position)
-        .all(conn)
-        .await?;
-    let mut out: HashMap<HotelId, Vec<ImageId>> = HashMap::new();
-    for row in rows {
-        out.entry(hotel_id(row.hotel_id)?)
-            .or_default()
-            .push(image_id(row.image_id)?);
-    }
-    Ok(out)
-}
-
-fn hotel_record(row: hotel::Model) -> StoreResult<HotelRecord> {
+pub(super) fn hotel_record(row: hotel::Model) -> StoreResult<HotelRecord> {
     let main = match (row.main_image_id, row.main_image_origin) {
         (Some(id), Some(origin)) => Some(PublishedMain {
             image_id: image_id(id)?,
@@ -366,8 +339,22 @@ fn hotel_record(row: hotel::Model) -> StoreResult<HotelRecord> {
         version: row.version,
         main,
         image_count: row.image_count.into(),
-        gallery_count: row.gallery_count.into(),
+        gallery: parse_gallery(&row.gallery)?,
     })
+}
+
+/// The stored gallery text: image IDs in order, comma-separated.
+fn parse_gallery(text: &str) -> Result<Vec<ImageId>, crate::domain::catalog::ParseError> {
+    text.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse())
+        .collect()
+}
+
+/// The gallery as stored: see [`parse_gallery`].
+pub(super) fn gallery_text(gallery: &[ImageId]) -> String {
+    let parts: Vec<String> = gallery.iter().map(ToString::to_string).collect();
+    parts.join(",")
 }
 
 fn image_record(row: image::Model) -> StoreResult<ImageRecord> {

@@ -1,0 +1,117 @@
+//! Federation: entities, `_service`, the committed SDL, and the cost of `_entities`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{operation, spawn_app};
+
+fn representations(ids: impl IntoIterator<Item = i64>) -> Value {
+    Value::Array(
+        ids.into_iter()
+            .map(|id| json!({ "__typename": "Hotel", "id": id.to_string() }))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn search_results_main_images_cost_one_statement_per_table_for_fifty_hotels() {
+    let app = spawn_app().await;
+    let query = operation("frontend/SearchResultsMainImages.graphql");
+    let ids: Vec<i64> = (1..=50).map(|n| n * 7).collect();
+    let (answer, statements) = app
+        .count_statements(app.graphql(
+            &query,
+            json!({ "representations": representations(ids.clone()) }),
+        ))
+        .await;
+    let data = answer.ok();
+    let entities = data["_entities"].as_array().expect("a list");
+    assert_eq!(entities.len(), 50);
+    for (entity, id) in entities.iter().zip(&ids) {
+        assert_eq!(entity["id"], id.to_string(), "order kept");
+        let main = &entity["mainImage"];
+        assert!(
+            main["id"].is_string(),
+            "hotel {id} has a main image: {entity}"
+        );
+        assert!(
+            main["url"].as_str().unwrap().contains("/w320/"),
+            "SMALL size: {main}"
+        );
+        assert!(main["width"].as_i64().unwrap() >= 300);
+        let category = main["category"].as_str().unwrap();
+        assert!(!["LOGO", "MAP"].contains(&category));
+    }
+    // One statement on `hotel`, one on `image`.
+    assert!(statements <= 2, "{statements} statements for 50 hotels");
+}
+
+#[tokio::test]
+async fn entities_resolve_any_well_formed_hotel_id_and_null_for_malformed_ones() {
+    let app = spawn_app().await;
+    let query = operation("frontend/SearchResultsMainImages.graphql");
+    let reps = json!([
+        { "__typename": "Hotel", "id": "1" },
+        { "__typename": "Hotel", "id": "987654321" },
+        { "__typename": "Hotel", "id": "-4" },
+        { "__typename": "Hotel", "id": "abc" },
+    ]);
+    let data = app
+        .graphql(&query, json!({ "representations": reps }))
+        .await
+        .ok();
+    let entities = &data["_entities"];
+    assert!(entities[0]["mainImage"]["id"].is_string());
+    assert_eq!(entities[1], json!({ "id": "987654321", "mainImage": null }));
+    assert_eq!(entities[2], Value::Null);
+    assert_eq!(entities[3], Value::Null);
+}
+
+#[tokio::test]
+async fn image_and_partner_entities_resolve_by_id() {
+    let app = spawn_app().await;
+    let data = app
+        .graphql(
+            r#"query($r: [_Any!]!) { _entities(representations: $r) {
+                ... on Image { id width } ... on Partner { id name kind } } }"#,
+            json!({ "r": [
+                { "__typename": "Image", "id": "1" },
+                { "__typename": "Image", "id": "999999999" },
+                { "__typename": "Partner", "id": "2" },
+                { "__typename": "Partner", "id": "77" },
+            ] }),
+        )
+        .await
+        .ok();
+    let entities = &data["_entities"];
+    assert_eq!(entities[0]["id"], "1");
+    assert_eq!(entities[1], Value::Null);
+    assert_eq!(
+        entities[2],
+        json!({ "id": "2", "name": "Chain Two", "kind": "HOTEL_CHAIN" })
+    );
+    assert_eq!(entities[3], Value::Null);
+}
+
+#[tokio::test]
+async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
+    let app = spawn_app().await;
+    let data = app.graphql("{ _service { sdl } }", json!({})).await.ok();
+    let served = data["_service"]["sdl"].as_str().expect("sdl");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql is committed");
+    let exported = images_subgraph::graphql::sdl(
+        &images_subgraph::app::schema(&app.settings, app.core.catalog.clone()).unwrap(),
+    );
+    assert_eq!(
+        exported, committed,
+        "schema.graphql is stale: run `cargo run -- export-schema > schema.graphql`"
+    );
+    assert_eq!(served.trim(), committed.trim());
+    for key in [
+        r#"type Hotel @key(fields: "id")"#,
+        r#"type Image @key(fields: "id")"#,
+        r#"type Partner @key(fields: "id")"#,
+    ] {
+        assert!(committed.contains(key), "{key} missing");
+    }
+}

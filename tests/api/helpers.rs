@@ -1,0 +1,195 @@
+//! Spawning the real application for a test: its own database (a SQLite file, or a fresh
+//! PostgreSQL/MySQL database created on the server named by `TEST_DATABASE_URL`), migrated and
+//! seeded the real way, served on port 0, spoken to over HTTP.
+
+use images_subgraph::app::{Application, Core};
+use images_subgraph::config::Settings;
+use images_subgraph::http::auth::{Claims, mint};
+use images_subgraph::store::StatementCounter;
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+pub const JWT_SECRET: &str = "test-secret";
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Statements the server's pool has executed.
+    pub statements: StatementCounter,
+    /// A second handle on the same database, for direct checks and changes.
+    pub core: Core,
+    pub settings: Settings,
+    _db: TestDatabase,
+}
+
+/// How a test's database was made; keeps a SQLite file's directory alive.
+enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Server,
+}
+
+/// Creates an empty database for one test and returns its URL.
+async fn test_database() -> (String, TestDatabase) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Err(_) => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (url, TestDatabase::Sqlite(dir))
+        }
+        Ok(server) => {
+            let name = format!("isg_t_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&server)
+                .await
+                .expect("connect to the test server");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create the test database");
+            admin.close().await.ok();
+            let mut url = url::Url::parse(&server).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            (url.to_string(), TestDatabase::Server)
+        }
+    }
+}
+
+/// The app with the demo catalog (500 hotels, IDs 1..=500).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The app with settings changed by `configure` (demo seeding is on unless turned off).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (url, db) = test_database().await;
+    let mut settings = Settings::for_database(&url);
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    settings.jwt_secret = Some(JWT_SECRET.parse().expect("secret"));
+    settings.seed_demo = Some(true);
+    settings.database_max_connections = 4;
+    configure(&mut settings);
+    let app = Application::build(&settings).await.expect("the app builds");
+    let addr = app.local_addr().expect("bound");
+    let statements = app.core().statements.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let core = Core::open(&settings).await.expect("second handle");
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        statements,
+        core,
+        settings,
+        _db: db,
+    }
+}
+
+/// A GraphQL answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// The `extensions.code` of every error.
+    pub fn error_codes(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Panics with the body when the answer has errors.
+    pub fn ok(self) -> Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {:#}",
+            self.body
+        );
+        assert_eq!(self.status, StatusCode::OK, "{:#}", self.body);
+        self.body["data"].clone()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn graphql(&self, query: &str, variables: Value) -> Answer {
+        self.graphql_with(query, variables, None).await
+    }
+
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Answer {
+        self.graphql_with(query, variables, Some(token)).await
+    }
+
+    pub async fn graphql_with(&self, query: &str, variables: Value, token: Option<&str>) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    /// Runs `f` and returns how many SQL statements the server executed meanwhile.
+    pub async fn count_statements<T>(&self, f: impl std::future::Future<Output = T>) -> (T, u64) {
+        let before = self.statements.get();
+        let out = f.await;
+        (out, self.statements.get() - before)
+    }
+
+    pub fn token(&self, scope: &str, hotel_ids: &[i64]) -> String {
+        mint(
+            JWT_SECRET.as_bytes(),
+            &Claims {
+                sub: format!("test:{scope}"),
+                exp: jsonwebtoken::get_current_timestamp() + 600,
+                scope: scope.to_owned(),
+                hotel_ids: hotel_ids.iter().map(|id| json!(id)).collect(),
+                partner_id: None,
+            },
+        )
+        .expect("token")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("images:admin", &[])
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// A consumer operation from `schema/operations/`.
+pub fn operation(path: &str) -> String {
+    let full = format!("{}/schema/operations/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
