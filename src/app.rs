@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::domain::curation::Rules;
 use crate::domain::media::{Cdn, Imgproxy, SizeTable};
-use crate::graphql::{AppSchema, Media, SchemaDeps, build_schema};
+use crate::graphql::limits::DocumentLimits;
+use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
 use crate::http::auth::Authenticator;
-use crate::http::{AppState, router};
+use crate::http::scan::ScanLimits;
+use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::store::{StatementCounter, Store, connect};
@@ -97,6 +99,22 @@ pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
+        limits: QueryLimits {
+            max_depth: settings.query_max_depth,
+            max_complexity: settings.query_max_complexity,
+            max_directives: settings.query_max_directives,
+            document: DocumentLimits {
+                max_aliases: settings.query_max_aliases,
+                max_root_fields: settings.query_max_root_fields,
+                max_entities: settings.query_max_entities,
+                ..DocumentLimits::default()
+            },
+        },
+        introspection: if settings.introspection_for_everyone() {
+            Introspection::Everyone
+        } else {
+            Introspection::AdminsOnly
+        },
     }))
 }
 
@@ -139,7 +157,21 @@ impl Application {
             catalog: core.catalog.clone(),
             auth: Authenticator::hs256(jwt_secret(settings)?.as_deref()),
             graphiql: settings.graphiql_enabled(),
-            body_limit: settings.body_limit_bytes,
+            protection: Protection {
+                body_limit: settings.body_limit_bytes,
+                scan: ScanLimits {
+                    max_depth: settings.query_max_nesting,
+                    max_bytes: settings.query_max_bytes,
+                    max_tokens: settings.query_max_tokens,
+                },
+                max_batch: settings.max_batch,
+                request_timeout: Duration::from_millis(settings.request_timeout_ms),
+                max_concurrent_requests: settings.max_concurrent_requests,
+                router_secret: settings
+                    .router_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_owned()),
+            },
         };
         let listener = TcpListener::bind(settings.listen)
             .await

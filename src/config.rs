@@ -215,6 +215,91 @@ pub struct Settings {
     #[arg(long, env = "SEED_DEMO", global = true)]
     pub seed_demo: Option<bool>,
 
+    /// Deepest selection nesting an operation may have.
+    #[arg(long, env = "QUERY_MAX_DEPTH", default_value_t = 12, global = true)]
+    pub query_max_depth: usize,
+
+    /// Highest complexity of an operation (a field counts 1, a list its page size times its
+    /// children).
+    #[arg(
+        long,
+        env = "QUERY_MAX_COMPLEXITY",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub query_max_complexity: usize,
+
+    /// Most directives at one location.
+    #[arg(long, env = "QUERY_MAX_DIRECTIVES", default_value_t = 5, global = true)]
+    pub query_max_directives: usize,
+
+    /// Most aliases in one document.
+    #[arg(long, env = "QUERY_MAX_ALIASES", default_value_t = 30, global = true)]
+    pub query_max_aliases: usize,
+
+    /// Most root fields in one operation.
+    #[arg(
+        long,
+        env = "QUERY_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub query_max_root_fields: usize,
+
+    /// Most representations in one `_entities` call.
+    #[arg(long, env = "QUERY_MAX_ENTITIES", default_value_t = 500, global = true)]
+    pub query_max_entities: usize,
+
+    /// Deepest bracket nesting of a document, checked before parsing (the parser has no limit
+    /// of its own on nested values and would overflow its stack).
+    #[arg(long, env = "QUERY_MAX_NESTING", default_value_t = 64, global = true)]
+    pub query_max_nesting: usize,
+
+    /// Longest document in bytes.
+    #[arg(long, env = "QUERY_MAX_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub query_max_bytes: usize,
+
+    /// Most tokens in one document.
+    #[arg(
+        long,
+        env = "QUERY_MAX_TOKENS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub query_max_tokens: usize,
+
+    /// Most operations in one batched request (the gateway may batch).
+    #[arg(long, env = "MAX_BATCH", default_value_t = 10, global = true)]
+    pub max_batch: usize,
+
+    /// Longest a request may take, in milliseconds.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub request_timeout_ms: u64,
+
+    /// Requests served at once; beyond it requests get 503 at once instead of queueing.
+    #[arg(
+        long,
+        env = "MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1_024,
+        global = true
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Shared secret only the router knows; when set, `/graphql` without the header
+    /// `x-router-secret` carrying it is refused with 403.
+    #[arg(long, env = "ROUTER_SECRET", global = true)]
+    pub router_secret: Option<Secret>,
+
+    /// Allow introspection for everyone. Default: in the embedded default only; elsewhere
+    /// admins only, and field suggestions are off.
+    #[arg(long, env = "INTROSPECTION", global = true)]
+    pub introspection: Option<bool>,
+
     /// Log as JSON lines (default: human-readable).
     #[arg(long, env = "LOG_JSON", default_value_t = false, global = true)]
     pub log_json: bool,
@@ -247,6 +332,10 @@ impl Settings {
 
     pub fn graphiql_enabled(&self) -> bool {
         self.graphiql.unwrap_or(self.is_embedded())
+    }
+
+    pub fn introspection_for_everyone(&self) -> bool {
+        self.introspection.unwrap_or(self.is_embedded())
     }
 
     pub fn seed_demo_enabled(&self) -> bool {

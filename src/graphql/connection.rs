@@ -50,6 +50,17 @@ impl CursorKind {
     }
 }
 
+/// The complexity of a page: its size times the complexity of one item. A `first` out of range
+/// counts as the largest page (the resolver refuses it anyway).
+pub fn page_complexity(first: i32, child_complexity: usize) -> usize {
+    let size = if (1..=MAX_PAGE).contains(&first) {
+        first
+    } else {
+        MAX_PAGE
+    };
+    size as usize * child_complexity
+}
+
 /// Validated paging arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageArgs {

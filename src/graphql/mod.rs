@@ -1,16 +1,18 @@
-//! The GraphQL schema: types, the query root, request-scoped loaders, federation entities and
-//! error mapping. It knows nothing of HTTP: the transport hands it a request, an [`Actor`] and
-//! nothing else.
+//! The GraphQL schema: types, the query root, request-scoped loaders, federation entities,
+//! limits and error mapping. It knows nothing of HTTP: the transport hands it a request and an
+//! [`Actor`], nothing else.
 //!
 //! # Layout
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
 //! - [`types`]: `Hotel`, `Image`, `Partner` and their value types.
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
+//! - [`limits`]: per-document limits checked right after parsing.
 //! - [`error`]: how failures reach clients.
 
 pub mod connection;
 pub mod error;
+pub mod limits;
 pub mod loader;
 pub mod query;
 pub mod types;
@@ -33,34 +35,71 @@ pub struct SchemaDeps {
     pub media: Media,
     /// How long a loader batch waits for more keys.
     pub loader_delay: Duration,
+    pub limits: QueryLimits,
+    /// Who may introspect the schema.
+    pub introspection: Introspection,
 }
 
-/// Shared per-process state the schema reads from every request's context.
-#[derive(Clone)]
+/// Limits on one operation.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+    /// Complexity counts a field as 1 and a list field as its page size times its children.
+    pub max_complexity: usize,
+    /// Directives at one location.
+    pub max_directives: usize,
+    pub document: limits::DocumentLimits,
+}
+
+/// Who may introspect the schema (and get field suggestions in error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Introspection {
+    /// Everyone: the embedded default, for GraphiQL.
+    Everyone,
+    /// Admin tokens only: production. Suggestions are off for everyone.
+    AdminsOnly,
+}
+
+/// Builds each request's loaders (kept in the schema's data).
 struct LoaderFactory {
     catalog: Catalog,
     delay: Duration,
 }
 
 pub fn build_schema(deps: SchemaDeps) -> AppSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    let limits = deps.limits;
+    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
         .enable_federation()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives)
+        .extension(limits.document)
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
+        .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,
             delay: deps.loader_delay,
-        })
-        .finish()
+        });
+    if deps.introspection == Introspection::AdminsOnly {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
 }
 
-/// Attaches what one request needs: its caller and its own (uncached across requests) loaders.
+/// Attaches what one request needs: its caller, whether it may introspect, and its own loaders
+/// (never shared between requests).
 pub fn prepare(
     schema: &AppSchema,
     request: async_graphql::Request,
     actor: Actor,
 ) -> async_graphql::Request {
-    let request = request.data(actor);
+    let introspection_allowed =
+        actor.is_admin() || schema.data::<Introspection>() == Some(&Introspection::Everyone);
+    let mut request = request.data(actor);
+    if !introspection_allowed {
+        request = request.disable_introspection();
+    }
     match schema.data::<LoaderFactory>() {
         Some(factory) => request.data(loader::loaders(factory.catalog.clone(), factory.delay)),
         None => request,

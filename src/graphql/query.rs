@@ -61,6 +61,7 @@ impl Query {
     }
 
     /// Hotels by ID (at most 100), in the order asked; null for unknown ones.
+    #[graphql(complexity = "ids.len().min(MAX_IDS) * child_complexity")]
     async fn hotels(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Option<Hotel>>> {
         check_ids(&ids)?;
         let parsed: Vec<Option<HotelId>> = ids.iter().map(|id| id.parse().ok()).collect();
@@ -72,6 +73,7 @@ impl Query {
     }
 
     /// Images by ID (at most 100), in the order asked; null for unknown ones.
+    #[graphql(complexity = "ids.len().min(MAX_IDS) * child_complexity")]
     async fn images(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Option<Image>>> {
         check_ids(&ids)?;
         images_by_id(ctx, &ids).await

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::connection::{CursorKind, HotelConnection, ImageConnection, ImageTotal, PageArgs};
+use super::connection::{
+    CursorKind, HotelConnection, ImageConnection, ImageTotal, PageArgs, page_complexity,
+};
 use super::error::{bad_input, forbidden, load, unexpected};
 use super::loader::{
     HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
@@ -187,6 +189,7 @@ impl Hotel {
     }
 
     /// The curated, ordered list of the hotel's best active images, main image first.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn gallery(
         &self,
         ctx: &Context<'_>,
@@ -219,6 +222,7 @@ impl Hotel {
 
     /// Every linked image, by ID (internal). `status` is the status for this hotel: ACTIVE when
     /// both the image and its link to this hotel are active.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn images(
         &self,
         ctx: &Context<'_>,
@@ -410,6 +414,7 @@ impl Image {
     }
 
     /// Hotels this image is linked to, by ID (internal).
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn hotels(
         &self,
         ctx: &Context<'_>,

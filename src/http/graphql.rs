@@ -6,6 +6,8 @@
 //!   `application/graphql-response+json`; with the latter, a request that failed before
 //!   execution (no `data`) is answered 400.
 //! - A bad token is a 401 with an `UNAUTHENTICATED` error, never an anonymous request.
+//! - Before anything is parsed, each document is scanned for nesting, size and tokens, and a
+//!   batch may hold at most a few operations: violations are a 400 with `LIMIT_EXCEEDED`.
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse};
@@ -15,12 +17,14 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::auth::AuthError;
+use super::scan::scan;
+use super::{AppState, Protection};
+use crate::graphql::limits::LIMIT_EXCEEDED;
 use crate::graphql::prepare;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -34,6 +38,14 @@ pub async fn handle(
         Ok(actor) => actor,
         Err(error) => return unauthenticated(&error, media_type),
     };
+    if let Err(message) = check_before_parsing(&batch, &state.protection) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &message,
+            LIMIT_EXCEEDED,
+            media_type,
+        );
+    }
     if method == Method::GET && batch.iter().any(is_mutation) {
         return error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -55,6 +67,23 @@ pub async fn handle(
     };
     let response = state.schema.execute_batch(prepared).await;
     respond(response, media_type)
+}
+
+/// The batch size and the pre-parse scan of every document.
+fn check_before_parsing(batch: &BatchRequest, protection: &Protection) -> Result<(), String> {
+    if let BatchRequest::Batch(requests) = batch {
+        if requests.len() > protection.max_batch {
+            return Err(format!(
+                "a batch may hold at most {} operations; this one has {}",
+                protection.max_batch,
+                requests.len()
+            ));
+        }
+    }
+    batch
+        .iter()
+        .try_for_each(|request| scan(&request.query, &protection.scan))
+        .map_err(|error| error.to_string())
 }
 
 /// Whether the operation a request would run is a mutation. A document that does not parse
@@ -129,7 +158,7 @@ fn unauthenticated(error: &AuthError, media_type: &'static str) -> Response {
     )
 }
 
-fn error_response(
+pub(super) fn error_response(
     status: StatusCode,
     message: &str,
     code: &str,

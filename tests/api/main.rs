@@ -7,4 +7,5 @@ mod federation;
 mod helpers;
 mod http;
 mod operations;
+mod protection;
 mod read_api;
