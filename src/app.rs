@@ -21,6 +21,7 @@ use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
+use crate::service::manage::Manager;
 use crate::store::{StatementCounter, Store, connect};
 
 /// The database and the services built on it: what every command needs.
@@ -96,6 +97,7 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
 /// The schema for `settings` (also used by `export-schema`).
 pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema> {
     Ok(build_schema(SchemaDeps {
+        manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),

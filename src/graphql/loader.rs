@@ -68,6 +68,22 @@ pub struct ImageHotels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ImageHotelCount(pub ImageId);
 
+/// Empties the request's cache of everything (after a change in the same request).
+pub fn forget_all(loaders: &Loaders) {
+    loaders.clear::<HotelId>();
+    loaders.clear::<ImageId>();
+    loaders.clear::<PartnerId>();
+    loaders.clear::<TagsOf>();
+    loaders.clear::<SourcesOf>();
+    loaders.clear::<LegacyIdsOf>();
+    loaders.clear::<ByLegacyId>();
+    loaders.clear::<ByUrlKey>();
+    loaders.clear::<HotelLinks>();
+    loaders.clear::<HotelLinkCount>();
+    loaders.clear::<ImageHotels>();
+    loaders.clear::<ImageHotelCount>();
+}
+
 /// Implements `Loader<$key>` by calling `$method` with the unwrapped keys and re-keying the
 /// answer.
 macro_rules! keyed_loader {

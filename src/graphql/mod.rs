@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
+//! - [`mutation`]: the `Mutation` root, its inputs and payloads.
 //! - [`types`]: `Hotel`, `Image`, `Partner` and their value types.
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
@@ -14,24 +15,28 @@ pub mod connection;
 pub mod error;
 pub mod limits;
 pub mod loader;
+pub mod mutation;
 pub mod query;
 pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{EmptyMutation, EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
 
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
+use crate::service::manage::Manager;
+pub use mutation::{Mutation, RequestId};
 pub use query::Query;
 pub use types::Media;
 
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// What the schema needs from the process.
 pub struct SchemaDeps {
     pub catalog: Catalog,
+    pub manager: Manager,
     pub media: Media,
     /// How long a loader batch waits for more keys.
     pub loader_delay: Duration,
@@ -68,7 +73,7 @@ struct LoaderFactory {
 
 pub fn build_schema(deps: SchemaDeps) -> AppSchema {
     let limits = deps.limits;
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -76,6 +81,7 @@ pub fn build_schema(deps: SchemaDeps) -> AppSchema {
         .extension(limits.document)
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
+        .data(deps.manager)
         .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,
@@ -93,10 +99,11 @@ pub fn prepare(
     schema: &AppSchema,
     request: async_graphql::Request,
     actor: Actor,
+    request_id: Option<String>,
 ) -> async_graphql::Request {
     let introspection_allowed =
         actor.is_admin() || schema.data::<Introspection>() == Some(&Introspection::Everyone);
-    let mut request = request.data(actor);
+    let mut request = request.data(actor).data(RequestId(request_id));
     if !introspection_allowed {
         request = request.disable_introspection();
     }

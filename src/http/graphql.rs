@@ -25,6 +25,8 @@ use crate::graphql::prepare;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub(super) const JSON: &str = "application/json";
+/// The request ID header (set by the router or by the request-ID layer).
+const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -54,14 +56,18 @@ pub async fn handle(
             media_type,
         );
     }
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>());
     let prepared = match batch {
         BatchRequest::Single(request) => {
-            BatchRequest::Single(prepare(&state.schema, request, actor))
+            BatchRequest::Single(prepare(&state.schema, request, actor, request_id))
         }
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|request| prepare(&state.schema, request, actor.clone()))
+                .map(|request| prepare(&state.schema, request, actor.clone(), request_id.clone()))
                 .collect(),
         ),
     };

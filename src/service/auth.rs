@@ -67,6 +67,11 @@ impl Actor {
         self.has(Scope::Admin)
     }
 
+    /// Changing a hotel's main image or pins, uploading for it: admins, and its hoteliers.
+    pub fn may_manage_hotel(&self, hotel: HotelId) -> bool {
+        self.may_read_hotel_internals(hotel)
+    }
+
     /// Internal fields of a hotel: admins, and hoteliers of that hotel.
     pub fn may_read_hotel_internals(&self, hotel: HotelId) -> bool {
         self.is_admin() || (self.has(Scope::Hotelier) && self.hotel_ids.contains(&hotel))

@@ -99,6 +99,10 @@ impl Catalog {
         Ok(self.store.image_hotel_counts(images).await?)
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ready(&self) -> ServiceResult<()> {
         Ok(self.store.ping().await?)

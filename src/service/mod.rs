@@ -8,10 +8,14 @@
 //! - [`auth`]: the [`Actor`](auth::Actor) behind a request and what it may see or do.
 //! - [`catalog`]: the read use cases.
 //! - [`curation`]: publishing curation for hotels, and recomputing every hotel.
+//! - [`manage`]: the management use cases (mutations), each one transaction.
+//! - [`events`]: the outbox events those changes emit.
 
 pub mod auth;
 pub mod catalog;
 pub mod curation;
+pub mod events;
+pub mod manage;
 
 use crate::store::StoreError;
 

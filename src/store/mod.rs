@@ -8,10 +8,12 @@
 //! - [`connect`]: opening the pool with service-friendly settings and a statement counter.
 //! - [`read`]: the batched reads of the read API.
 //! - [`publish`]: running curation for a set of hotels and writing the published view.
+//! - [`manage`]: the writes of the management use cases, audit and outbox rows.
 //! - [`bulk`]: multi-row inserts for seeding and imports.
 
 pub mod bulk;
 pub mod connect;
+pub mod manage;
 pub mod publish;
 pub mod read;
 

@@ -30,6 +30,8 @@ pub struct PublishedChange {
     pub previous_main: Option<ImageId>,
     pub main: Option<ImageId>,
     pub gallery_changed: bool,
+    /// The published gallery after the change.
+    pub gallery: Vec<ImageId>,
 }
 
 impl PublishedChange {
@@ -108,6 +110,7 @@ pub async fn publish<C: ConnectionTrait>(
                 previous_main: old_main.map(|m| m.image_id),
                 main: main.map(|m| m.image_id),
                 gallery_changed,
+                gallery: record.gallery.clone(),
             });
         }
         new_rows.push(hotel_row(&record, now));

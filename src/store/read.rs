@@ -308,7 +308,7 @@ fn links_query(hotels: &[HotelId], filter: LinkFilter) -> SelectStatement {
 }
 
 /// [`Store::hotels`] on any connection (also inside a transaction).
-pub(super) async fn hotels_on<C: ConnectionTrait>(
+pub async fn hotels_on<C: ConnectionTrait>(
     conn: &C,
     ids: &[i64],
 ) -> StoreResult<HashMap<HotelId, HotelRecord>> {

@@ -1,0 +1,455 @@
+//! The `Mutation` root: every change takes one `input` and returns a payload with the changed
+//! objects and `userErrors`. An expected failure (not found, stale version, invalid input, ...)
+//! is a `userErrors` entry with a stable code and changes nothing; a caller without the right
+//! is a top-level `FORBIDDEN` error.
+
+use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+
+use super::error::{forbidden, unexpected};
+use super::loader::{Loaders, forget_all};
+use super::types::{Hotel, Image, ImageCategory, load_images};
+use crate::domain::catalog::{HotelId, ImageId};
+use crate::service::auth::Actor;
+use crate::service::manage::{self, Caller, Classification, ManageError, Manager, TagInput};
+
+/// Longest list of hotel IDs one (de)activation takes.
+const MAX_HOTEL_IDS: usize = 1_000;
+
+/// The request's ID, for the audit log (set by the transport).
+#[derive(Debug, Clone, Default)]
+pub struct RequestId(pub Option<String>);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::service::manage::UserErrorCode")]
+pub enum UserErrorCode {
+    NotFound,
+    StaleVersion,
+    ImageNotLinked,
+    ImageInactive,
+    ImageNotEligible,
+    InvalidInput,
+    TooManyItems,
+}
+
+/// An expected failure: nothing was changed.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct UserError {
+    pub code: UserErrorCode,
+    /// Path to the input field at fault, e.g. `["items", "3", "imageId"]`.
+    pub field: Option<Vec<String>>,
+    pub message: String,
+}
+
+impl From<manage::UserError> for UserError {
+    fn from(error: manage::UserError) -> Self {
+        Self {
+            code: error.code.into(),
+            field: (!error.field.is_empty()).then_some(error.field),
+            message: error.message,
+        }
+    }
+}
+
+fn invalid_id(field: &[&str]) -> manage::UserError {
+    manage::UserError::new(manage::UserErrorCode::InvalidInput, field, "not a valid ID")
+}
+
+fn parse_id<T: std::str::FromStr>(id: &ID, field: &[&str]) -> Result<T, manage::UserError> {
+    id.parse().map_err(|_| invalid_id(field))
+}
+
+fn parse_ids<T: std::str::FromStr>(ids: &[ID], field: &str) -> Result<Vec<T>, manage::UserError> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| parse_id(id, &[field, &i.to_string()]))
+        .collect()
+}
+
+/// Splits a use case's outcome into the payload's user errors and top-level errors.
+fn outcome<T>(result: Result<T, ManageError>) -> Result<Result<T, Vec<UserError>>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(ManageError::User(error)) => Ok(Err(vec![error.into()])),
+        Err(ManageError::Forbidden) => Err(forbidden()),
+        Err(ManageError::Unexpected(cause)) => Err(unexpected(&cause)),
+    }
+}
+
+fn caller(ctx: &Context<'_>) -> Result<Caller> {
+    Ok(Caller {
+        actor: ctx.data::<Actor>()?.clone(),
+        request_id: ctx.data::<RequestId>().ok().and_then(|r| r.0.clone()),
+    })
+}
+
+/// The manager, after forgetting what earlier root fields of this request loaded: a payload
+/// must show the state after its own change.
+fn manager<'a>(ctx: &Context<'a>) -> Result<&'a Manager> {
+    if let Ok(loaders) = ctx.data::<Loaders>() {
+        forget_all(loaders);
+    }
+    ctx.data::<Manager>()
+}
+
+#[derive(InputObject)]
+pub struct SetMainImageInput {
+    pub hotel_id: ID,
+    pub image_id: ID,
+    /// The hotel's `version` the caller last saw; the change is refused when it moved on.
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct ResetMainImageInput {
+    pub hotel_id: ID,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct SetGalleryPinsInput {
+    pub hotel_id: ID,
+    /// These images lead the gallery in this order (after the main image); empty clears pins.
+    pub image_ids: Vec<ID>,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct DeactivateImageInput {
+    pub image_id: ID,
+    pub reason: Option<String>,
+    /// Only for these hotels; without it, everywhere.
+    pub hotel_ids: Option<Vec<ID>>,
+}
+
+#[derive(InputObject)]
+pub struct ActivateImageInput {
+    pub image_id: ID,
+    /// Only for these hotels; without it, everywhere.
+    pub hotel_ids: Option<Vec<ID>>,
+}
+
+#[derive(InputObject, Clone, Copy)]
+pub struct ImageTagInput {
+    pub category: ImageCategory,
+    /// In 0..1.
+    pub confidence: f64,
+}
+
+impl From<ImageTagInput> for TagInput {
+    fn from(input: ImageTagInput) -> Self {
+        TagInput {
+            category: input.category.into(),
+            confidence: input.confidence,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct UpdateImageInput {
+    pub image_id: ID,
+    /// Omitted: unchanged; null: cleared.
+    pub caption: MaybeUndefined<String>,
+    /// Manual tags, which beat model tags. Omitted: unchanged; empty: cleared.
+    pub tags: Option<Vec<ImageTagInput>>,
+}
+
+#[derive(InputObject)]
+pub struct ClassificationInput {
+    pub image_id: ID,
+    /// The model's tags; they replace the image's previous model tags.
+    pub tags: Vec<ImageTagInput>,
+    /// In 0..1.
+    pub quality_score: Option<f64>,
+}
+
+#[derive(InputObject)]
+pub struct ClassifyImagesInput {
+    /// At most 500.
+    pub items: Vec<ClassificationInput>,
+}
+
+/// Payloads of the hotel-scoped changes: the hotel as it is after the call.
+macro_rules! hotel_payload {
+    ($name:ident) => {
+        #[derive(SimpleObject)]
+        pub struct $name {
+            pub hotel: Option<Hotel>,
+            pub user_errors: Vec<UserError>,
+        }
+    };
+}
+hotel_payload!(SetMainImagePayload);
+hotel_payload!(ResetMainImagePayload);
+hotel_payload!(SetGalleryPinsPayload);
+
+macro_rules! status_payload {
+    ($name:ident) => {
+        #[derive(SimpleObject)]
+        pub struct $name {
+            pub image: Option<Image>,
+            /// The hotels whose view of the image changed.
+            pub affected_hotels: Vec<Hotel>,
+            pub user_errors: Vec<UserError>,
+        }
+    };
+}
+status_payload!(DeactivateImagePayload);
+status_payload!(ActivateImagePayload);
+
+#[derive(SimpleObject)]
+pub struct UpdateImagePayload {
+    pub image: Option<Image>,
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(SimpleObject)]
+pub struct ClassifyImagesPayload {
+    pub images: Vec<Image>,
+    pub user_errors: Vec<UserError>,
+}
+
+/// The hotel after a change (or as it is, after a refused one), when the ID is valid.
+fn hotel_after(id: &ID) -> Option<Hotel> {
+    id.parse::<HotelId>().ok().map(|id| Hotel { id })
+}
+
+async fn image_after(ctx: &Context<'_>, id: &ID) -> Result<Option<Image>> {
+    match id.parse::<ImageId>() {
+        Ok(id) => Ok(load_images(ctx, &[id]).await?.pop()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The root mutation type. The name must be `Mutation` for federation.
+pub struct Mutation;
+
+#[Object(cache_control(no_cache))]
+impl Mutation {
+    /// A hotelier (own hotels) or an admin picks the main image; the image must be shown for
+    /// that hotel, active and eligible.
+    async fn set_main_image(
+        &self,
+        ctx: &Context<'_>,
+        input: SetMainImageInput,
+    ) -> Result<SetMainImagePayload> {
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            manager(ctx)
+                .map_err(|_| ManageError::Forbidden)?
+                .set_main_image(
+                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
+                    hotel,
+                    image,
+                    input.expected_version,
+                )
+                .await
+        };
+        let user_errors = outcome(run.await)?.err().unwrap_or_default();
+        Ok(SetMainImagePayload {
+            hotel: hotel_after(&input.hotel_id),
+            user_errors,
+        })
+    }
+
+    /// Back to the computed main image.
+    async fn reset_main_image(
+        &self,
+        ctx: &Context<'_>,
+        input: ResetMainImageInput,
+    ) -> Result<ResetMainImagePayload> {
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            manager(ctx)
+                .map_err(|_| ManageError::Forbidden)?
+                .reset_main_image(
+                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
+                    hotel,
+                    input.expected_version,
+                )
+                .await
+        };
+        let user_errors = outcome(run.await)?.err().unwrap_or_default();
+        Ok(ResetMainImagePayload {
+            hotel: hotel_after(&input.hotel_id),
+            user_errors,
+        })
+    }
+
+    /// These images lead the gallery, in this order, after the main image.
+    async fn set_gallery_pins(
+        &self,
+        ctx: &Context<'_>,
+        input: SetGalleryPinsInput,
+    ) -> Result<SetGalleryPinsPayload> {
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            let images: Vec<ImageId> = parse_ids(&input.image_ids, "imageIds")?;
+            manager(ctx)
+                .map_err(|_| ManageError::Forbidden)?
+                .set_gallery_pins(
+                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
+                    hotel,
+                    &images,
+                    input.expected_version,
+                )
+                .await
+        };
+        let user_errors = outcome(run.await)?.err().unwrap_or_default();
+        Ok(SetGalleryPinsPayload {
+            hotel: hotel_after(&input.hotel_id),
+            user_errors,
+        })
+    }
+
+    /// Takes an image offline everywhere, or for the given hotels only (admin).
+    async fn deactivate_image(
+        &self,
+        ctx: &Context<'_>,
+        input: DeactivateImageInput,
+    ) -> Result<DeactivateImagePayload> {
+        let (image, affected_hotels, user_errors) = change_status(
+            ctx,
+            &input.image_id,
+            false,
+            input.reason.as_deref(),
+            input.hotel_ids.as_deref(),
+        )
+        .await?;
+        Ok(DeactivateImagePayload {
+            image,
+            affected_hotels,
+            user_errors,
+        })
+    }
+
+    /// Undoes a deactivation, everywhere or for the given hotels (admin).
+    async fn activate_image(
+        &self,
+        ctx: &Context<'_>,
+        input: ActivateImageInput,
+    ) -> Result<ActivateImagePayload> {
+        let (image, affected_hotels, user_errors) =
+            change_status(ctx, &input.image_id, true, None, input.hotel_ids.as_deref()).await?;
+        Ok(ActivateImagePayload {
+            image,
+            affected_hotels,
+            user_errors,
+        })
+    }
+
+    /// An admin fixes a caption or the tags (manual tags beat model tags).
+    async fn update_image(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateImageInput,
+    ) -> Result<UpdateImagePayload> {
+        let run = async {
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            let caption = match &input.caption {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(text) => Some(Some(text.as_str())),
+            };
+            let tags: Option<Vec<TagInput>> = input
+                .tags
+                .as_ref()
+                .map(|t| t.iter().map(|&t| t.into()).collect());
+            manager(ctx)
+                .map_err(|_| ManageError::Forbidden)?
+                .update_image(
+                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
+                    image,
+                    caption,
+                    tags.as_deref(),
+                )
+                .await
+        };
+        let user_errors = outcome(run.await)?.err().unwrap_or_default();
+        Ok(UpdateImagePayload {
+            image: image_after(ctx, &input.image_id).await?,
+            user_errors,
+        })
+    }
+
+    /// The tagging pipeline posts tags and quality for a batch (at most 500; all or nothing).
+    async fn classify_images(
+        &self,
+        ctx: &Context<'_>,
+        input: ClassifyImagesInput,
+    ) -> Result<ClassifyImagesPayload> {
+        let run = async {
+            let items = input
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    Ok(Classification {
+                        image: parse_id(&item.image_id, &["items", &i.to_string(), "imageId"])?,
+                        tags: item.tags.iter().map(|&t| t.into()).collect(),
+                        quality_score: item.quality_score,
+                    })
+                })
+                .collect::<Result<Vec<_>, manage::UserError>>()?;
+            manager(ctx)
+                .map_err(|_| ManageError::Forbidden)?
+                .classify_images(&caller(ctx).map_err(|_| ManageError::Forbidden)?, &items)
+                .await
+        };
+        match outcome(run.await)? {
+            Ok(ids) => Ok(ClassifyImagesPayload {
+                images: load_images(ctx, &ids).await?,
+                user_errors: Vec::new(),
+            }),
+            Err(user_errors) => Ok(ClassifyImagesPayload {
+                images: Vec::new(),
+                user_errors,
+            }),
+        }
+    }
+}
+
+async fn change_status(
+    ctx: &Context<'_>,
+    image_id: &ID,
+    active: bool,
+    reason: Option<&str>,
+    hotel_ids: Option<&[ID]>,
+) -> Result<(Option<Image>, Vec<Hotel>, Vec<UserError>)> {
+    let run = async {
+        let image = parse_id(image_id, &["imageId"])?;
+        let hotels: Option<Vec<HotelId>> = hotel_ids
+            .map(|ids| parse_ids(ids, "hotelIds"))
+            .transpose()?;
+        if hotels.as_ref().is_some_and(|h| h.len() > MAX_HOTEL_IDS) {
+            return Err(manage::UserError::new(
+                manage::UserErrorCode::TooManyItems,
+                &["hotelIds"],
+                format!("at most {MAX_HOTEL_IDS} hotels"),
+            )
+            .into());
+        }
+        manager(ctx)
+            .map_err(|_| ManageError::Forbidden)?
+            .set_image_status(
+                &caller(ctx).map_err(|_| ManageError::Forbidden)?,
+                image,
+                active,
+                reason,
+                hotels.as_deref(),
+            )
+            .await
+    };
+    match outcome(run.await)? {
+        Ok(change) => Ok((
+            image_after(ctx, image_id).await?,
+            change
+                .affected_hotels
+                .into_iter()
+                .map(|id| Hotel { id })
+                .collect(),
+            Vec::new(),
+        )),
+        Err(user_errors) => Ok((image_after(ctx, image_id).await?, Vec::new(), user_errors)),
+    }
+}

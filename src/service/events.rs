@@ -1,0 +1,96 @@
+//! The events downstream teams receive (DESIGN section 7), built here and written to the
+//! outbox in the transaction of their change. Payloads are versioned JSON: `schemaVersion`
+//! grows when a field changes meaning or disappears (adding a field keeps it).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::domain::catalog::{HotelId, ImageId};
+use crate::store::manage::OutboxEvent;
+use crate::store::publish::PublishedChange;
+
+/// The current version of every payload.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn ids(images: &[ImageId]) -> Vec<String> {
+    images.iter().map(ToString::to_string).collect()
+}
+
+/// `MainImageChanged` and `GalleryChanged` for what curation changed.
+pub fn curation_events(changes: &[PublishedChange], at: DateTime<Utc>) -> Vec<OutboxEvent> {
+    let mut events = Vec::new();
+    for change in changes {
+        let hotel = change.hotel_id.to_string();
+        if change.main_changed() {
+            events.push(OutboxEvent {
+                aggregate_type: "Hotel",
+                aggregate_id: hotel.clone(),
+                event_type: "MainImageChanged",
+                payload: json!({
+                    "schemaVersion": SCHEMA_VERSION,
+                    "hotelId": hotel,
+                    "imageId": change.main.map(|i| i.to_string()),
+                    "previousImageId": change.previous_main.map(|i| i.to_string()),
+                    "version": change.version,
+                    "occurredAt": at,
+                }),
+            });
+        }
+        if change.gallery_changed {
+            events.push(OutboxEvent {
+                aggregate_type: "Hotel",
+                aggregate_id: hotel.clone(),
+                event_type: "GalleryChanged",
+                payload: json!({
+                    "schemaVersion": SCHEMA_VERSION,
+                    "hotelId": hotel,
+                    "imageIds": ids(&change.gallery),
+                    "version": change.version,
+                    "occurredAt": at,
+                }),
+            });
+        }
+    }
+    events
+}
+
+/// `ImageDeactivated` / `ImageActivated`: everywhere (`hotels` is `None`) or for some hotels.
+pub fn status_event(
+    image: ImageId,
+    active: bool,
+    reason: Option<&str>,
+    hotels: Option<&[HotelId]>,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "Image",
+        aggregate_id: image.to_string(),
+        event_type: if active {
+            "ImageActivated"
+        } else {
+            "ImageDeactivated"
+        },
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "reason": reason,
+            "hotelIds": hotels.map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "occurredAt": at,
+        }),
+    }
+}
+
+/// `ImageUpdated`: which fields changed.
+pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "Image",
+        aggregate_id: image.to_string(),
+        event_type: "ImageUpdated",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "changedFields": fields,
+            "occurredAt": at,
+        }),
+    }
+}

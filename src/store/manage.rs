@@ -1,0 +1,368 @@
+//! Writes of the management use cases, on the caller's transaction: optimistic version guards,
+//! main-image overrides, pins, statuses, tags, quality, captions, and the audit and outbox rows
+//! that commit with them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{
+    audit_log, gallery_pin, hotel, hotel_image, image, image_tag, main_image_override, outbox,
+};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::{StoreResult, hotel_id, image_id};
+use crate::domain::catalog::{
+    HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin, effective_category,
+};
+
+/// Why a hotel could not be locked for a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionCheck {
+    /// Locked: the change may proceed. Carries the version before the change.
+    Locked(i64),
+    NotFound,
+    /// The hotel is at another version than the caller expected.
+    Stale {
+        actual: i64,
+    },
+}
+
+/// Locks the hotel's row for the rest of the transaction, if it is at `expected` (any version
+/// when `None`). This is the first statement of a hotel-scoped change: it takes the write lock
+/// at once (also on SQLite), so concurrent changes with the same expected version queue here
+/// and all but the first find the version moved on.
+pub async fn lock_hotel(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+) -> StoreResult<VersionCheck> {
+    let mut update = hotel::Entity::update_many()
+        .col_expr(hotel::Column::UpdatedAt, Expr::value(now))
+        .filter(hotel::Column::Id.eq(hotel.get()));
+    if let Some(expected) = expected {
+        update = update.filter(hotel::Column::Version.eq(expected));
+    }
+    let locked = update.exec(txn).await?.rows_affected > 0;
+    let current: Option<i64> = hotel::Entity::find_by_id(hotel.get())
+        .select_only()
+        .column(hotel::Column::Version)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    Ok(match (locked, current) {
+        (true, Some(version)) => VersionCheck::Locked(version),
+        (_, None) => VersionCheck::NotFound,
+        (false, Some(actual)) => VersionCheck::Stale { actual },
+    })
+}
+
+/// For each of `images` linked to `hotel`: the link's status and the image's status.
+pub async fn link_states(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    images: &[ImageId],
+) -> StoreResult<HashMap<ImageId, (Status, Status)>> {
+    let mut query = Query::select();
+    query
+        .from(hotel_image::Entity)
+        .inner_join(
+            image::Entity,
+            Expr::col((image::Entity, image::Column::Id))
+                .equals((hotel_image::Entity, hotel_image::Column::ImageId)),
+        )
+        .column((hotel_image::Entity, hotel_image::Column::ImageId))
+        .column((hotel_image::Entity, hotel_image::Column::Status))
+        .column((image::Entity, image::Column::Status))
+        .and_where(Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)).eq(hotel.get()))
+        .and_where(
+            Expr::col((hotel_image::Entity, hotel_image::Column::ImageId))
+                .is_in(images.iter().map(|i| i.get())),
+        );
+    let rows = txn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| {
+            let link: String = row.try_get_by_index(1)?;
+            let status: String = row.try_get_by_index(2)?;
+            Ok((
+                image_id(row.try_get_by_index(0)?)?,
+                (link.parse()?, status.parse()?),
+            ))
+        })
+        .collect()
+}
+
+pub async fn set_override(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    image: ImageId,
+    origin: MainImageOrigin,
+    chosen_by: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    main_image_override::Entity::delete_by_id(hotel.get())
+        .exec(txn)
+        .await?;
+    main_image_override::Entity::insert(main_image_override::ActiveModel {
+        hotel_id: Set(hotel.get()),
+        image_id: Set(image.get()),
+        origin: Set(origin.as_str().to_owned()),
+        chosen_by: Set(chosen_by.to_owned()),
+        chosen_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the override; returns whether there was one.
+pub async fn clear_override(txn: &DatabaseTransaction, hotel: HotelId) -> StoreResult<bool> {
+    let deleted = main_image_override::Entity::delete_by_id(hotel.get())
+        .exec(txn)
+        .await?;
+    Ok(deleted.rows_affected > 0)
+}
+
+pub async fn set_pins(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    images: &[ImageId],
+) -> StoreResult<()> {
+    gallery_pin::Entity::delete_many()
+        .filter(gallery_pin::Column::HotelId.eq(hotel.get()))
+        .exec(txn)
+        .await?;
+    let rows: Vec<_> = images
+        .iter()
+        .enumerate()
+        .map(|(position, image)| gallery_pin::ActiveModel {
+            hotel_id: Set(hotel.get()),
+            position: Set(position as i32),
+            image_id: Set(image.get()),
+        })
+        .collect();
+    super::bulk::insert_chunked(txn, rows).await
+}
+
+/// Which of `images` exist.
+pub async fn existing_images(
+    txn: &DatabaseTransaction,
+    images: &[ImageId],
+) -> StoreResult<BTreeSet<ImageId>> {
+    let ids: Vec<i64> = image::Entity::find()
+        .select_only()
+        .column(image::Column::Id)
+        .filter(image::Column::Id.is_in(images.iter().map(|i| i.get())))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    ids.into_iter().map(|id| Ok(image_id(id)?)).collect()
+}
+
+/// Every hotel `image` is linked to, by ID.
+pub async fn linked_hotels(
+    txn: &DatabaseTransaction,
+    images: &[ImageId],
+) -> StoreResult<Vec<HotelId>> {
+    let ids: Vec<i64> = hotel_image::Entity::find()
+        .select_only()
+        .column(hotel_image::Column::HotelId)
+        .distinct()
+        .filter(hotel_image::Column::ImageId.is_in(images.iter().map(|i| i.get())))
+        .order_by_asc(hotel_image::Column::HotelId)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    ids.into_iter().map(|id| Ok(hotel_id(id)?)).collect()
+}
+
+pub async fn set_image_status(
+    txn: &DatabaseTransaction,
+    image: ImageId,
+    status: Status,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    image::Entity::update_many()
+        .col_expr(image::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            image::Column::StatusReason,
+            Expr::value(reason.map(str::to_owned)),
+        )
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.eq(image.get()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Sets the status of the image's links to `hotels`; returns the hotels that are linked.
+pub async fn set_link_status(
+    txn: &DatabaseTransaction,
+    image: ImageId,
+    hotels: &[HotelId],
+    status: Status,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    hotel_image::Entity::update_many()
+        .col_expr(hotel_image::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            hotel_image::Column::StatusReason,
+            Expr::value(reason.map(str::to_owned)),
+        )
+        .col_expr(hotel_image::Column::UpdatedAt, Expr::value(now))
+        .filter(hotel_image::Column::ImageId.eq(image.get()))
+        .filter(hotel_image::Column::HotelId.is_in(hotels.iter().map(|h| h.get())))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_caption(
+    txn: &DatabaseTransaction,
+    image: ImageId,
+    caption: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    image::Entity::update_many()
+        .col_expr(
+            image::Column::Caption,
+            Expr::value(caption.map(str::to_owned)),
+        )
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.eq(image.get()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_quality(
+    txn: &DatabaseTransaction,
+    image: ImageId,
+    quality: f64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    image::Entity::update_many()
+        .col_expr(image::Column::QualityScore, Expr::value(quality))
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.eq(image.get()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the image's tags of `origin` with `tags`.
+pub async fn replace_tags(
+    txn: &DatabaseTransaction,
+    image: ImageId,
+    origin: TagOrigin,
+    tags: &[Tag],
+) -> StoreResult<()> {
+    image_tag::Entity::delete_many()
+        .filter(image_tag::Column::ImageId.eq(image.get()))
+        .filter(image_tag::Column::Origin.eq(origin.as_str()))
+        .exec(txn)
+        .await?;
+    let rows: Vec<_> = tags
+        .iter()
+        .map(|tag| image_tag::ActiveModel {
+            image_id: Set(image.get()),
+            origin: Set(origin.as_str().to_owned()),
+            category: Set(tag.category.as_str().to_owned()),
+            confidence: Set(tag.confidence),
+        })
+        .collect();
+    super::bulk::insert_chunked(txn, rows).await
+}
+
+/// Recomputes the stored effective category of `images` from their tags.
+pub async fn refresh_categories(txn: &DatabaseTransaction, images: &[ImageId]) -> StoreResult<()> {
+    let rows = image_tag::Entity::find()
+        .filter(image_tag::Column::ImageId.is_in(images.iter().map(|i| i.get())))
+        .all(txn)
+        .await?;
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    for row in rows {
+        tags.entry(row.image_id).or_default().push(Tag {
+            category: row.category.parse()?,
+            confidence: row.confidence,
+            origin: row.origin.parse()?,
+        });
+    }
+    for image in images {
+        let category = effective_category(tags.get(&image.get()).map_or(&[][..], Vec::as_slice));
+        image::Entity::update_many()
+            .col_expr(image::Column::Category, Expr::value(category.as_str()))
+            .filter(image::Column::Id.eq(image.get()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub operation: &'static str,
+    pub entity_ids: serde_json::Value,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: Option<String>,
+}
+
+/// One event for the outbox (DESIGN section 7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub event_type: &'static str,
+    pub payload: serde_json::Value,
+}
+
+pub async fn append_audit(
+    txn: &DatabaseTransaction,
+    entry: AuditEntry,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    audit_log::Entity::insert(audit_log::ActiveModel {
+        id: NotSet,
+        created_at: Set(now),
+        actor: Set(entry.actor),
+        operation: Set(entry.operation.to_owned()),
+        entity_ids: Set(entry.entity_ids.to_string()),
+        before: Set(entry.before.map(|v| v.to_string())),
+        after: Set(entry.after.map(|v| v.to_string())),
+        request_id: Set(entry.request_id),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+pub async fn append_events(
+    txn: &DatabaseTransaction,
+    events: Vec<OutboxEvent>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let rows: Vec<_> = events
+        .into_iter()
+        .map(|event| outbox::ActiveModel {
+            seq: NotSet,
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            aggregatetype: Set(event.aggregate_type.to_owned()),
+            aggregateid: Set(event.aggregate_id),
+            event_type: Set(event.event_type.to_owned()),
+            payload: Set(event.payload.to_string()),
+            created_at: Set(now),
+            published_at: Set(None),
+        })
+        .collect();
+    super::bulk::insert_chunked(txn, rows).await
+}
