@@ -16,7 +16,7 @@ use crate::domain::curation::Rules;
 use crate::domain::media::{Cdn, Imgproxy, SizeTable};
 use crate::graphql::limits::DocumentLimits;
 use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
-use crate::http::auth::Authenticator;
+use crate::http::auth::{Authenticator, TokenKey};
 use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
@@ -139,6 +139,23 @@ pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(Some(secret.into_bytes()))
 }
 
+/// Token verification: RS256 with `JWT_PUBLIC_KEY`, else HS256 with the secret of
+/// [`jwt_secret`], else no token is accepted.
+pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+    let secret = jwt_secret(settings)?;
+    let key = match (&settings.jwt_public_key, &secret) {
+        (Some(pem), _) => Some(TokenKey::Rs256PublicKey(pem.expose().as_bytes())),
+        (None, Some(secret)) => Some(TokenKey::Hs256Secret(secret)),
+        (None, None) => None,
+    };
+    Authenticator::new(
+        key,
+        settings.jwt_issuer.as_deref(),
+        settings.jwt_audience.as_deref(),
+    )
+    .context("invalid JWT_PUBLIC_KEY")
+}
+
 /// A running subgraph: its listener and routes.
 pub struct Application {
     listener: TcpListener,
@@ -157,7 +174,7 @@ impl Application {
         let state = AppState {
             schema: schema(settings, core.catalog.clone())?,
             catalog: core.catalog.clone(),
-            auth: Authenticator::hs256(jwt_secret(settings)?.as_deref()),
+            auth: authenticator(settings)?,
             graphiql: settings.graphiql_enabled(),
             protection: Protection {
                 body_limit: settings.body_limit_bytes,

@@ -181,6 +181,18 @@ pub struct Settings {
     #[arg(long, env = "JWT_SECRET", global = true)]
     pub jwt_secret: Option<Secret>,
 
+    /// RS256 public key (PEM text) for bearer tokens; takes the place of `JWT_SECRET`.
+    #[arg(long, env = "JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<Secret>,
+
+    /// Required `iss` of tokens, when set.
+    #[arg(long, env = "JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of tokens, when set.
+    #[arg(long, env = "JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
     /// Serve GraphiQL at `/`. Default: on in the embedded default only.
     #[arg(long, env = "GRAPHIQL", global = true)]
     pub graphiql: Option<bool>,

@@ -1,6 +1,8 @@
 //! Turning the `Authorization` header into an [`Actor`] at the HTTP boundary.
 //!
-//! Bearer JWTs, HS256 with a shared secret; the algorithm is pinned and `exp` is required.
+//! Bearer JWTs: HS256 with a shared secret or RS256 with a public key. The algorithm is pinned
+//! (a token signed otherwise, or `alg: none`, is refused), `exp` and `sub` are required, and
+//! issuer and audience are checked when configured.
 //! A request without a token is anonymous; a request with a bad token is rejected, never
 //! treated as anonymous.
 
@@ -53,14 +55,50 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// How tokens are verified.
+pub enum TokenKey<'a> {
+    Hs256Secret(&'a [u8]),
+    /// A PEM-encoded RSA public key.
+    Rs256PublicKey(&'a [u8]),
+}
+
 impl Authenticator {
+    /// An authenticator for HS256 tokens (`None`: tokens are refused).
     pub fn hs256(secret: Option<&[u8]>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
         Self {
             key: secret.map(DecodingKey::from_secret),
             validation,
         }
+    }
+
+    /// An authenticator for `key`, checking issuer and audience when given.
+    pub fn new(
+        key: Option<TokenKey<'_>>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        let (algorithm, key) = match key {
+            None => (Algorithm::HS256, None),
+            Some(TokenKey::Hs256Secret(secret)) => {
+                (Algorithm::HS256, Some(DecodingKey::from_secret(secret)))
+            }
+            Some(TokenKey::Rs256PublicKey(pem)) => {
+                (Algorithm::RS256, Some(DecodingKey::from_rsa_pem(pem)?))
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
     }
 
     /// The caller of a request: anonymous without an `Authorization` header.
