@@ -22,6 +22,8 @@ use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::service::manage::Manager;
+use crate::service::upload::Uploader;
+use crate::store::objects::Objects;
 use crate::store::{StatementCounter, Store, connect};
 
 /// The database and the services built on it: what every command needs.
@@ -89,15 +91,20 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
         _ => anyhow::bail!("IMGPROXY_KEY and IMGPROXY_SALT must be set together"),
     };
     Ok(Media {
-        cdn: Cdn::new(&settings.cdn_base_url, sizes),
+        cdn: Cdn::new(&settings.cdn_base_url(), sizes),
         imgproxy,
     })
 }
 
-/// The schema for `settings` (also used by `export-schema`).
-pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema> {
+/// The schema for `settings` (also used by `export-schema`, without uploads).
+pub fn schema(
+    settings: &Settings,
+    catalog: Catalog,
+    uploader: Option<Uploader>,
+) -> anyhow::Result<AppSchema> {
     Ok(build_schema(SchemaDeps {
         manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
+        uploader,
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -171,13 +178,24 @@ impl Application {
                 .await
                 .context("cannot seed the demo catalog")?;
         }
+        let objects =
+            Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
+        let uploader = Uploader::new(
+            core.store.clone(),
+            objects.clone(),
+            curation_rules(settings),
+            settings.upload_max_bytes,
+            settings.upload_partner_id,
+        );
         let state = AppState {
-            schema: schema(settings, core.catalog.clone())?,
+            schema: schema(settings, core.catalog.clone(), Some(uploader))?,
+            media: settings.serve_media_enabled().then_some(objects),
             catalog: core.catalog.clone(),
             auth: authenticator(settings)?,
             graphiql: settings.graphiql_enabled(),
             protection: Protection {
                 body_limit: settings.body_limit_bytes,
+                upload_limit: settings.upload_max_bytes + settings.body_limit_bytes,
                 scan: ScanLimits {
                     max_depth: settings.query_max_nesting,
                     max_bytes: settings.query_max_bytes,

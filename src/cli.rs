@@ -116,7 +116,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.database_url = Some("sqlite::memory:".parse().context("cannot build a URL")?);
     let core = Core::open(&settings).await?;
-    print!("{}", sdl(&schema(&settings, core.catalog)?));
+    print!("{}", sdl(&schema(&settings, core.catalog, None)?));
     Ok(())
 }
 

@@ -140,14 +140,29 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<Secret>,
 
-    /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`.
-    #[arg(
-        long,
-        env = "CDN_BASE_URL",
-        default_value = "https://images.example.com",
-        global = true
-    )]
-    pub cdn_base_url: String,
+    /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`. Default: this
+    /// server's `/media` in the embedded default, else `https://images.example.com`.
+    #[arg(long, env = "CDN_BASE_URL", global = true)]
+    pub cdn_base_url: Option<String>,
+
+    /// Where uploaded files are stored: `file:///abs/dir`, or `s3://bucket/prefix` and
+    /// `gs://bucket/prefix` (built with the `cloud-storage` feature). Default: the directory
+    /// `images-subgraph-media` in the working directory.
+    #[arg(long, env = "OBJECT_STORE_URL", global = true)]
+    pub object_store_url: Option<String>,
+
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 20 * 1024 * 1024, global = true)]
+    pub upload_max_bytes: usize,
+
+    /// The HOTELIER partner uploads are credited to (created when missing).
+    #[arg(long, env = "UPLOAD_PARTNER_ID", default_value_t = 4, global = true)]
+    pub upload_partner_id: i64,
+
+    /// Serve stored uploads at `/media/...` (a local object store). Default: in the embedded
+    /// default only.
+    #[arg(long, env = "SERVE_MEDIA", global = true)]
+    pub serve_media: Option<bool>,
 
     /// Pixel sizes of THUMBNAIL (square), SMALL, MEDIUM, LARGE and XLARGE, comma-separated.
     #[arg(
@@ -348,6 +363,30 @@ impl Settings {
 
     pub fn introspection_for_everyone(&self) -> bool {
         self.introspection.unwrap_or(self.is_embedded())
+    }
+
+    pub fn cdn_base_url(&self) -> String {
+        match &self.cdn_base_url {
+            Some(url) => url.clone(),
+            None if self.is_embedded() => format!("http://{}/media", self.listen),
+            None => "https://images.example.com".to_owned(),
+        }
+    }
+
+    pub fn object_store_url(&self) -> anyhow::Result<String> {
+        match &self.object_store_url {
+            Some(url) => Ok(url.clone()),
+            None => {
+                let dir = std::env::current_dir()?.join("images-subgraph-media");
+                Ok(url::Url::from_directory_path(&dir)
+                    .map_err(|()| anyhow::anyhow!("cannot make a URL of {}", dir.display()))?
+                    .to_string())
+            }
+        }
+    }
+
+    pub fn serve_media_enabled(&self) -> bool {
+        self.serve_media.unwrap_or(self.is_embedded())
     }
 
     pub fn seed_demo_enabled(&self) -> bool {

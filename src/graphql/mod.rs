@@ -27,6 +27,7 @@ use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::manage::Manager;
+use crate::service::upload::Uploader;
 pub use mutation::{Mutation, RequestId};
 pub use query::Query;
 pub use types::Media;
@@ -37,6 +38,8 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 pub struct SchemaDeps {
     pub catalog: Catalog,
     pub manager: Manager,
+    /// `None`: uploads are refused (no object store, e.g. `export-schema`).
+    pub uploader: Option<Uploader>,
     pub media: Media,
     /// How long a loader batch waits for more keys.
     pub loader_delay: Duration,
@@ -87,6 +90,9 @@ pub fn build_schema(deps: SchemaDeps) -> AppSchema {
             catalog: deps.catalog,
             delay: deps.loader_delay,
         });
+    if let Some(uploader) = deps.uploader {
+        builder = builder.data(uploader);
+    }
     if deps.introspection == Introspection::AdminsOnly {
         builder = builder.disable_suggestions();
     }

@@ -3,7 +3,10 @@
 //! is a `userErrors` entry with a stable code and changes nothing; a caller without the right
 //! is a top-level `FORBIDDEN` error.
 
-use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject, Upload,
+};
+use std::io::Read as _;
 
 use super::error::{forbidden, unexpected};
 use super::loader::{Loaders, forget_all};
@@ -11,6 +14,7 @@ use super::types::{Hotel, Image, ImageCategory, load_images};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::auth::Actor;
 use crate::service::manage::{self, Caller, Classification, ManageError, Manager, TagInput};
+use crate::service::upload::Uploader;
 
 /// Longest list of hotel IDs one (de)activation takes.
 const MAX_HOTEL_IDS: usize = 1_000;
@@ -208,6 +212,59 @@ pub struct ClassifyImagesPayload {
     pub user_errors: Vec<UserError>,
 }
 
+#[derive(InputObject)]
+pub struct UploadImageInput {
+    pub hotel_id: ID,
+    /// A JPEG, PNG or WebP file (GraphQL multipart request).
+    pub file: Upload,
+    pub caption: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct UploadImagePayload {
+    pub image: Option<Image>,
+    pub hotel: Option<Hotel>,
+    pub user_errors: Vec<UserError>,
+}
+
+/// Reads an uploaded file, refusing it once it passes `max_bytes`.
+async fn read_upload(
+    ctx: &Context<'_>,
+    file: &Upload,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ManageError> {
+    let unreadable = || {
+        manage::UserError::new(
+            manage::UserErrorCode::InvalidInput,
+            &["file"],
+            "the file cannot be read",
+        )
+    };
+    let value = file.value(ctx).map_err(|_| unreadable())?;
+    // The multipart parser spooled the file to a temporary file: read it off the async threads.
+    let read = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        value
+            .into_read()
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map(|_| bytes)
+    });
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        _ => return Err(unreadable().into()),
+    };
+    if bytes.len() > max_bytes {
+        return Err(manage::UserError::new(
+            manage::UserErrorCode::TooManyItems,
+            &["file"],
+            format!("the file is larger than {max_bytes} bytes"),
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
 /// The hotel after a change (or as it is, after a refused one), when the ID is valid.
 fn hotel_after(id: &ID) -> Option<Hotel> {
     id.parse::<HotelId>().ok().map(|id| Hotel { id })
@@ -370,6 +427,37 @@ impl Mutation {
             image: image_after(ctx, &input.image_id).await?,
             user_errors,
         })
+    }
+
+    /// A hotelier (own hotels) or an admin uploads an image for a hotel. The same bytes
+    /// uploaded twice are one image.
+    async fn upload_image(
+        &self,
+        ctx: &Context<'_>,
+        input: UploadImageInput,
+    ) -> Result<UploadImagePayload> {
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            manager(ctx).map_err(|_| ManageError::Forbidden)?;
+            let uploader = ctx.data::<Uploader>().map_err(|_| ManageError::Forbidden)?;
+            let bytes = read_upload(ctx, &input.file, uploader.max_bytes).await?;
+            let caller = caller(ctx).map_err(|_| ManageError::Forbidden)?;
+            uploader
+                .upload(&caller, hotel, bytes, input.caption.as_deref())
+                .await
+        };
+        match outcome(run.await)? {
+            Ok(image) => Ok(UploadImagePayload {
+                image: load_images(ctx, &[image]).await?.pop(),
+                hotel: hotel_after(&input.hotel_id),
+                user_errors: Vec::new(),
+            }),
+            Err(user_errors) => Ok(UploadImagePayload {
+                image: None,
+                hotel: hotel_after(&input.hotel_id),
+                user_errors,
+            }),
+        }
     }
 
     /// The tagging pipeline posts tags and quality for a batch (at most 500; all or nothing).

@@ -17,18 +17,20 @@ pub mod scan;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Json, Router};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
 use crate::service::catalog::Catalog;
+use crate::store::objects::{Objects, ObjectsError};
 use auth::Authenticator;
 
 /// The header that carries the router's shared secret.
@@ -43,6 +45,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Serve GraphiQL at `/` (the embedded default, or when enabled).
     pub graphiql: bool,
+    /// The object store whose files `/media/...` serves (the embedded default); `None`: no route.
+    pub media: Option<Objects>,
     pub protection: Protection,
 }
 
@@ -51,6 +55,8 @@ pub struct AppState {
 pub struct Protection {
     /// Largest accepted `/graphql` body, in bytes.
     pub body_limit: usize,
+    /// Largest accepted multipart (upload) body, in bytes.
+    pub upload_limit: usize,
     /// Nesting, size and token limits of a document, checked before parsing.
     pub scan: scan::ScanLimits,
     /// Most operations in one batched request.
@@ -68,8 +74,8 @@ pub fn router(state: AppState) -> Router {
     let graphql = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         // async-graphql-axum reads the body itself, so axum's default limit does not apply:
-        // this layer does.
-        .layer(RequestBodyLimitLayer::new(protection.body_limit))
+        // this middleware does, with the upload limit for multipart requests.
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_router_secret,
@@ -85,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready));
+    if state.media.is_some() {
+        router = router.route("/media/{size}/{*key}", get(media));
+    }
     if state.graphiql {
         router = router.route("/", get(graphiql));
     }
@@ -114,6 +123,62 @@ async fn overloaded_or_timed_out(error: BoxError) -> Response {
         )
     };
     graphql::error_response(status, message, code, graphql::JSON)
+}
+
+/// Refuses bodies over the limit with 413: at once when `Content-Length` says so, otherwise
+/// when the streamed body passes it. Multipart requests (uploads) have their own limit.
+async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let multipart = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let protection = &state.protection;
+    let limit = if multipart {
+        protection.upload_limit
+    } else {
+        protection.body_limit
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return graphql::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {limit} bytes"),
+            "PAYLOAD_TOO_LARGE",
+            graphql::JSON,
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// `/media/{size}/{key}`: a stored upload, as is (this server does not resize; a CDN or image
+/// server in front does).
+async fn media(
+    State(state): State<AppState>,
+    Path((_size, key)): Path<(String, String)>,
+) -> Response {
+    let Some(objects) = &state.media else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let format = key
+        .rsplit_once('.')
+        .and_then(|(_, ext)| UploadFormat::from_extension(ext));
+    match (format, objects.get(&key).await) {
+        (Some(format), Ok(Some(bytes))) => {
+            ([(CONTENT_TYPE, format.content_type())], bytes).into_response()
+        }
+        (_, Err(error)) if !matches!(error, ObjectsError::Key) => {
+            tracing::error!(error = %error, "cannot read a stored file");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Refuses requests without the router's shared secret, when one is configured.

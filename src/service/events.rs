@@ -94,3 +94,24 @@ pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> Outb
         }),
     }
 }
+
+/// `ImageCreated`: a new picture entered the catalog.
+pub fn image_created(
+    image: ImageId,
+    hotel: HotelId,
+    source: &str,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "Image",
+        aggregate_id: image.to_string(),
+        event_type: "ImageCreated",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "hotelId": hotel.to_string(),
+            "source": source,
+            "occurredAt": at,
+        }),
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`catalog`]: the read use cases.
 //! - [`curation`]: publishing curation for hotels, and recomputing every hotel.
 //! - [`manage`]: the management use cases (mutations), each one transaction.
+//! - [`upload`]: hotelier uploads into the object store.
 //! - [`events`]: the outbox events those changes emit.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod curation;
 pub mod events;
 pub mod manage;
+pub mod upload;
 
 use crate::store::StoreError;
 

@@ -15,7 +15,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::{StoreResult, hotel_id, image_id};
+use super::{StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
     HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin, effective_category,
 };
@@ -365,4 +365,152 @@ pub async fn append_events(
         })
         .collect();
     super::bulk::insert_chunked(txn, rows).await
+}
+
+/// What an upload needs stored.
+#[derive(Debug, Clone)]
+pub struct UploadRecord<'a> {
+    pub hotel: HotelId,
+    /// The HOTELIER partner uploads are credited to (created when missing).
+    pub partner: i64,
+    pub url_key: &'a str,
+    pub source_url: &'a str,
+    pub storage_key: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub content_sha256: &'a str,
+    pub caption: Option<&'a str>,
+}
+
+/// Stores an upload: the image (once per content), its HOTELIER source, its link to the hotel
+/// and the delivery. Returns the image and whether it is new.
+pub async fn record_upload(
+    txn: &DatabaseTransaction,
+    upload: &UploadRecord<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<(ImageId, bool)> {
+    use entity::{delivery, image_source, partner};
+    use sea_orm::sea_query::OnConflict;
+
+    partner::Entity::insert(partner::ActiveModel {
+        id: Set(upload.partner),
+        name: Set("Hoteliers".to_owned()),
+        kind: Set("HOTELIER".to_owned()),
+        url_rewrites: Set("[]".to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(partner::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+
+    let existing = image_by_url_key(txn, upload.url_key).await?;
+    if existing.is_none() {
+        image::Entity::insert(image::ActiveModel {
+            id: NotSet,
+            url_key: Set(upload.url_key.to_owned()),
+            canonical_url: Set(upload.source_url.to_owned()),
+            storage_key: Set(upload.storage_key.to_owned()),
+            width: Set(Some(upload.width as i32)),
+            height: Set(Some(upload.height as i32)),
+            caption: Set(upload.caption.map(str::to_owned)),
+            category: Set("OTHER".to_owned()),
+            quality_score: Set(None),
+            content_sha256: Set(Some(upload.content_sha256.to_owned())),
+            perceptual_hash: Set(None),
+            status: Set(Status::Active.as_str().to_owned()),
+            status_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        // A concurrent upload of the same bytes may have won: one image either way.
+        .on_conflict(
+            OnConflict::column(image::Column::UrlKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    let image = image_by_url_key(txn, upload.url_key)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(crate::domain::catalog::ParseError {
+                what: "uploaded image",
+                value: upload.url_key.to_owned(),
+            })
+        })?;
+
+    image_source::Entity::insert(image_source::ActiveModel {
+        id: NotSet,
+        image_id: Set(image.get()),
+        partner_id: Set(upload.partner),
+        source_url: Set(upload.source_url.to_owned()),
+        partner_image_ref: Set(None),
+        status: Set("ACTIVE".to_owned()),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            image_source::Column::ImageId,
+            image_source::Column::PartnerId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    hotel_image::Entity::insert(hotel_image::ActiveModel {
+        hotel_id: Set(upload.hotel.get()),
+        image_id: Set(image.get()),
+        status: Set(Status::Active.as_str().to_owned()),
+        status_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    delivery::Entity::insert(delivery::ActiveModel {
+        hotel_id: Set(upload.hotel.get()),
+        image_id: Set(image.get()),
+        partner_id: Set(upload.partner),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            delivery::Column::HotelId,
+            delivery::Column::ImageId,
+            delivery::Column::PartnerId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok((image, existing.is_none()))
+}
+
+async fn image_by_url_key(
+    txn: &DatabaseTransaction,
+    url_key: &str,
+) -> StoreResult<Option<ImageId>> {
+    let id: Option<i64> = image::Entity::find()
+        .select_only()
+        .column(image::Column::Id)
+        .filter(image::Column::UrlKey.eq(url_key))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    id.map(image_id).transpose().map_err(Into::into)
 }

@@ -9,11 +9,13 @@
 //! - [`read`]: the batched reads of the read API.
 //! - [`publish`]: running curation for a set of hotels and writing the published view.
 //! - [`manage`]: the writes of the management use cases, audit and outbox rows.
+//! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row inserts for seeding and imports.
 
 pub mod bulk;
 pub mod connect;
 pub mod manage;
+pub mod objects;
 pub mod publish;
 pub mod read;
 
@@ -34,6 +36,9 @@ pub enum StoreError {
     /// A stored value no longer parses (a bug or a manual edit of the data).
     #[error("corrupt stored value")]
     Corrupt(#[from] ParseError),
+    /// The object store failed (uploads).
+    #[error("object store error: {0}")]
+    Objects(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -22,6 +22,8 @@ pub struct TestApp {
     pub core: Core,
     pub settings: Settings,
     _db: TestDatabase,
+    /// The object store directory of uploads.
+    _media: tempfile::TempDir,
 }
 
 /// How a test's database was made; keeps a SQLite file's directory alive.
@@ -68,6 +70,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.jwt_secret = Some(JWT_SECRET.parse().expect("secret"));
     settings.seed_demo = Some(true);
     settings.database_max_connections = 4;
+    let media = tempfile::tempdir().expect("temp dir");
+    settings.object_store_url = Some(
+        url::Url::from_directory_path(media.path())
+            .expect("a URL")
+            .to_string(),
+    );
+    settings.serve_media = Some(true);
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the app builds");
     let addr = app.local_addr().expect("bound");
@@ -81,6 +90,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         core,
         settings,
         _db: db,
+        _media: media,
     }
 }
 

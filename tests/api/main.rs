@@ -11,3 +11,4 @@ mod mutations;
 mod operations;
 mod protection;
 mod read_api;
+mod upload;

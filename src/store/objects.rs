@@ -1,0 +1,80 @@
+//! The object store behind uploads: a local directory by default, S3 or GCS when the
+//! `cloud-storage` feature is built and `OBJECT_STORE_URL` says `s3://` or `gs://`.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// Where uploaded bytes live.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    /// The store's URL, e.g. `file:///var/media` or `s3://bucket/prefix`.
+    url: String,
+    prefix: Path,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectsError {
+    #[error("object store error")]
+    Store(#[from] object_store::Error),
+    #[error("invalid object store URL: {0}")]
+    Url(String),
+    #[error("invalid object key")]
+    Key,
+}
+
+impl Objects {
+    /// Opens the store at `url` (`file:///abs/dir` creates the directory).
+    pub fn open(url: &str) -> Result<Self, ObjectsError> {
+        let parsed = url::Url::parse(url).map_err(|e| ObjectsError::Url(e.to_string()))?;
+        if parsed.scheme() == "file" {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| ObjectsError::Url(url.to_owned()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ObjectsError::Url(format!("{}: {e}", dir.display())))?;
+        }
+        let (store, prefix) = object_store::parse_url(&parsed)?;
+        Ok(Self {
+            store: Arc::from(store),
+            url: url.trim_end_matches('/').to_owned(),
+            prefix,
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<Path, ObjectsError> {
+        if key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(ObjectsError::Key);
+        }
+        let key = Path::parse(key).map_err(|_| ObjectsError::Key)?;
+        Ok(self.prefix.parts().chain(key.parts()).collect())
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectsError> {
+        self.store.put(&self.path(key)?, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// The bytes at `key`; `None` when there are none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectsError> {
+        match self.store.get(&self.path(key)?).await {
+            Ok(result) => Ok(Some(result.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The URL an image server fetches `key` from (imgproxy reads `local://`, `s3://`, `gs://`).
+    pub fn source_url(&self, key: &str) -> String {
+        let base = self
+            .url
+            .strip_prefix("file://")
+            .map_or_else(|| self.url.clone(), |path| format!("local://{path}"));
+        format!("{base}/{key}")
+    }
+}
