@@ -90,7 +90,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn name(&self) -> String {
+    /// Who the audit log names: the token's subject.
+    pub(crate) fn name(&self) -> String {
         self.actor
             .subject
             .clone()
@@ -229,19 +230,20 @@ impl Manager {
         Ok(changes)
     }
 
-    /// Writes the audit row and the events, then commits.
-    async fn commit(
-        txn: DatabaseTransaction,
-        audit: AuditEntry,
-        mut events: Vec<OutboxEvent>,
-        changes: &[PublishedChange],
-        now: DateTime<Utc>,
-    ) -> ManageResult<()> {
-        events.extend(events::curation_events(changes, now));
-        writes::append_audit(&txn, audit, now).await?;
-        writes::append_events(&txn, events, now).await?;
-        txn.commit().await?;
-        Ok(())
+    /// Opens the transaction of a hotel-scoped change: checks the caller's right to the hotel,
+    /// then locks the hotel at `expected`. Returns the transaction, the time of the change and
+    /// the version before it.
+    async fn begin_hotel_change(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        expected: Option<i64>,
+    ) -> ManageResult<(DatabaseTransaction, DateTime<Utc>, i64)> {
+        caller.require(caller.actor.may_manage_hotel(hotel))?;
+        let now = Utc::now();
+        let txn = self.begin().await?;
+        let before = Self::lock(&txn, hotel, expected, now).await?;
+        Ok((txn, now, before))
     }
 
     fn audit(
@@ -267,10 +269,9 @@ impl Manager {
         image: ImageId,
         expected_version: Option<i64>,
     ) -> ManageResult<()> {
-        caller.require(caller.actor.may_manage_hotel(hotel))?;
-        let now = Utc::now();
-        let txn = self.begin().await?;
-        let before = Self::lock(&txn, hotel, expected_version, now).await?;
+        let (txn, now, before) = self
+            .begin_hotel_change(caller, hotel, expected_version)
+            .await?;
         let states = writes::link_states(&txn, hotel, &[image]).await?;
         match states.get(&image) {
             None => {
@@ -321,7 +322,7 @@ impl Manager {
         );
         audit.before = Some(json!({ "version": before }));
         audit.after = Some(json!({ "mainImageId": image.to_string(), "origin": origin.as_str() }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Back to the computed main image.
@@ -331,10 +332,9 @@ impl Manager {
         hotel: HotelId,
         expected_version: Option<i64>,
     ) -> ManageResult<()> {
-        caller.require(caller.actor.may_manage_hotel(hotel))?;
-        let now = Utc::now();
-        let txn = self.begin().await?;
-        let before = Self::lock(&txn, hotel, expected_version, now).await?;
+        let (txn, now, before) = self
+            .begin_hotel_change(caller, hotel, expected_version)
+            .await?;
         writes::clear_override(&txn, hotel).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
         let mut audit = Self::audit(
@@ -343,7 +343,7 @@ impl Manager {
             json!({ "hotelId": hotel.to_string() }),
         );
         audit.before = Some(json!({ "version": before }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// These images lead the gallery, in this order, after the main image.
@@ -373,9 +373,9 @@ impl Manager {
             .at(i)
             .into());
         }
-        let now = Utc::now();
-        let txn = self.begin().await?;
-        let before = Self::lock(&txn, hotel, expected_version, now).await?;
+        let (txn, now, before) = self
+            .begin_hotel_change(caller, hotel, expected_version)
+            .await?;
         let states = writes::link_states(&txn, hotel, images).await?;
         if let Some(i) = images.iter().position(|image| !states.contains_key(image)) {
             return Err(UserError::new(
@@ -396,7 +396,7 @@ impl Manager {
         audit.before = Some(json!({ "version": before }));
         audit.after =
             Some(json!({ "pins": images.iter().map(ToString::to_string).collect::<Vec<_>>() }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
@@ -472,7 +472,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "status": status.as_str(), "reason": reason }));
         let event = events::status_event(image, active, reason, hotels, now);
-        Self::commit(txn, audit, vec![event], &changes, now).await?;
+        commit(txn, audit, vec![event], &changes, now).await?;
         Ok(StatusChange {
             image,
             affected_hotels: affected,
@@ -518,7 +518,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "changedFields": fields }));
         let event = events::image_updated(image, &fields, now);
-        Self::commit(txn, audit, vec![event], &changes, now).await
+        commit(txn, audit, vec![event], &changes, now).await
     }
 
     /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
@@ -574,9 +574,25 @@ impl Manager {
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
         );
-        Self::commit(txn, audit, events, &changes, now).await?;
+        commit(txn, audit, events, &changes, now).await?;
         Ok(images)
     }
+}
+
+/// Writes the audit row and the events (with those of `changes`), then commits: the last step
+/// of every change.
+pub(crate) async fn commit(
+    txn: DatabaseTransaction,
+    audit: AuditEntry,
+    mut outbox: Vec<OutboxEvent>,
+    changes: &[PublishedChange],
+    now: DateTime<Utc>,
+) -> ManageResult<()> {
+    outbox.extend(events::curation_events(changes, now));
+    writes::append_audit(&txn, audit, now).await?;
+    writes::append_events(&txn, outbox, now).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// Puts an item's error under `items.<index>`.

@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
-use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode};
+use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::domain::curation::Rules;
 use crate::domain::upload::{UploadError, inspect};
@@ -108,25 +108,23 @@ impl Uploader {
         )
         .await?;
         let changes = publish(&txn, &[hotel], &self.rules, now).await?;
-        let mut outbox = events::curation_events(&changes, now);
-        if created {
-            outbox.push(events::image_created(image, hotel, "upload", now));
-        }
-        writes::append_audit(
-            &txn,
-            AuditEntry {
-                actor: caller.actor.subject.clone().unwrap_or_default(),
-                operation: "uploadImage",
-                entity_ids: json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
-                before: None,
-                after: Some(json!({ "sha256": inspected.sha256, "created": created })),
-                request_id: caller.request_id.clone(),
-            },
+        let created_event = created.then(|| events::image_created(image, hotel, "upload", now));
+        let audit = AuditEntry {
+            actor: caller.name(),
+            operation: "uploadImage",
+            entity_ids: json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            before: None,
+            after: Some(json!({ "sha256": inspected.sha256, "created": created })),
+            request_id: caller.request_id.clone(),
+        };
+        commit(
+            txn,
+            audit,
+            created_event.into_iter().collect(),
+            &changes,
             now,
         )
         .await?;
-        writes::append_events(&txn, outbox, now).await?;
-        txn.commit().await.map_err(StoreError::from)?;
         Ok(image)
     }
 }

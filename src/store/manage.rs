@@ -390,6 +390,8 @@ pub async fn record_upload(
     now: DateTime<Utc>,
 ) -> StoreResult<(ImageId, bool)> {
     use entity::{delivery, image_source, partner};
+    // `do_nothing_on` names a column for MySQL's polyfill (`ON DUPLICATE KEY UPDATE c = c`):
+    // plain `do_nothing` renders invalid SQL there.
     use sea_orm::sea_query::OnConflict;
 
     partner::Entity::insert(partner::ActiveModel {
@@ -402,7 +404,7 @@ pub async fn record_upload(
     })
     .on_conflict(
         OnConflict::column(partner::Column::Id)
-            .do_nothing()
+            .do_nothing_on([partner::Column::Id])
             .to_owned(),
     )
     .exec_without_returning(txn)
@@ -430,7 +432,7 @@ pub async fn record_upload(
         // A concurrent upload of the same bytes may have won: one image either way.
         .on_conflict(
             OnConflict::column(image::Column::UrlKey)
-                .do_nothing()
+                .do_nothing_on([image::Column::Id])
                 .to_owned(),
         )
         .exec_without_returning(txn)
@@ -460,7 +462,7 @@ pub async fn record_upload(
             image_source::Column::ImageId,
             image_source::Column::PartnerId,
         ])
-        .do_nothing()
+        .do_nothing_on([image_source::Column::Id])
         .to_owned(),
     )
     .exec_without_returning(txn)
@@ -475,7 +477,7 @@ pub async fn record_upload(
     })
     .on_conflict(
         OnConflict::columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
-            .do_nothing()
+            .do_nothing_on([hotel_image::Column::HotelId])
             .to_owned(),
     )
     .exec_without_returning(txn)
@@ -493,7 +495,7 @@ pub async fn record_upload(
             delivery::Column::ImageId,
             delivery::Column::PartnerId,
         ])
-        .do_nothing()
+        .do_nothing_on([delivery::Column::HotelId])
         .to_owned(),
     )
     .exec_without_returning(txn)
