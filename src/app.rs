@@ -174,7 +174,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let core = Core::open(settings).await?;
         if settings.seed_demo_enabled() && core.curator.hotel_count().await? == 0 {
-            crate::seed::demo(&core)
+            crate::seed::demo(&core.db, core.curator.rules())
                 .await
                 .context("cannot seed the demo catalog")?;
         }

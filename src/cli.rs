@@ -64,7 +64,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let template = format!("{what} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}");
     if let Ok(style) = ProgressStyle::with_template(&template) {
@@ -80,12 +80,11 @@ async fn seed(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
         core.curator.hotel_count().await? == 0,
         "the database already holds hotels: seed only an empty catalog"
     );
-    let report = crate::seed::generate(
-        &core,
-        &crate::seed::Plan::uniform(args.hotels, args.images_per_hotel, args.chunk),
-        true,
-    )
-    .await?;
+    let bar = progress_bar(args.hotels, "seed");
+    let plan = crate::seed::Plan::uniform(args.hotels, args.images_per_hotel, args.chunk);
+    let report =
+        crate::seed::generate(&core.db, core.curator.rules(), &plan, |done| bar.inc(done)).await?;
+    bar.finish();
     println!("{report}");
     Ok(())
 }

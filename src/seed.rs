@@ -21,7 +21,6 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
 use tokio::task::JoinSet;
 
-use crate::app::Core;
 use crate::domain::catalog::{Category, HotelId, PartnerKind, Status, TagOrigin};
 use crate::domain::curation::Rules;
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
@@ -96,16 +95,22 @@ impl fmt::Display for Report {
 }
 
 /// Seeds the demo catalog (embedded default, empty database).
-pub async fn demo(core: &Core) -> anyhow::Result<Report> {
-    let report = generate(core, &Plan::demo(), false).await?;
+pub async fn demo(db: &DatabaseConnection, rules: &Rules) -> anyhow::Result<Report> {
+    let report = generate(db, rules, &Plan::demo(), |_| {}).await?;
     tracing::info!(%report, "demo catalog seeded");
     Ok(report)
 }
 
-/// Generates `plan` into an empty catalog.
-pub async fn generate(core: &Core, plan: &Plan, show_progress: bool) -> anyhow::Result<Report> {
+/// Generates `plan` into an empty catalog, calling `progress` with the number of hotels done
+/// after each chunk.
+pub async fn generate(
+    db: &DatabaseConnection,
+    rules: &Rules,
+    plan: &Plan,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let db = core.db.clone();
+    let db = db.clone();
     insert_partners(&db).await?;
     // SQLite has one writer: parallel transactions would only wait for each other.
     let parallelism = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
@@ -113,29 +118,23 @@ pub async fn generate(core: &Core, plan: &Plan, show_progress: bool) -> anyhow::
     } else {
         4
     };
-    let bar = show_progress.then(|| crate::cli::progress_bar(plan.hotels, "seed"));
     let mut in_flight = JoinSet::new();
     let mut rows = 0u64;
     let mut next = 1u64;
     while next <= plan.hotels || !in_flight.is_empty() {
         while next <= plan.hotels && in_flight.len() < parallelism {
             let end = (next + plan.chunk - 1).min(plan.hotels);
-            let (db, plan, rules) = (db.clone(), plan.clone(), core.curator.rules().clone());
+            let (db, plan, rules) = (db.clone(), plan.clone(), rules.clone());
             in_flight.spawn(async move { seed_chunk(&db, &plan, &rules, next..=end).await });
             next = end + 1;
         }
         if let Some(done) = in_flight.join_next().await {
             let (hotels, written) = done??;
             rows += written;
-            if let Some(bar) = &bar {
-                bar.inc(hotels);
-            }
+            progress(hotels);
         }
     }
     sync_sequences(&db).await?;
-    if let Some(bar) = bar {
-        bar.finish();
-    }
     Ok(Report {
         hotels: plan.hotels,
         rows,

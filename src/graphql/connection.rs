@@ -1,16 +1,15 @@
-//! Relay connections (`edges`, `nodes`, `pageInfo`, `totalCount`) with opaque cursors.
+//! Relay paging: opaque cursors, validated `first`/`after`, `PageInfo`, and the complexity of a
+//! page. The connection objects themselves live beside their nodes in [`super::types`].
 //!
 //! A cursor is the base64url text of `<kind>:<number>`: the kind stops a cursor of one list
 //! being replayed on another, the number is a gallery position or an ID. Clients must treat it
 //! as opaque.
 
-use async_graphql::{Context, Object, Result, SimpleObject};
+use async_graphql::{Result, SimpleObject};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::error::{bad_input, load};
-use super::loader::{HotelLinkCount, ImageHotelCount, Loaders};
-use super::types::{Hotel, Image};
+use super::error::bad_input;
 
 /// The largest `first` a client may ask for.
 pub const MAX_PAGE: i32 = 100;
@@ -98,107 +97,16 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-fn page_info<N>(edges: &[(String, N)], has_next_page: bool, has_previous_page: bool) -> PageInfo {
+pub fn page_info<N>(
+    edges: &[(String, N)],
+    has_next_page: bool,
+    has_previous_page: bool,
+) -> PageInfo {
     PageInfo {
         has_next_page,
         has_previous_page,
         start_cursor: edges.first().map(|(c, _)| c.clone()),
         end_cursor: edges.last().map(|(c, _)| c.clone()),
-    }
-}
-
-/// Where an image list's total comes from: known already, or counted on demand.
-pub enum ImageTotal {
-    Known(i64),
-    HotelLinks(HotelLinkCount),
-}
-
-pub struct ImageConnection {
-    pub edges: Vec<(String, Image)>,
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub total: ImageTotal,
-}
-
-#[derive(SimpleObject)]
-pub struct ImageEdge {
-    pub cursor: String,
-    pub node: Image,
-}
-
-#[Object]
-impl ImageConnection {
-    async fn edges(&self) -> Vec<ImageEdge> {
-        self.edges
-            .iter()
-            .map(|(cursor, node)| ImageEdge {
-                cursor: cursor.clone(),
-                node: node.clone(),
-            })
-            .collect()
-    }
-
-    async fn nodes(&self) -> Vec<Image> {
-        self.edges.iter().map(|(_, node)| node.clone()).collect()
-    }
-
-    async fn page_info(&self) -> PageInfo {
-        page_info(&self.edges, self.has_next_page, self.has_previous_page)
-    }
-
-    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        match self.total {
-            ImageTotal::Known(total) => Ok(total),
-            ImageTotal::HotelLinks(key) => Ok(ctx
-                .data::<Loaders>()?
-                .load_one(key)
-                .await
-                .map_err(load)?
-                .unwrap_or(0)),
-        }
-    }
-}
-
-pub struct HotelConnection {
-    pub edges: Vec<(String, Hotel)>,
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub total: ImageHotelCount,
-}
-
-#[derive(SimpleObject)]
-pub struct HotelEdge {
-    pub cursor: String,
-    pub node: Hotel,
-}
-
-#[Object]
-impl HotelConnection {
-    async fn edges(&self) -> Vec<HotelEdge> {
-        self.edges
-            .iter()
-            .map(|(cursor, node)| HotelEdge {
-                cursor: cursor.clone(),
-                node: node.clone(),
-            })
-            .collect()
-    }
-
-    async fn nodes(&self) -> Vec<Hotel> {
-        self.edges.iter().map(|(_, node)| node.clone()).collect()
-    }
-
-    async fn page_info(&self) -> PageInfo {
-        page_info(&self.edges, self.has_next_page, self.has_previous_page)
-    }
-
-    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(ctx
-            .data::<Loaders>()?
-            .load_one(self.total)
-            .await
-            .map_err(load)?
-            .unwrap_or(0))
     }
 }
 

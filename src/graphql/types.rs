@@ -7,9 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::connection::{
-    CursorKind, HotelConnection, ImageConnection, ImageTotal, PageArgs, page_complexity,
-};
+use super::connection::{CursorKind, PageArgs, PageInfo, page_complexity, page_info};
 use super::error::{bad_input, forbidden, load, unexpected};
 use super::loader::{
     HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
@@ -541,4 +539,101 @@ pub struct MainImageChoice {
     pub origin: MainImageOrigin,
     pub chosen_by: Option<String>,
     pub chosen_at: Option<DateTime<Utc>>,
+}
+
+// Relay connections (`edges`, `nodes`, `pageInfo`, `totalCount`) of images and hotels.
+
+/// Where an image list's total comes from: known already, or counted on demand.
+pub enum ImageTotal {
+    Known(i64),
+    HotelLinks(HotelLinkCount),
+}
+
+pub struct ImageConnection {
+    pub edges: Vec<(String, Image)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub total: ImageTotal,
+}
+
+#[derive(SimpleObject)]
+pub struct ImageEdge {
+    pub cursor: String,
+    pub node: Image,
+}
+
+#[Object]
+impl ImageConnection {
+    async fn edges(&self) -> Vec<ImageEdge> {
+        self.edges
+            .iter()
+            .map(|(cursor, node)| ImageEdge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Vec<Image> {
+        self.edges.iter().map(|(_, node)| node.clone()).collect()
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.edges, self.has_next_page, self.has_previous_page)
+    }
+
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        match self.total {
+            ImageTotal::Known(total) => Ok(total),
+            ImageTotal::HotelLinks(key) => Ok(ctx
+                .data::<Loaders>()?
+                .load_one(key)
+                .await
+                .map_err(load)?
+                .unwrap_or(0)),
+        }
+    }
+}
+
+pub struct HotelConnection {
+    pub edges: Vec<(String, Hotel)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub total: ImageHotelCount,
+}
+
+#[derive(SimpleObject)]
+pub struct HotelEdge {
+    pub cursor: String,
+    pub node: Hotel,
+}
+
+#[Object]
+impl HotelConnection {
+    async fn edges(&self) -> Vec<HotelEdge> {
+        self.edges
+            .iter()
+            .map(|(cursor, node)| HotelEdge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+
+    async fn nodes(&self) -> Vec<Hotel> {
+        self.edges.iter().map(|(_, node)| node.clone()).collect()
+    }
+
+    async fn page_info(&self) -> PageInfo {
+        page_info(&self.edges, self.has_next_page, self.has_previous_page)
+    }
+
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(ctx
+            .data::<Loaders>()?
+            .load_one(self.total)
+            .await
+            .map_err(load)?
+            .unwrap_or(0))
+    }
 }

@@ -95,9 +95,10 @@ async fn recompute_changes_only_the_hotels_whose_inputs_changed() {
 async fn spawn_app_small() -> crate::helpers::TestApp {
     let app = crate::helpers::spawn_app_with(|s| s.seed_demo = Some(false)).await;
     images_subgraph::seed::generate(
-        &app.core,
+        &app.core.db,
+        app.core.curator.rules(),
         &images_subgraph::seed::Plan::uniform(40, 12, 9),
-        false,
+        |_| {},
     )
     .await
     .unwrap();
