@@ -95,7 +95,7 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
 
 /// The schema for `settings` (also used by `export-schema`).
 pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema> {
-    Ok(build_schema(SchemaDeps {
+    build_schema(SchemaDeps {
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -115,7 +115,8 @@ pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema
         } else {
             Introspection::AdminsOnly
         },
-    }))
+    })
+    .context("cannot build the schema")
 }
 
 /// The secret tokens are verified with: configured, or in the embedded default a development
