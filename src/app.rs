@@ -102,7 +102,7 @@ pub fn schema(
     catalog: Catalog,
     uploader: Option<Uploader>,
 ) -> anyhow::Result<AppSchema> {
-    Ok(build_schema(SchemaDeps {
+    build_schema(SchemaDeps {
         manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
         uploader,
         catalog,
@@ -124,7 +124,8 @@ pub fn schema(
         } else {
             Introspection::AdminsOnly
         },
-    }))
+    })
+    .context("cannot build the schema")
 }
 
 /// The secret tokens are verified with: configured, or in the embedded default a development

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{Application, Core, jwt_secret, schema};
 use crate::config::{Cli, Command, RecomputeArgs, SeedArgs, Settings, TokenArgs};
-use crate::graphql::sdl;
+use crate::graphql::published_sdl;
 use crate::http::auth::{Claims, mint};
 use crate::service::curation::RecomputePlan;
 
@@ -115,7 +115,10 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.database_url = Some("sqlite::memory:".parse().context("cannot build a URL")?);
     let core = Core::open(&settings).await?;
-    print!("{}", sdl(&schema(&settings, core.catalog, None)?));
+    print!(
+        "{}",
+        published_sdl(&schema(&settings, core.catalog, None)?)?
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
 //! - [`limits`]: per-document limits checked right after parsing.
+//! - [`sdl`]: the federation SDL as published, with the router's directives, and `_service`.
 //! - [`error`]: how failures reach clients.
 
 pub mod connection;
@@ -17,12 +18,13 @@ pub mod limits;
 pub mod loader;
 pub mod mutation;
 pub mod query;
+pub mod sdl;
 pub mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
@@ -33,6 +35,11 @@ pub use query::Query;
 pub use types::Media;
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The roots and federation: all the published SDL depends on.
+fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query, Mutation, EmptySubscription).enable_federation()
+}
 
 /// What the schema needs from the process.
 pub struct SchemaDeps {
@@ -74,10 +81,14 @@ struct LoaderFactory {
     delay: Duration,
 }
 
-pub fn build_schema(deps: SchemaDeps) -> AppSchema {
+/// The schema; fails when the published SDL cannot be made (a field of the directive table is
+/// missing from the schema).
+pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
     let limits = deps.limits;
-    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
-        .enable_federation()
+    // The SDL depends on the types only: a bare schema exports the same text.
+    let published = published_sdl(&schema_builder().finish())?;
+    let mut builder = schema_builder()
+        .extension(sdl::ServePublishedSdl::new(published))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
@@ -96,7 +107,7 @@ pub fn build_schema(deps: SchemaDeps) -> AppSchema {
     if deps.introspection == Introspection::AdminsOnly {
         builder = builder.disable_suggestions();
     }
-    builder.finish()
+    Ok(builder.finish())
 }
 
 /// Attaches what one request needs: its caller, whether it may introspect, and its own loaders
@@ -119,7 +130,8 @@ pub fn prepare(
     }
 }
 
-/// The federation SDL as published to the schema registry (and committed as `schema.graphql`).
-pub fn sdl(schema: &AppSchema) -> String {
-    schema.sdl_with_options(SDLExportOptions::new().federation())
+/// The federation SDL as published to the schema registry (and committed as `schema.graphql`),
+/// the same text `_service { sdl }` answers.
+pub fn published_sdl(schema: &AppSchema) -> Result<String, sdl::SdlError> {
+    sdl::publishable(&schema.sdl_with_options(SDLExportOptions::new().federation()))
 }

@@ -99,9 +99,10 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
     let served = data["_service"]["sdl"].as_str().expect("sdl");
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
         .expect("schema.graphql is committed");
-    let exported = images_subgraph::graphql::sdl(
+    let exported = images_subgraph::graphql::published_sdl(
         &images_subgraph::app::schema(&app.settings, app.core.catalog.clone(), None).unwrap(),
-    );
+    )
+    .expect("the SDL publishes");
     assert_eq!(
         exported, committed,
         "schema.graphql is stale: run `cargo run -- export-schema > schema.graphql`"
@@ -111,7 +112,31 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
         r#"type Hotel @key(fields: "id")"#,
         r#"type Image @key(fields: "id")"#,
         r#"type Partner @key(fields: "id")"#,
+        r#"url: "https://specs.apollo.dev/federation/v2.9""#,
+        r#"version: Int! @authenticated @requiresScopes(scopes: [["images:admin"], ["images:hotelier"]])"#,
+        r#"legacyIds: [String!]! @authenticated @requiresScopes(scopes: [["images:admin"]])"#,
+        r#"gallery(first: Int! = 20, after: String): ImageConnection! @listSize(slicingArguments: ["first"], sizedFields: ["edges", "nodes"])"#,
     ] {
         assert!(committed.contains(key), "{key} missing");
     }
+}
+
+#[tokio::test]
+async fn the_service_field_answers_the_published_sdl_under_any_alias() {
+    let app = spawn_app().await;
+    let data = app
+        .graphql(
+            "{ service: _service { __typename text: sdl again: sdl } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    let service = &data["service"];
+    assert_eq!(service["__typename"], "_Service");
+    let text = service["text"].as_str().expect("sdl");
+    assert!(
+        text.contains("@authenticated"),
+        "published, not the library's export"
+    );
+    assert_eq!(service["again"], service["text"]);
 }

@@ -1,0 +1,377 @@
+//! The federation SDL as published: what async-graphql exports, plus the directives a router
+//! reads that async-graphql cannot emit. It is the one text `export-schema` prints, the schema
+//! registry receives (`schema.graphql`) and `_service { sdl }` answers.
+//!
+//! async-graphql links federation v2.5 and knows neither `@authenticated` (authorization) nor
+//! `@cost` / `@listSize` (demand control, federation v2.9). So the exported SDL is processed
+//! here, in one place:
+//! 1. the `@link` is raised to [`FEDERATION_URL`] and imports every directive
+//!    [`FIELD_DIRECTIVES`] uses;
+//! 2. each field named in [`FIELD_DIRECTIVES`] gets its directives, appended after its type.
+//!
+//! Fields are found with the GraphQL parser, not by matching text, and the result is parsed
+//! again to check every directive landed on its field: a renamed field or a table entry for a
+//! field that does not exist is an error at start-up (and in the tests), never a silently
+//! missing rule. Composition with the neighbouring subgraphs is checked by `schema/compose.mjs`.
+//!
+//! `_service { sdl }` is answered by [`ServePublishedSdl`], an extension that resolves the `sdl`
+//! field of `_Service` with the published text. The alternative, dropping `enable_federation()`
+//! and writing `_service` by hand, would also mean writing `_entities` (representation parsing,
+//! `_Entity` union, `_Any` scalar) by hand; the extension keeps the library's `_entities`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
+};
+use async_graphql::parser::parse_schema;
+use async_graphql::parser::types::{FieldDefinition, TypeKind, TypeSystemDefinition};
+use async_graphql::{ServerResult, Value};
+
+/// The federation version async-graphql links.
+const LIBRARY_FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.5";
+/// The federation version published: v2.9 is the first with `@cost` and `@listSize`.
+pub const FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.9";
+
+/// Any valid token (the subgraph checks the token itself too; DESIGN "Who may do what").
+const AUTHENTICATED: &str = "@authenticated";
+/// Image internals (provenance, legacy IDs, every hotel showing an image): admins only.
+const ADMIN: &str = r#"@requiresScopes(scopes: [["images:admin"]])"#;
+/// Hotel internals: admins, and hoteliers (the subgraph checks that the hotel is theirs).
+const ADMIN_OR_HOTELIER: &str =
+    r#"@requiresScopes(scopes: [["images:admin"], ["images:hotelier"]])"#;
+/// A Relay connection: as many edges and nodes as `first` asks for.
+const CONNECTION: &str =
+    r#"@listSize(slicingArguments: ["first"], sizedFields: ["edges", "nodes"])"#;
+/// A list of at most 100 entries (the most IDs a list query accepts).
+const UP_TO_100: &str = "@listSize(assumedSize: 100)";
+/// A short list that is not paged: a handful per image.
+const A_FEW: &str = "@listSize(assumedSize: 5)";
+/// The tagging pipeline (or an admin).
+const CLASSIFIER: &str = r#"@requiresScopes(scopes: [["images:admin"], ["images:classify"]])"#;
+/// A windowed read of the link table plus a count, per parent: dearer than a curated read.
+const LINK_SCAN: &str = "@cost(weight: 5)";
+
+/// Rows of `("Type.field", directives)`.
+pub type DirectiveTable = [(&'static str, &'static [&'static str])];
+
+/// The directives of each field, as `("Type.field", directives)`. Public reads carry demand
+/// control only; internal fields and mutations carry authorization too (DESIGN "Who may do
+/// what"; the subgraph enforces every rule itself as well).
+pub const FIELD_DIRECTIVES: &DirectiveTable = &[
+    ("Query.hotels", &[UP_TO_100]),
+    ("Query.images", &[UP_TO_100]),
+    ("Query.partners", &[UP_TO_100]),
+    ("Hotel.mainImageChoice", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    ("Hotel.gallery", &[CONNECTION]),
+    (
+        "Hotel.images",
+        &[AUTHENTICATED, ADMIN_OR_HOTELIER, CONNECTION, LINK_SCAN],
+    ),
+    ("Hotel.version", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    ("Image.tags", &[A_FEW]),
+    ("Image.legacyIds", &[AUTHENTICATED, ADMIN, A_FEW]),
+    ("Image.sources", &[AUTHENTICATED, ADMIN, A_FEW]),
+    (
+        "Image.hotels",
+        &[AUTHENTICATED, ADMIN, CONNECTION, LINK_SCAN],
+    ),
+    ("Mutation.setMainImage", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    (
+        "Mutation.resetMainImage",
+        &[AUTHENTICATED, ADMIN_OR_HOTELIER],
+    ),
+    (
+        "Mutation.setGalleryPins",
+        &[AUTHENTICATED, ADMIN_OR_HOTELIER],
+    ),
+    ("Mutation.uploadImage", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    ("Mutation.deactivateImage", &[AUTHENTICATED, ADMIN]),
+    ("Mutation.activateImage", &[AUTHENTICATED, ADMIN]),
+    ("Mutation.updateImage", &[AUTHENTICATED, ADMIN]),
+    ("Mutation.classifyImages", &[AUTHENTICATED, CLASSIFIER]),
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SdlError {
+    #[error("the exported SDL does not link {LIBRARY_FEDERATION_URL} with an import list")]
+    NoLink,
+    #[error("the SDL does not parse: {0}")]
+    Unparsable(String),
+    #[error("`{0}` is in the directive table but not in the schema")]
+    UnknownField(String),
+    #[error("`{0}` is not a `Type.field` name")]
+    BadEntry(String),
+    #[error("`{directive}` did not land on `{field}`")]
+    NotApplied { field: String, directive: String },
+}
+
+/// The published SDL for the SDL async-graphql exported.
+pub fn publishable(exported: &str) -> Result<String, SdlError> {
+    publish(exported, FIELD_DIRECTIVES)
+}
+
+fn publish(exported: &str, table: &DirectiveTable) -> Result<String, SdlError> {
+    let linked = relink(exported, &directive_names(table))?;
+    let directed = add_field_directives(&linked, table)?;
+    check(&directed, table)?;
+    Ok(directed)
+}
+
+/// `@cost(weight: 5)` → `@cost`.
+fn directive_name(directive: &str) -> &str {
+    directive.split('(').next().unwrap_or(directive).trim()
+}
+
+fn directive_names(table: &DirectiveTable) -> BTreeSet<&'static str> {
+    table
+        .iter()
+        .flat_map(|(_, directives)| directives.iter().map(|d| directive_name(d)))
+        .collect()
+}
+
+/// Raises the federation link and adds `imports` to its import list.
+fn relink(sdl: &str, imports: &BTreeSet<&str>) -> Result<String, SdlError> {
+    let link = sdl.find(LIBRARY_FEDERATION_URL).ok_or(SdlError::NoLink)?;
+    let list_start =
+        link + sdl[link..].find("import: [").ok_or(SdlError::NoLink)? + "import: [".len();
+    let list_end = list_start + sdl[list_start..].find(']').ok_or(SdlError::NoLink)?;
+    let mut names: Vec<String> = sdl[list_start..list_end]
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for import in imports {
+        let quoted = format!("\"{import}\"");
+        if !names.contains(&quoted) {
+            names.push(quoted);
+        }
+    }
+    Ok(format!(
+        "{}{FEDERATION_URL}{}{}{}",
+        &sdl[..link],
+        &sdl[link + LIBRARY_FEDERATION_URL.len()..list_start],
+        names.join(", "),
+        &sdl[list_end..]
+    ))
+}
+
+fn split_entry(entry: &str) -> Result<(&str, &str), SdlError> {
+    entry
+        .split_once('.')
+        .ok_or_else(|| SdlError::BadEntry(entry.to_owned()))
+}
+
+/// Every object field of `sdl` by `(type, field)`.
+fn fields(sdl: &str) -> Result<BTreeMap<(String, String), FieldDefinition>, SdlError> {
+    let document = parse_schema(sdl).map_err(|e| SdlError::Unparsable(e.to_string()))?;
+    let mut fields = BTreeMap::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        let TypeKind::Object(object) = ty.node.kind else {
+            continue;
+        };
+        for field in object.fields {
+            let key = (
+                ty.node.name.node.to_string(),
+                field.node.name.node.to_string(),
+            );
+            fields.insert(key, field.node);
+        }
+    }
+    Ok(fields)
+}
+
+/// Appends each field's directives to the line that holds its type: async-graphql writes a
+/// field's type and directives on one line, whether or not its arguments span several.
+fn add_field_directives(sdl: &str, table: &DirectiveTable) -> Result<String, SdlError> {
+    let fields = fields(sdl)?;
+    let mut additions: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    for (entry, directives) in table {
+        let (ty, field) = split_entry(entry)?;
+        let definition = fields
+            .get(&(ty.to_owned(), field.to_owned()))
+            .ok_or_else(|| SdlError::UnknownField((*entry).to_owned()))?;
+        additions
+            .entry(definition.ty.pos.line)
+            .or_default()
+            .extend(directives.iter().copied());
+    }
+    let mut out = String::with_capacity(sdl.len() + 2048);
+    for (index, line) in sdl.split_inclusive('\n').enumerate() {
+        match additions.get(&(index + 1)) {
+            Some(directives) => {
+                let (text, end) = match line.strip_suffix('\n') {
+                    Some(text) => (text, "\n"),
+                    None => (line, ""),
+                };
+                out.push_str(text);
+                for directive in directives {
+                    out.push(' ');
+                    out.push_str(directive);
+                }
+                out.push_str(end);
+            }
+            None => out.push_str(line),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the published SDL and checks that every field carries its directives.
+fn check(sdl: &str, table: &DirectiveTable) -> Result<(), SdlError> {
+    let fields = fields(sdl)?;
+    for (entry, directives) in table {
+        let (ty, field) = split_entry(entry)?;
+        let definition = fields
+            .get(&(ty.to_owned(), field.to_owned()))
+            .ok_or_else(|| SdlError::UnknownField((*entry).to_owned()))?;
+        let present: BTreeSet<&str> = definition
+            .directives
+            .iter()
+            .map(|d| d.node.name.node.as_str())
+            .collect();
+        if let Some(missing) = directives
+            .iter()
+            .map(|d| directive_name(d).trim_start_matches('@'))
+            .find(|name| !present.contains(name))
+        {
+            return Err(SdlError::NotApplied {
+                field: (*entry).to_owned(),
+                directive: format!("@{missing}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Answers `_service { sdl }` with the published SDL instead of the library's export.
+#[derive(Clone)]
+pub struct ServePublishedSdl(Arc<str>);
+
+impl ServePublishedSdl {
+    pub fn new(published: String) -> Self {
+        Self(published.into())
+    }
+}
+
+impl ExtensionFactory for ServePublishedSdl {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(self.clone())
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ServePublishedSdl {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.parent_type == "_Service" && info.name == "sdl" {
+            return Ok(Some(Value::String(self.0.to_string())));
+        }
+        next.run(ctx, info).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPORTED: &str = r#"type Hotel @key(fields: "id") {
+	id: ID!
+	"""
+	images: not a field, a description
+	"""
+	images(
+		"""
+		Page size.
+		"""
+		first: Int! = 50
+	): ImageConnection!
+	version: Int!
+}
+
+type ImageConnection {
+	nodes: [Hotel!]!
+}
+
+type Query {
+	hotel(id: ID!): Hotel
+}
+extend schema @link(
+	url: "https://specs.apollo.dev/federation/v2.5",
+	import: ["@key", "@requiresScopes"]
+)
+"#;
+
+    const TABLE: &DirectiveTable = &[
+        ("Hotel.images", &[AUTHENTICATED, CONNECTION]),
+        ("Hotel.version", &[ADMIN_OR_HOTELIER, LINK_SCAN]),
+    ];
+
+    #[test]
+    fn directives_land_after_the_type_of_their_field_and_are_imported() {
+        let published = publish(EXPORTED, TABLE).expect("published");
+        let lines: Vec<&str> = published.lines().collect();
+        assert_eq!(
+            lines[10],
+            format!("\t): ImageConnection! {AUTHENTICATED} {CONNECTION}")
+        );
+        assert_eq!(
+            lines[11],
+            format!("\tversion: Int! {ADMIN_OR_HOTELIER} {LINK_SCAN}")
+        );
+        assert_eq!(lines[3], "\timages: not a field, a description");
+        assert!(published.contains(&format!("url: \"{FEDERATION_URL}\"")));
+        assert!(published.contains(
+            r#"import: ["@key", "@requiresScopes", "@authenticated", "@cost", "@listSize"]"#
+        ));
+        assert!(published.ends_with(")\n"));
+        assert_eq!(
+            published.lines().count(),
+            EXPORTED.lines().count(),
+            "only lines grow"
+        );
+    }
+
+    #[test]
+    fn a_table_entry_without_its_field_is_an_error() {
+        let cases: &[(&DirectiveTable, SdlError)] = &[
+            (
+                &[("Hotel.vintage", &[AUTHENTICATED])],
+                SdlError::UnknownField("Hotel.vintage".into()),
+            ),
+            (
+                &[("Motel.images", &[AUTHENTICATED])],
+                SdlError::UnknownField("Motel.images".into()),
+            ),
+            (
+                &[("Hotel", &[AUTHENTICATED])],
+                SdlError::BadEntry("Hotel".into()),
+            ),
+        ];
+        for (table, error) in cases {
+            assert_eq!(publish(EXPORTED, table).as_ref(), Err(error));
+        }
+    }
+
+    #[test]
+    fn an_sdl_without_the_library_link_is_an_error() {
+        let other = EXPORTED.replace("v2.5", "v2.3");
+        assert_eq!(publish(&other, TABLE), Err(SdlError::NoLink));
+    }
+
+    #[test]
+    fn the_table_names_only_directives_federation_v2_9_defines() {
+        let known = ["@authenticated", "@requiresScopes", "@cost", "@listSize"];
+        for name in directive_names(FIELD_DIRECTIVES) {
+            assert!(known.contains(&name), "{name}");
+        }
+    }
+}
