@@ -10,6 +10,7 @@ use crate::config::{Cli, Command, RecomputeArgs, SeedArgs, Settings, TokenArgs};
 use crate::graphql::sdl;
 use crate::http::auth::{Claims, mint};
 use crate::service::curation::RecomputePlan;
+use crate::telemetry::Metrics;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
@@ -116,7 +117,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.database_url = Some("sqlite::memory:".parse().context("cannot build a URL")?);
     let core = Core::open(&settings).await?;
-    print!("{}", sdl(&schema(&settings, core.catalog)?));
+    print!("{}", sdl(&schema(&settings, core.catalog, Metrics::new())?));
     Ok(())
 }
 

@@ -8,12 +8,14 @@
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
 //! - [`limits`]: per-document limits checked right after parsing.
+//! - [`observe`]: operation latency and error metrics.
 //! - [`error`]: how failures reach clients.
 
 pub mod connection;
 pub mod error;
 pub mod limits;
 pub mod loader;
+pub mod observe;
 pub mod query;
 pub mod types;
 
@@ -24,6 +26,7 @@ use async_graphql::{EmptyMutation, EmptySubscription, SDLExportOptions, Schema};
 
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
+use crate::telemetry::Metrics;
 pub use query::Query;
 pub use types::Media;
 
@@ -38,6 +41,8 @@ pub struct SchemaDeps {
     pub limits: QueryLimits,
     /// Who may introspect the schema.
     pub introspection: Introspection,
+    /// Where operation latency, errors and loader batch sizes are recorded.
+    pub metrics: Metrics,
 }
 
 /// Limits on one operation.
@@ -63,6 +68,7 @@ pub enum Introspection {
 /// Builds each request's loaders (kept in the schema's data).
 struct LoaderFactory {
     catalog: Catalog,
+    metrics: Metrics,
     delay: Duration,
 }
 
@@ -74,11 +80,13 @@ pub fn build_schema(deps: SchemaDeps) -> AppSchema {
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
         .extension(limits.document)
+        .extension(observe::OperationMetrics(deps.metrics.clone()))
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,
+            metrics: deps.metrics,
             delay: deps.loader_delay,
         });
     if deps.introspection == Introspection::AdminsOnly {
@@ -101,7 +109,11 @@ pub fn prepare(
         request = request.disable_introspection();
     }
     match schema.data::<LoaderFactory>() {
-        Some(factory) => request.data(loader::loaders(factory.catalog.clone(), factory.delay)),
+        Some(factory) => request.data(loader::loaders(
+            factory.catalog.clone(),
+            factory.metrics.clone(),
+            factory.delay,
+        )),
         None => request,
     }
 }

@@ -6,6 +6,8 @@ mod curation;
 mod federation;
 mod helpers;
 mod http;
+mod observability;
 mod operations;
 mod protection;
 mod read_api;
+mod shutdown;
