@@ -4,6 +4,7 @@
 
 mod curation;
 mod federation;
+mod fuzz;
 mod helpers;
 mod http;
 mod observability;
