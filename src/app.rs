@@ -1,8 +1,11 @@
 //! Start-up: settings → database (migrated, demo-seeded in the embedded mode) → schema →
-//! router → listener. [`Application::build`] binds its own listener so that tests can use
-//! port 0 and learn the address.
+//! router → listener, and the orderly stop: [`Application::run_until`] serves until its
+//! shutdown future completes, then drains.
+//!
+//! [`Application::build`] binds its own listener so that tests can use port 0 and learn the
+//! address; `run_until` takes the shutdown signal as an input so that tests can trigger it.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use crate::domain::media::{Cdn, Imgproxy, SizeTable};
 use crate::graphql::limits::DocumentLimits;
 use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
 use crate::http::auth::{Authenticator, TokenKey};
+use crate::http::lifecycle::Draining;
 use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
@@ -24,7 +28,15 @@ use crate::service::curation::Curator;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::store::objects::Objects;
-use crate::store::{StatementCounter, Store, connect};
+use crate::store::{StatementCounter, Store, connect, pool_figures};
+use crate::telemetry::Metrics;
+
+/// How often recorded histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// How long connections may take to close after the requests still in flight were cut off.
+const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
+/// How long closing the database pool may take: it waits for connections still checked out.
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The database and the services built on it: what every command needs.
 pub struct Core {
@@ -37,6 +49,18 @@ pub struct Core {
 }
 
 impl Core {
+    /// Feeds the database figures (statements, pool) to `metrics` at every scrape.
+    pub fn report_to(&self, metrics: &Metrics) {
+        let db = self.db.clone();
+        let statements = self.statements.clone();
+        metrics.on_scrape(move |metrics| {
+            metrics.set_db_statements(statements.get());
+            if let Some(pool) = pool_figures(&db) {
+                metrics.set_db_pool(pool.open, pool.idle);
+            }
+        });
+    }
+
     /// Connects and migrates.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
         let (db, statements) = connect(
@@ -101,6 +125,7 @@ pub fn schema(
     settings: &Settings,
     catalog: Catalog,
     uploader: Option<Uploader>,
+    metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
     build_schema(SchemaDeps {
         manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
@@ -124,6 +149,7 @@ pub fn schema(
         } else {
             Introspection::AdminsOnly
         },
+        metrics,
     })
     .context("cannot build the schema")
 }
@@ -169,6 +195,16 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     core: Core,
+    stopping: Stopping,
+}
+
+/// How the server stops once told to.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    /// Readiness is false but the listener still accepts, so that balancers notice.
+    delay: Duration,
+    /// Requests in flight may finish; those still running then are cut off.
+    drain: Duration,
 }
 
 impl Application {
@@ -179,6 +215,8 @@ impl Application {
                 .await
                 .context("cannot seed the demo catalog")?;
         }
+        let metrics = Metrics::new();
+        core.report_to(&metrics);
         let objects =
             Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         let uploader = Uploader::new(
@@ -189,7 +227,12 @@ impl Application {
             settings.upload_partner_id,
         );
         let state = AppState {
-            schema: schema(settings, core.catalog.clone(), Some(uploader))?,
+            schema: schema(
+                settings,
+                core.catalog.clone(),
+                Some(uploader),
+                metrics.clone(),
+            )?,
             media: settings.serve_media_enabled().then_some(objects),
             catalog: core.catalog.clone(),
             auth: authenticator(settings)?,
@@ -210,6 +253,8 @@ impl Application {
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
             },
+            metrics,
+            draining: Draining::default(),
         };
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -218,6 +263,10 @@ impl Application {
             listener,
             state,
             core,
+            stopping: Stopping {
+                delay: Duration::from_millis(settings.shutdown_delay_ms),
+                drain: Duration::from_millis(settings.shutdown_drain_ms),
+            },
         })
     }
 
@@ -229,20 +278,88 @@ impl Application {
         &self.core
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then stops in order: readiness turns false at once;
+    /// the listener keeps accepting for the shutdown delay, then closes; requests in flight get
+    /// the drain timeout to finish, after which they are cut off (503); last, the database pool
+    /// closes.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("server failed")?;
-        self.core
-            .db
-            .close()
-            .await
-            .context("cannot close the database pool")?;
+        let Self {
+            listener,
+            state,
+            core,
+            stopping,
+        } = self;
+        let draining = state.draining.clone();
+        let upkeep = tokio::spawn(state.metrics.clone().run_upkeep(METRICS_UPKEEP));
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        let close_listener = {
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                draining.start();
+                tracing::info!(
+                    delay_ms = millis(stopping.delay),
+                    drain_ms = millis(stopping.drain),
+                    "stopping: readiness is false; requests in flight are drained"
+                );
+                tokio::time::sleep(stopping.delay).await;
+                let _ = closed_tx.send(());
+            }
+        };
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(close_listener)
+            .into_future();
+        let served = drain(server, closed_rx, &draining, stopping.drain).await;
+        upkeep.abort();
+        served.context("server failed")?;
+        match tokio::time::timeout(POOL_CLOSE_TIMEOUT, core.db.close()).await {
+            Ok(closed) => closed.context("cannot close the database pool")?,
+            Err(_) => tracing::warn!("the database pool did not close in time"),
+        }
+        tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Runs `server` to its end, but once the listener is closed (`listener_closed`), for at most
+/// `timeout`: then the requests still in flight are cut off, and their connections get a
+/// moment to close before the server is left behind.
+async fn drain(
+    server: impl Future<Output = std::io::Result<()>>,
+    listener_closed: tokio::sync::oneshot::Receiver<()>,
+    draining: &Draining,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut server = std::pin::pin!(server);
+    let deadline = async {
+        if listener_closed.await.is_err() {
+            // The server ended without a stop signal: no deadline.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        served = &mut server => return served,
+        () = deadline => {}
+    }
+    tracing::warn!(
+        drain_ms = millis(timeout),
+        "the drain timeout passed: cutting off the requests still in flight"
+    );
+    draining.cut_off();
+    match tokio::time::timeout(CUT_OFF_GRACE, &mut server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!("connections are still open after the cut-off: stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds as a number the log formats as one (a `u128` would become a string).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

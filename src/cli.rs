@@ -10,6 +10,7 @@ use crate::config::{Cli, Command, RecomputeArgs, SeedArgs, Settings, TokenArgs};
 use crate::graphql::published_sdl;
 use crate::http::auth::{Claims, mint};
 use crate::service::curation::RecomputePlan;
+use crate::telemetry::Metrics;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
@@ -117,7 +118,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
     let core = Core::open(&settings).await?;
     print!(
         "{}",
-        published_sdl(&schema(&settings, core.catalog, None)?)?
+        published_sdl(&schema(&settings, core.catalog, None, Metrics::new())?)?
     );
     Ok(())
 }

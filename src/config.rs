@@ -327,6 +327,23 @@ pub struct Settings {
     #[arg(long, env = "INTROSPECTION", global = true)]
     pub introspection: Option<bool>,
 
+    /// After the stop signal (SIGTERM, ctrl-c), how long to keep accepting requests with
+    /// readiness already false, in milliseconds, so that load balancers and the router stop
+    /// sending before the listener closes. 0 closes it at once (a Kubernetes `preStop` sleep
+    /// does the same job).
+    #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = 0, global = true)]
+    pub shutdown_delay_ms: u64,
+
+    /// Once the listener is closed, how long requests in flight may take to finish, in
+    /// milliseconds; those still running then are answered 503 and the server stops anyway.
+    #[arg(
+        long,
+        env = "SHUTDOWN_DRAIN_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub shutdown_drain_ms: u64,
+
     /// Log as JSON lines (default: human-readable).
     #[arg(long, env = "LOG_JSON", default_value_t = false, global = true)]
     pub log_json: bool,

@@ -12,6 +12,7 @@
 //! - [`graphql`]: the schema, loaders, federation entities, error mapping.
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
+//! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 
 pub mod app;
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod http;
 pub mod seed;
 pub mod service;
 pub mod store;
+pub mod telemetry;

@@ -28,6 +28,13 @@ pub fn bad_input(message: impl Into<String>) -> Error {
 
 /// Logs `cause` with its whole chain and returns the generic error clients see.
 pub fn unexpected(cause: &(dyn StdError + 'static)) -> Error {
+    log_unexpected(cause);
+    internal()
+}
+
+/// Logs an unexpected failure with its whole chain. Call it once per failure: a failed loader
+/// batch is logged where it fails, not once per field waiting on it.
+pub fn log_unexpected(cause: &(dyn StdError + 'static)) {
     let mut chain = cause.to_string();
     let mut source = cause.source();
     while let Some(inner) = source {
@@ -35,6 +42,10 @@ pub fn unexpected(cause: &(dyn StdError + 'static)) -> Error {
         source = inner.source();
     }
     tracing::error!(error = %chain, "request failed");
+}
+
+/// The generic error clients see for an unexpected failure (logged elsewhere).
+fn internal() -> Error {
     coded("internal server error", INTERNAL_SERVER_ERROR)
 }
 
@@ -45,7 +56,11 @@ pub fn service(error: &ServiceError) -> Error {
     }
 }
 
-/// For `.map_err(load)` on loader results.
+/// For `.map_err(load)` on loader results. The loader logged the failure already, once for
+/// its batch (see [`super::loader`]): every field that waited on the batch gets the same error.
 pub fn load(error: LoadError) -> Error {
-    service(&error)
+    match &*error {
+        ServiceError::Forbidden => forbidden(),
+        _ => internal(),
+    }
 }

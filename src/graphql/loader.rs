@@ -4,17 +4,22 @@
 //!
 //! Keys are small newtypes so that one loader can serve several relations of the same ID type
 //! (an image's tags, sources and legacy IDs are all keyed by image).
+//!
+//! Every batch records its size (the `dataloader_batch_size` histogram, by key kind), and a
+//! failed batch is logged here, once, however many fields were waiting on it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use tracing::Instrument as _;
 
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
 use crate::service::ServiceError;
 use crate::service::catalog::Catalog;
 use crate::store::{HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+use crate::telemetry::{LoaderKind, Metrics};
 
 /// Loader errors must be `Clone`: one failed batch fails each of its waiting fields.
 pub type LoadError = Arc<ServiceError>;
@@ -23,10 +28,12 @@ pub type LoadError = Arc<ServiceError>;
 pub type Loaders = DataLoader<CatalogLoader, HashMapCache>;
 
 /// Builds the loaders of one request. `delay` is how long a batch waits for more keys.
-pub fn loaders(catalog: Catalog, delay: Duration) -> Loaders {
+pub fn loaders(catalog: Catalog, metrics: Metrics, delay: Duration) -> Loaders {
     DataLoader::with_cache(
-        CatalogLoader { catalog },
-        tokio::spawn,
+        CatalogLoader { catalog, metrics },
+        // A batch runs in a task of its own: keep it in the request's span, so that what it
+        // logs carries the request ID.
+        |batch| tokio::spawn(batch.in_current_span()),
         HashMapCache::default(),
     )
     .delay(delay)
@@ -34,6 +41,19 @@ pub fn loaders(catalog: Catalog, delay: Duration) -> Loaders {
 
 pub struct CatalogLoader {
     catalog: Catalog,
+    metrics: Metrics,
+}
+
+impl CatalogLoader {
+    fn record_batch(&self, kind: &'static LoaderKind, size: usize) {
+        self.metrics.loader_batch(kind, size);
+    }
+}
+
+/// A failed batch: logged here, once, then shared by every field waiting on it.
+fn failed(error: ServiceError) -> LoadError {
+    super::error::log_unexpected(&error);
+    Arc::new(error)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,16 +105,18 @@ pub fn forget_all(loaders: &Loaders) {
 }
 
 /// Implements `Loader<$key>` by calling `$method` with the unwrapped keys and re-keying the
-/// answer.
+/// answer; `$kind` labels its batch sizes.
 macro_rules! keyed_loader {
-    ($key:ty, $inner:ty, $value:ty, $method:ident, $wrap:expr, $unwrap:expr) => {
+    ($kind:literal, $key:ty, $inner:ty, $value:ty, $method:ident, $wrap:expr, $unwrap:expr) => {
         impl Loader<$key> for CatalogLoader {
             type Value = $value;
             type Error = LoadError;
 
             async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, $value>, LoadError> {
+                static KIND: LoaderKind = LoaderKind::new($kind);
+                self.record_batch(&KIND, keys.len());
                 let inner: Vec<$inner> = keys.iter().map($unwrap).collect();
-                let found = self.catalog.$method(&inner).await.map_err(Arc::new)?;
+                let found = self.catalog.$method(&inner).await.map_err(failed)?;
                 Ok(found.into_iter().map(|(k, v)| ($wrap(k), v)).collect())
             }
         }
@@ -102,6 +124,7 @@ macro_rules! keyed_loader {
 }
 
 keyed_loader!(
+    "hotel",
     HotelId,
     HotelId,
     HotelRecord,
@@ -110,6 +133,7 @@ keyed_loader!(
     |k: &HotelId| *k
 );
 keyed_loader!(
+    "image",
     ImageId,
     ImageId,
     ImageRecord,
@@ -117,8 +141,17 @@ keyed_loader!(
     |k| k,
     |k: &ImageId| *k
 );
-keyed_loader!(TagsOf, ImageId, Vec<Tag>, tags, TagsOf, |k: &TagsOf| k.0);
 keyed_loader!(
+    "image_tags",
+    TagsOf,
+    ImageId,
+    Vec<Tag>,
+    tags,
+    TagsOf,
+    |k: &TagsOf| k.0
+);
+keyed_loader!(
+    "image_sources",
     SourcesOf,
     ImageId,
     Vec<SourceRecord>,
@@ -127,6 +160,7 @@ keyed_loader!(
     |k: &SourcesOf| k.0
 );
 keyed_loader!(
+    "image_legacy_ids",
     LegacyIdsOf,
     ImageId,
     Vec<String>,
@@ -135,6 +169,7 @@ keyed_loader!(
     |k: &LegacyIdsOf| k.0
 );
 keyed_loader!(
+    "image_by_legacy_id",
     ByLegacyId,
     String,
     ImageId,
@@ -143,6 +178,7 @@ keyed_loader!(
     |k: &ByLegacyId| k.0.clone()
 );
 keyed_loader!(
+    "image_by_url_key",
     ByUrlKey,
     String,
     ImageId,
@@ -151,6 +187,7 @@ keyed_loader!(
     |k: &ByUrlKey| k.0.clone()
 );
 keyed_loader!(
+    "image_hotel_count",
     ImageHotelCount,
     ImageId,
     i64,
@@ -167,7 +204,9 @@ impl Loader<PartnerId> for CatalogLoader {
         &self,
         keys: &[PartnerId],
     ) -> Result<HashMap<PartnerId, PartnerRecord>, LoadError> {
-        let found = self.catalog.partners(Some(keys)).await.map_err(Arc::new)?;
+        static KIND: LoaderKind = LoaderKind::new("partner");
+        self.record_batch(&KIND, keys.len());
+        let found = self.catalog.partners(Some(keys)).await.map_err(failed)?;
         Ok(found.into_iter().map(|p| (p.id, p)).collect())
     }
 }
@@ -193,6 +232,8 @@ impl Loader<HotelLinks> for CatalogLoader {
         &self,
         keys: &[HotelLinks],
     ) -> Result<HashMap<HotelLinks, Vec<ImageId>>, LoadError> {
+        static KIND: LoaderKind = LoaderKind::new("hotel_links");
+        self.record_batch(&KIND, keys.len());
         let mut out = HashMap::new();
         for ((filter, window), group) in group_by(keys, |k| (k.filter, k.window)) {
             let hotels: Vec<HotelId> = group.iter().map(|k| k.hotel).collect();
@@ -200,7 +241,7 @@ impl Loader<HotelLinks> for CatalogLoader {
                 .catalog
                 .hotel_links(&hotels, filter, window)
                 .await
-                .map_err(Arc::new)?;
+                .map_err(failed)?;
             for key in group {
                 out.insert(key, found.remove(&key.hotel).unwrap_or_default());
             }
@@ -217,6 +258,8 @@ impl Loader<HotelLinkCount> for CatalogLoader {
         &self,
         keys: &[HotelLinkCount],
     ) -> Result<HashMap<HotelLinkCount, i64>, LoadError> {
+        static KIND: LoaderKind = LoaderKind::new("hotel_link_count");
+        self.record_batch(&KIND, keys.len());
         let mut out = HashMap::new();
         for (filter, group) in group_by(keys, |k| k.filter) {
             let hotels: Vec<HotelId> = group.iter().map(|k| k.hotel).collect();
@@ -224,7 +267,7 @@ impl Loader<HotelLinkCount> for CatalogLoader {
                 .catalog
                 .hotel_link_counts(&hotels, filter)
                 .await
-                .map_err(Arc::new)?;
+                .map_err(failed)?;
             for key in group {
                 out.insert(key, found.get(&key.hotel).copied().unwrap_or(0));
             }
@@ -241,6 +284,8 @@ impl Loader<ImageHotels> for CatalogLoader {
         &self,
         keys: &[ImageHotels],
     ) -> Result<HashMap<ImageHotels, Vec<HotelId>>, LoadError> {
+        static KIND: LoaderKind = LoaderKind::new("image_hotels");
+        self.record_batch(&KIND, keys.len());
         let mut out = HashMap::new();
         for (window, group) in group_by(keys, |k| k.window) {
             let images: Vec<ImageId> = group.iter().map(|k| k.image).collect();
@@ -248,7 +293,7 @@ impl Loader<ImageHotels> for CatalogLoader {
                 .catalog
                 .image_hotels(&images, window)
                 .await
-                .map_err(Arc::new)?;
+                .map_err(failed)?;
             for key in group {
                 out.insert(key, found.remove(&key.image).unwrap_or_default());
             }

@@ -10,6 +10,7 @@
 //! - [`loader`]: request-scoped batched loading.
 //! - [`limits`]: per-document limits checked right after parsing.
 //! - [`sdl`]: the federation SDL as published, with the router's directives, and `_service`.
+//! - [`observe`]: operation latency and error metrics.
 //! - [`error`]: how failures reach clients.
 
 pub mod connection;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub mod loader;
 pub mod mutation;
+pub mod observe;
 pub mod query;
 pub mod sdl;
 pub mod types;
@@ -30,6 +32,7 @@ use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
+use crate::telemetry::Metrics;
 pub use mutation::{Mutation, RequestId};
 pub use query::Query;
 pub use types::Media;
@@ -53,6 +56,8 @@ pub struct SchemaDeps {
     pub limits: QueryLimits,
     /// Who may introspect the schema.
     pub introspection: Introspection,
+    /// Where operation latency, errors and loader batch sizes are recorded.
+    pub metrics: Metrics,
 }
 
 /// Limits on one operation.
@@ -78,6 +83,7 @@ pub enum Introspection {
 /// Builds each request's loaders (kept in the schema's data).
 struct LoaderFactory {
     catalog: Catalog,
+    metrics: Metrics,
     delay: Duration,
 }
 
@@ -93,12 +99,14 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
         .extension(limits.document)
+        .extension(observe::OperationMetrics(deps.metrics.clone()))
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.manager)
         .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,
+            metrics: deps.metrics,
             delay: deps.loader_delay,
         });
     if let Some(uploader) = deps.uploader {
@@ -125,7 +133,11 @@ pub fn prepare(
         request = request.disable_introspection();
     }
     match schema.data::<LoaderFactory>() {
-        Some(factory) => request.data(loader::loaders(factory.catalog.clone(), factory.delay)),
+        Some(factory) => request.data(loader::loaders(
+            factory.catalog.clone(),
+            factory.metrics.clone(),
+            factory.delay,
+        )),
         None => request,
     }
 }

@@ -9,9 +9,10 @@
 //! - Before anything is parsed, each document is scanned for nesting, size and tokens, and a
 //!   batch may hold at most a few operations: violations are a 400 with `LIMIT_EXCEEDED`.
 
+use async_graphql::ParseRequestError;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_axum::GraphQLBatchRequest;
+use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -22,6 +23,7 @@ use super::scan::scan;
 use super::{AppState, Protection};
 use crate::graphql::limits::LIMIT_EXCEEDED;
 use crate::graphql::prepare;
+use crate::telemetry::Metrics;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub(super) const JSON: &str = "application/json";
@@ -32,16 +34,20 @@ pub async fn handle(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    request: GraphQLBatchRequest,
+    request: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
-    let batch = request.into_inner();
     let media_type = response_media_type(&headers);
+    let batch = match request {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => return unreadable(&state.metrics, &rejection.0, media_type),
+    };
     let actor = match state.auth.actor(&headers) {
         Ok(actor) => actor,
-        Err(error) => return unauthenticated(&error, media_type),
+        Err(error) => return unauthenticated(&state.metrics, &error, media_type),
     };
     if let Err(message) = check_before_parsing(&batch, &state.protection) {
         return error_response(
+            &state.metrics,
             StatusCode::BAD_REQUEST,
             &message,
             LIMIT_EXCEEDED,
@@ -50,6 +56,7 @@ pub async fn handle(
     }
     if method == Method::GET && batch.iter().any(is_mutation) {
         return error_response(
+            &state.metrics,
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations must be sent with POST",
             "METHOD_NOT_ALLOWED",
@@ -155,8 +162,30 @@ fn respond(response: BatchResponse, media_type: &'static str) -> Response {
     http
 }
 
-fn unauthenticated(error: &AuthError, media_type: &'static str) -> Response {
+/// A body (or GET query string) that is not a GraphQL request: a JSON error like every other
+/// answer, rather than the library's plain-text rejection.
+fn unreadable(metrics: &Metrics, error: &ParseRequestError, media_type: &'static str) -> Response {
+    match error {
+        ParseRequestError::PayloadTooLarge => error_response(
+            metrics,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+            LIMIT_EXCEEDED,
+            media_type,
+        ),
+        other => error_response(
+            metrics,
+            StatusCode::BAD_REQUEST,
+            &format!("the request is not a GraphQL request: {other}"),
+            "BAD_REQUEST",
+            media_type,
+        ),
+    }
+}
+
+fn unauthenticated(metrics: &Metrics, error: &AuthError, media_type: &'static str) -> Response {
     error_response(
+        metrics,
         StatusCode::UNAUTHORIZED,
         &error.to_string(),
         "UNAUTHENTICATED",
@@ -164,12 +193,15 @@ fn unauthenticated(error: &AuthError, media_type: &'static str) -> Response {
     )
 }
 
+/// A refusal before or instead of execution: one error with `code`, counted in the metrics.
 pub(super) fn error_response(
+    metrics: &Metrics,
     status: StatusCode,
     message: &str,
     code: &str,
     media_type: &'static str,
 ) -> Response {
+    metrics.graphql_error(code);
     let body = serde_json::json!({
         "errors": [{ "message": message, "extensions": { "code": code } }]
     });

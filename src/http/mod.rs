@@ -1,5 +1,5 @@
-//! The HTTP surface: `/graphql` (GraphQL over HTTP), GraphiQL, health checks, and the
-//! protections in front of them.
+//! The HTTP surface: `/graphql` (GraphQL over HTTP), GraphiQL, health checks, `/metrics`, the
+//! protections in front of them, and what each request tells operators.
 //!
 //! A thin transport: it authenticates the caller, refuses what is too big or too deep before
 //! any parsing, hands the request to the schema and writes the answer with the content type
@@ -9,10 +9,14 @@
 //! - [`auth`]: the `Authorization` header to an `Actor`.
 //! - [`scan`]: the pre-parse nesting, size and token scan.
 //! - [`graphql`]: the `/graphql` handler.
+//! - [`telemetry`]: request IDs, trace context, per-request spans, log lines and counts.
+//! - [`lifecycle`]: draining on shutdown (readiness, and the cut-off at the drain timeout).
 
 pub mod auth;
 pub mod graphql;
+pub mod lifecycle;
 pub mod scan;
+pub mod telemetry;
 
 use std::time::Duration;
 
@@ -26,12 +30,16 @@ use axum::routing::get;
 use axum::{BoxError, Json, Router};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
 use crate::service::catalog::Catalog;
 use crate::store::objects::{Objects, ObjectsError};
+use crate::telemetry::Metrics;
 use auth::Authenticator;
+use lifecycle::Draining;
 
 /// The header that carries the router's shared secret.
 pub const ROUTER_SECRET_HEADER: &str = "x-router-secret";
@@ -48,6 +56,10 @@ pub struct AppState {
     /// The object store whose files `/media/...` serves (the embedded default); `None`: no route.
     pub media: Option<Objects>,
     pub protection: Protection,
+    /// Served at `/metrics`; also fed by the request counter and the refusals here.
+    pub metrics: Metrics,
+    /// Set on shutdown: readiness turns false, and later in-flight requests are cut off.
+    pub draining: Draining,
 }
 
 /// Limits applied before a request reaches the schema.
@@ -71,6 +83,7 @@ pub struct Protection {
 /// The application's routes; tests drive it directly or over a real listener.
 pub fn router(state: AppState) -> Router {
     let protection = &state.protection;
+    let metrics = state.metrics.clone();
     let graphql = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         // async-graphql-axum reads the body itself, so axum's default limit does not apply:
@@ -82,7 +95,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded_or_timed_out))
+                .layer(HandleErrorLayer::new(move |error: BoxError| {
+                    let metrics = metrics.clone();
+                    async move { overloaded_or_timed_out(&metrics, error) }
+                }))
                 .load_shed()
                 .concurrency_limit(protection.max_concurrent_requests.max(1))
                 .timeout(protection.request_timeout),
@@ -90,18 +106,43 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(graphql)
         .route("/health/live", get(live))
-        .route("/health/ready", get(ready));
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics_text));
     if state.media.is_some() {
         router = router.route("/media/{size}/{*key}", get(media));
     }
     if state.graphiql {
         router = router.route("/", get(graphiql));
     }
-    router.with_state(state)
+    // Outermost first: a request gets its ID, then its span (which logs the answer), then is
+    // counted, and is cut off if the drain timeout passes while it runs.
+    let observed = ServiceBuilder::new()
+        .layer(middleware::map_request(telemetry::drop_bad_request_id))
+        .layer(SetRequestIdLayer::new(
+            telemetry::REQUEST_ID,
+            MakeRequestUuid,
+        ))
+        .layer(PropagateRequestIdLayer::new(telemetry::REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::RequestSpan)
+                .on_request(())
+                .on_response(telemetry::RequestLine)
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            telemetry::count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            lifecycle::cut_off_at_deadline,
+        ));
+    router.layer(observed).with_state(state)
 }
 
 /// Load shedding and timeouts answer at once with a JSON error instead of queueing.
-async fn overloaded_or_timed_out(error: BoxError) -> Response {
+fn overloaded_or_timed_out(metrics: &Metrics, error: BoxError) -> Response {
     let (status, message, code) = if error.is::<tower::load_shed::error::Overloaded>() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -122,7 +163,7 @@ async fn overloaded_or_timed_out(error: BoxError) -> Response {
             "INTERNAL_SERVER_ERROR",
         )
     };
-    graphql::error_response(status, message, code, graphql::JSON)
+    graphql::error_response(metrics, status, message, code, graphql::JSON)
 }
 
 /// Refuses bodies over the limit with 413: at once when `Content-Length` says so, otherwise
@@ -146,6 +187,7 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return graphql::error_response(
+            &state.metrics,
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body is larger than {limit} bytes"),
             "PAYLOAD_TOO_LARGE",
@@ -200,6 +242,7 @@ async fn require_router_secret(
         next.run(request).await
     } else {
         graphql::error_response(
+            &state.metrics,
             StatusCode::FORBIDDEN,
             "this endpoint is only served to the router",
             "FORBIDDEN",
@@ -221,7 +264,15 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "live" }))
 }
 
+/// Ready when the database answers, and not once shutdown has begun.
 async fn ready(State(state): State<AppState>) -> Response {
+    if state.draining.is_started() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
     match state.catalog.ready().await {
         Ok(()) => Json(serde_json::json!({ "status": "ready", "database": "up" })).into_response(),
         Err(error) => {
@@ -233,4 +284,11 @@ async fn ready(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    ([(CONTENT_TYPE, PROMETHEUS_TEXT)], state.metrics.render()).into_response()
 }

@@ -1,11 +1,12 @@
-//! Opening the database pool with settings fit for a service, and counting its statements.
+//! Opening the database pool with settings fit for a service, counting its statements, and
+//! reading its figures for the metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DatabaseConnectionType, DbErr};
 
 /// Number of SQL statements the pool has executed: exported as a metric, and what the tests
 /// use to prove that a request costs one statement per table.
@@ -52,4 +53,34 @@ pub async fn connect(
         count.fetch_add(1, Ordering::Relaxed);
     });
     Ok((db, counter))
+}
+
+/// How busy the pool is right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFigures {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+}
+
+/// The pool's figures; `None` for a connection that is not a SQLx pool.
+pub fn pool_figures(db: &DatabaseConnection) -> Option<PoolFigures> {
+    // Each `get_*_connection_pool` panics for another engine: match the engine first.
+    let (open, idle) = match &db.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DatabaseConnectionType::SqlxMySqlPoolConnection(_) => {
+            let pool = db.get_mysql_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => return None,
+    };
+    Some(PoolFigures { open, idle })
 }

@@ -5,7 +5,8 @@
 //! layer as records with parsed domain types, never as SeaORM models.
 //!
 //! # Layout
-//! - [`connect`]: opening the pool with service-friendly settings and a statement counter.
+//! - [`connect`]: opening the pool with service-friendly settings, a statement counter and
+//!   the pool's figures.
 //! - [`read`]: the batched reads of the read API.
 //! - [`publish`]: running curation for a set of hotels and writing the published view.
 //! - [`manage`]: the writes of the management use cases, audit and outbox rows.
@@ -26,7 +27,7 @@ use crate::domain::catalog::{
     Category, HotelId, ImageId, MainImageOrigin, ParseError, PartnerId, PartnerKind, Status,
 };
 
-pub use connect::{StatementCounter, connect};
+pub use connect::{PoolFigures, StatementCounter, connect, pool_figures};
 
 /// A persistence failure. The variants carry causes for the log; the client sees a generic text.
 #[derive(Debug, thiserror::Error)]

@@ -100,7 +100,13 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
         .expect("schema.graphql is committed");
     let exported = images_subgraph::graphql::published_sdl(
-        &images_subgraph::app::schema(&app.settings, app.core.catalog.clone(), None).unwrap(),
+        &images_subgraph::app::schema(
+            &app.settings,
+            app.core.catalog.clone(),
+            None,
+            images_subgraph::telemetry::Metrics::new(),
+        )
+        .unwrap(),
     )
     .expect("the SDL publishes");
     assert_eq!(

@@ -2,6 +2,9 @@
 //! PostgreSQL/MySQL database created on the server named by `TEST_DATABASE_URL`), migrated and
 //! seeded the real way, served on port 0, spoken to over HTTP.
 
+use std::time::Duration;
+
+use futures::StreamExt as _;
 use images_subgraph::app::{Application, Core};
 use images_subgraph::config::Settings;
 use images_subgraph::http::auth::{Claims, mint};
@@ -64,6 +67,33 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app with settings changed by `configure` (demo seeding is on unless turned off).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    start(configure, std::future::pending()).await.0
+}
+
+/// An app that stops when told to.
+pub struct StoppableApp {
+    pub app: TestApp,
+    /// Send to trigger the shutdown (as SIGTERM would).
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// Ends when the server has stopped.
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The app with settings changed by `configure`, stopped by [`StoppableApp::stop`].
+pub async fn spawn_stoppable_app_with(configure: impl FnOnce(&mut Settings)) -> StoppableApp {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (app, server) = start(configure, async move {
+        // A dropped sender stops the app too.
+        let _ = stopped.await;
+    })
+    .await;
+    StoppableApp { app, stop, server }
+}
+
+async fn start(
+    configure: impl FnOnce(&mut Settings),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (url, db) = test_database().await;
     let mut settings = Settings::for_database(&url);
     settings.listen = "127.0.0.1:0".parse().expect("address");
@@ -81,9 +111,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(&settings).await.expect("the app builds");
     let addr = app.local_addr().expect("bound");
     let statements = app.core().statements.clone();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let server = tokio::spawn(app.run_until(shutdown));
     let core = Core::open(&settings).await.expect("second handle");
-    TestApp {
+    let app = TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         statements,
@@ -91,7 +121,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         settings,
         _db: db,
         _media: media,
-    }
+    };
+    (app, server)
 }
 
 /// A GraphQL answer.
@@ -179,6 +210,51 @@ impl TestApp {
     pub fn admin(&self) -> String {
         self.token("images:admin", &[])
     }
+
+    /// The text served at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("scraped");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    }
+
+    /// A request whose body arrives slowly: it holds its slot until `hold` has passed.
+    pub fn slow_request(&self, hold: Duration) -> tokio::task::JoinHandle<Option<StatusCode>> {
+        let request = self
+            .client
+            .post(self.url("/graphql"))
+            .header("content-type", "application/json");
+        tokio::spawn(async move {
+            let chunks = futures::stream::iter([
+                Ok::<_, std::io::Error>(r#"{"query":"{ hotel(id: 1) "#.to_owned()),
+                Ok("{ id } }\"}".to_owned()),
+            ])
+            .then(move |chunk| async move {
+                tokio::time::sleep(hold / 2).await;
+                chunk
+            });
+            let response = request
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .ok()?;
+            Some(response.status())
+        })
+    }
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) in a Prometheus
+/// text exposition, if it is there.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 
 pub async fn answer(response: reqwest::Response) -> Answer {

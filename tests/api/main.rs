@@ -5,10 +5,13 @@
 mod authz;
 mod curation;
 mod federation;
+mod fuzz;
 mod helpers;
 mod http;
 mod mutations;
+mod observability;
 mod operations;
 mod protection;
 mod read_api;
+mod shutdown;
 mod upload;

@@ -185,36 +185,10 @@ async fn without_the_router_secret_graphql_is_forbidden() {
     assert_eq!(health.status(), StatusCode::OK, "health stays open");
 }
 
-/// A request whose body arrives slowly: it holds its slot until `hold` has passed.
-fn slow_request(app: &TestApp, hold: Duration) -> tokio::task::JoinHandle<Option<StatusCode>> {
-    let request = app
-        .client
-        .post(app.url("/graphql"))
-        .header("content-type", "application/json");
-    tokio::spawn(async move {
-        let chunks = futures::stream::iter([
-            Ok::<_, std::io::Error>(r#"{"query":"{ hotel(id: 1) "#.to_owned()),
-            Ok("{ id } }\"}".to_owned()),
-        ])
-        .then(move |chunk| async move {
-            tokio::time::sleep(hold / 2).await;
-            chunk
-        });
-        let response = request
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await
-            .ok()?;
-        Some(response.status())
-    })
-}
-
-use futures::StreamExt as _;
-
 #[tokio::test]
 async fn excess_requests_are_shed_with_503_at_once() {
     let app = spawn_app_with(|s| s.max_concurrent_requests = 1).await;
-    let holder = slow_request(&app, Duration::from_millis(1500));
+    let holder = app.slow_request(Duration::from_millis(1500));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let shed = app.graphql("{ hotel(id: 1) { id } }", json!({})).await;
     assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -226,7 +200,7 @@ async fn excess_requests_are_shed_with_503_at_once() {
 #[tokio::test]
 async fn requests_over_the_timeout_are_cut_off() {
     let app = spawn_app_with(|s| s.request_timeout_ms = 200).await;
-    let slow = slow_request(&app, Duration::from_millis(1000));
+    let slow = app.slow_request(Duration::from_millis(1000));
     assert_eq!(slow.await.unwrap(), Some(StatusCode::GATEWAY_TIMEOUT));
     still_serves(&app).await;
 }
