@@ -21,6 +21,7 @@ use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
+use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::store::{StatementCounter, Store, connect};
 
@@ -30,6 +31,8 @@ pub struct Core {
     pub store: Store,
     pub catalog: Catalog,
     pub curator: Curator,
+    /// Partner imports (the `import` command).
+    pub ingestor: Ingestor,
     /// Statements executed so far (metrics, and the statement-count tests).
     pub statements: StatementCounter,
 }
@@ -51,6 +54,7 @@ impl Core {
         Ok(Self {
             catalog: Catalog::new(store.clone()),
             curator: Curator::new(store.clone(), curation_rules(settings)),
+            ingestor: Ingestor::new(store.clone(), curation_rules(settings)),
             store,
             db,
             statements,
@@ -98,6 +102,7 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
 pub fn schema(settings: &Settings, catalog: Catalog) -> anyhow::Result<AppSchema> {
     Ok(build_schema(SchemaDeps {
         manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
+        ingestor: Ingestor::new(catalog.store().clone(), curation_rules(settings)),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),

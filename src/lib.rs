@@ -12,6 +12,7 @@
 //! - [`graphql`]: the schema, loaders, federation entities, error mapping.
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
+//! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
 
 pub mod app;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod graphql;
 pub mod http;
+pub mod import;
 pub mod seed;
 pub mod service;
 pub mod store;

@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`catalog`]: the vocabulary (IDs, categories, partner kinds, statuses) as validated types.
 //! - [`curation`]: which images make a hotel's gallery and which one is its main image.
+//! - [`ingest`]: validating partner deliveries and deciding each one's import outcome.
 //! - [`media`]: CDN URLs per image size and imgproxy-signed transformation URLs.
 //! - [`url`]: canonical URLs and URL keys: one picture, one key, whatever its spelling.
 
 pub mod catalog;
 pub mod curation;
+pub mod ingest;
 pub mod media;
 pub mod url;

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
 //! - [`mutation`]: the `Mutation` root, its inputs and payloads.
+//! - [`ingest`]: the inputs, payloads and resolvers of `importImages` and `upsertPartner`.
 //! - [`types`]: `Hotel`, `Image`, `Partner` and their value types.
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
@@ -13,6 +14,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod ingest;
 pub mod limits;
 pub mod loader;
 pub mod mutation;
@@ -26,6 +28,7 @@ use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
 
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
+use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 pub use mutation::{Mutation, RequestId};
 pub use query::Query;
@@ -37,6 +40,7 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 pub struct SchemaDeps {
     pub catalog: Catalog,
     pub manager: Manager,
+    pub ingestor: Ingestor,
     pub media: Media,
     /// How long a loader batch waits for more keys.
     pub loader_delay: Duration,
@@ -82,6 +86,7 @@ pub fn build_schema(deps: SchemaDeps) -> AppSchema {
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.manager)
+        .data(deps.ingestor)
         .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::catalog::{HotelId, ImageId};
+use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::store::manage::OutboxEvent;
 use crate::store::publish::PublishedChange;
 
@@ -90,6 +90,29 @@ pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> Outb
             "schemaVersion": SCHEMA_VERSION,
             "imageId": image.to_string(),
             "changedFields": fields,
+            "occurredAt": at,
+        }),
+    }
+}
+
+/// `ImageCreated`: a partner delivered a picture no image had yet.
+pub fn image_created(
+    image: ImageId,
+    canonical_url: &str,
+    partner: PartnerId,
+    hotel: HotelId,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "Image",
+        aggregate_id: image.to_string(),
+        event_type: "ImageCreated",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "canonicalUrl": canonical_url,
+            "partnerId": partner.to_string(),
+            "hotelId": hotel.to_string(),
             "occurredAt": at,
         }),
     }

@@ -90,14 +90,26 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn name(&self) -> String {
+    /// The caller acting on its own behalf: the import command, seeding.
+    pub fn system(name: &str) -> Self {
+        Self {
+            actor: Actor {
+                subject: Some(name.to_owned()),
+                scopes: [super::auth::Scope::Admin].into(),
+                ..Actor::default()
+            },
+            request_id: None,
+        }
+    }
+
+    pub(super) fn name(&self) -> String {
         self.actor
             .subject
             .clone()
             .unwrap_or_else(|| "anonymous".to_owned())
     }
 
-    fn require(&self, allowed: bool) -> ManageResult<()> {
+    pub(super) fn require(&self, allowed: bool) -> ManageResult<()> {
         if allowed {
             Ok(())
         } else {
@@ -222,41 +234,7 @@ impl Manager {
         hotels: &[HotelId],
         now: DateTime<Utc>,
     ) -> ManageResult<Vec<PublishedChange>> {
-        let mut changes = Vec::new();
-        for chunk in hotels.chunks(CURATION_CHUNK) {
-            changes.extend(publish(txn, chunk, &self.rules, now).await?);
-        }
-        Ok(changes)
-    }
-
-    /// Writes the audit row and the events, then commits.
-    async fn commit(
-        txn: DatabaseTransaction,
-        audit: AuditEntry,
-        mut events: Vec<OutboxEvent>,
-        changes: &[PublishedChange],
-        now: DateTime<Utc>,
-    ) -> ManageResult<()> {
-        events.extend(events::curation_events(changes, now));
-        writes::append_audit(&txn, audit, now).await?;
-        writes::append_events(&txn, events, now).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    fn audit(
-        caller: &Caller,
-        operation: &'static str,
-        entity_ids: serde_json::Value,
-    ) -> AuditEntry {
-        AuditEntry {
-            actor: caller.name(),
-            operation,
-            entity_ids,
-            before: None,
-            after: None,
-            request_id: caller.request_id.clone(),
-        }
+        curate(txn, &self.rules, hotels, now).await
     }
 
     /// The hotelier's (own hotels) or admin's choice of main image.
@@ -314,14 +292,14 @@ impl Manager {
             )
             .into());
         }
-        let mut audit = Self::audit(
+        let mut audit = audit(
             caller,
             "setMainImage",
             json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
         );
         audit.before = Some(json!({ "version": before }));
         audit.after = Some(json!({ "mainImageId": image.to_string(), "origin": origin.as_str() }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Back to the computed main image.
@@ -337,13 +315,13 @@ impl Manager {
         let before = Self::lock(&txn, hotel, expected_version, now).await?;
         writes::clear_override(&txn, hotel).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit(
             caller,
             "resetMainImage",
             json!({ "hotelId": hotel.to_string() }),
         );
         audit.before = Some(json!({ "version": before }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// These images lead the gallery, in this order, after the main image.
@@ -388,7 +366,7 @@ impl Manager {
         }
         writes::set_pins(&txn, hotel, images).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit(
             caller,
             "setGalleryPins",
             json!({ "hotelId": hotel.to_string() }),
@@ -396,7 +374,7 @@ impl Manager {
         audit.before = Some(json!({ "version": before }));
         audit.after =
             Some(json!({ "pins": images.iter().map(ToString::to_string).collect::<Vec<_>>() }));
-        Self::commit(txn, audit, Vec::new(), &changes, now).await
+        commit(txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
@@ -465,14 +443,14 @@ impl Manager {
         } else {
             "deactivateImage"
         };
-        let mut audit = Self::audit(
+        let mut audit = audit(
             caller,
             operation,
             json!({ "imageId": image.to_string(), "hotelIds": hotels.map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()) }),
         );
         audit.after = Some(json!({ "status": status.as_str(), "reason": reason }));
         let event = events::status_event(image, active, reason, hotels, now);
-        Self::commit(txn, audit, vec![event], &changes, now).await?;
+        commit(txn, audit, vec![event], &changes, now).await?;
         Ok(StatusChange {
             image,
             affected_hotels: affected,
@@ -511,14 +489,14 @@ impl Manager {
         }
         let hotels = writes::linked_hotels(&txn, &[image]).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit(
             caller,
             "updateImage",
             json!({ "imageId": image.to_string() }),
         );
         audit.after = Some(json!({ "changedFields": fields }));
         let event = events::image_updated(image, &fields, now);
-        Self::commit(txn, audit, vec![event], &changes, now).await
+        commit(txn, audit, vec![event], &changes, now).await
     }
 
     /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
@@ -569,13 +547,58 @@ impl Manager {
         writes::refresh_categories(&txn, &images).await?;
         let hotels = writes::linked_hotels(&txn, &images).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let audit = Self::audit(
+        let audit = audit(
             caller,
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
         );
-        Self::commit(txn, audit, events, &changes, now).await?;
+        commit(txn, audit, events, &changes, now).await?;
         Ok(images)
+    }
+}
+
+/// Curates `hotels` in chunks on `txn` (shared by every use case that changes hotels).
+pub(super) async fn curate(
+    txn: &DatabaseTransaction,
+    rules: &Rules,
+    hotels: &[HotelId],
+    now: DateTime<Utc>,
+) -> ManageResult<Vec<PublishedChange>> {
+    let mut changes = Vec::new();
+    for chunk in hotels.chunks(CURATION_CHUNK) {
+        changes.extend(publish(txn, chunk, rules, now).await?);
+    }
+    Ok(changes)
+}
+
+/// Writes the audit row and the events (with the curation events of `changes`), then commits.
+pub(super) async fn commit(
+    txn: DatabaseTransaction,
+    audit: AuditEntry,
+    mut events: Vec<OutboxEvent>,
+    changes: &[PublishedChange],
+    now: DateTime<Utc>,
+) -> ManageResult<()> {
+    events.extend(events::curation_events(changes, now));
+    writes::append_audit(&txn, audit, now).await?;
+    writes::append_events(&txn, events, now).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// An audit row of `operation` by `caller` (before/after left to the use case).
+pub(super) fn audit(
+    caller: &Caller,
+    operation: &'static str,
+    entity_ids: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        actor: caller.name(),
+        operation,
+        entity_ids,
+        before: None,
+        after: None,
+        request_id: caller.request_id.clone(),
     }
 }
 

@@ -6,6 +6,7 @@ mod curation;
 mod federation;
 mod helpers;
 mod http;
+mod ingest;
 mod mutations;
 mod operations;
 mod protection;
