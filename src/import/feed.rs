@@ -133,57 +133,94 @@ fn partner_id(value: &Value) -> Result<i64, String> {
 }
 
 /// The CSV columns this reader knows.
-const COLUMNS: [&str; 11] = [
-    "partner_id",
-    "hotel_id",
-    "url",
-    "partner_image_ref",
-    "legacy_id",
-    "width",
-    "height",
-    "caption",
-    "tags",
-    "quality_score",
-    "content_sha256",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    PartnerId,
+    HotelId,
+    Url,
+    PartnerImageRef,
+    LegacyId,
+    Width,
+    Height,
+    Caption,
+    Tags,
+    QualityScore,
+    ContentSha256,
+}
+
+impl Column {
+    const ALL: [Column; 11] = [
+        Column::PartnerId,
+        Column::HotelId,
+        Column::Url,
+        Column::PartnerImageRef,
+        Column::LegacyId,
+        Column::Width,
+        Column::Height,
+        Column::Caption,
+        Column::Tags,
+        Column::QualityScore,
+        Column::ContentSha256,
+    ];
+
+    /// The name in a header (the contract feed's field name).
+    fn name(self) -> &'static str {
+        match self {
+            Column::PartnerId => "partner_id",
+            Column::HotelId => "hotel_id",
+            Column::Url => "url",
+            Column::PartnerImageRef => "partner_image_ref",
+            Column::LegacyId => "legacy_id",
+            Column::Width => "width",
+            Column::Height => "height",
+            Column::Caption => "caption",
+            Column::Tags => "tags",
+            Column::QualityScore => "quality_score",
+            Column::ContentSha256 => "content_sha256",
+        }
+    }
+}
 
 /// Where each known column is in a CSV file's records.
 #[derive(Debug, Clone)]
 pub struct CsvHeader {
-    positions: [Option<usize>; COLUMNS.len()],
+    /// By `Column as usize`.
+    positions: [Option<usize>; Column::ALL.len()],
 }
 
 impl CsvHeader {
     /// Reads the header's names; unknown or repeated columns, or a missing `hotel_id` or
     /// `url`, make the file unusable.
     pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let mut positions = [None; COLUMNS.len()];
+        let mut positions = [None; Column::ALL.len()];
         for (at, name) in names.into_iter().enumerate() {
             let name = name.trim();
-            let column = COLUMNS.iter().position(|c| *c == name).ok_or_else(|| {
-                format!("unknown column `{name}` (known: {})", COLUMNS.join(", "))
-            })?;
-            if positions[column].replace(at).is_some() {
+            let column = Column::ALL
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+                    format!("unknown column `{name}` (known: {})", known.join(", "))
+                })?;
+            if positions[*column as usize].replace(at).is_some() {
                 return Err(format!("column `{name}` appears twice"));
             }
         }
-        for required in ["hotel_id", "url"] {
-            if positions[column_index(required)].is_none() {
-                return Err(format!("the header has no `{required}` column"));
+        for required in [Column::HotelId, Column::Url] {
+            if positions[required as usize].is_none() {
+                return Err(format!("the header has no `{}` column", required.name()));
             }
         }
         Ok(Self { positions })
     }
 
-    fn get<'r>(&self, record: &'r [&'r str], column: &str) -> Option<&'r str> {
-        self.positions[column_index(column)]
+    /// The cell of `column` in `record`; `None` when the file has no such column or the
+    /// cell is empty.
+    fn get<'r>(&self, record: &'r [&'r str], column: Column) -> Option<&'r str> {
+        self.positions[column as usize]
             .and_then(|at| record.get(at).copied())
             .filter(|cell| !cell.is_empty())
     }
-}
-
-fn column_index(name: &str) -> usize {
-    COLUMNS.iter().position(|c| *c == name).unwrap_or(0)
 }
 
 /// Parses one CSV record (its cells, already trimmed) under `header`.
@@ -191,20 +228,25 @@ pub fn parse_csv_record(header: &CsvHeader, cells: &[&str]) -> Result<FeedLine, 
     let get = |column| header.get(cells, column);
     let text = |column| get(column).map(str::to_owned);
     Ok(FeedLine {
-        partner_id: get("partner_id")
+        partner_id: get(Column::PartnerId)
             .map(|id| partner_id(&Value::String(id.to_owned())))
             .transpose()?,
         item: RawItem {
-            hotel_id: get("hotel_id").ok_or("hotel_id is missing")?.to_owned(),
-            url: get("url").ok_or("url is missing")?.to_owned(),
-            partner_image_ref: text("partner_image_ref"),
-            legacy_id: text("legacy_id"),
-            width: number(get("width"), "width")?,
-            height: number(get("height"), "height")?,
-            caption: text("caption"),
-            tags: get("tags").map(parse_tags).transpose()?.unwrap_or_default(),
-            quality_score: number(get("quality_score"), "quality_score")?,
-            content_sha256: text("content_sha256"),
+            hotel_id: get(Column::HotelId)
+                .ok_or("hotel_id is missing")?
+                .to_owned(),
+            url: get(Column::Url).ok_or("url is missing")?.to_owned(),
+            partner_image_ref: text(Column::PartnerImageRef),
+            legacy_id: text(Column::LegacyId),
+            width: number(get(Column::Width), "width")?,
+            height: number(get(Column::Height), "height")?,
+            caption: text(Column::Caption),
+            tags: get(Column::Tags)
+                .map(parse_tags)
+                .transpose()?
+                .unwrap_or_default(),
+            quality_score: number(get(Column::QualityScore), "quality_score")?,
+            content_sha256: text(Column::ContentSha256),
         },
     })
 }
@@ -547,7 +589,7 @@ mod tests {
 
     #[test]
     fn csv_records_parse_into_items_or_name_what_is_wrong() {
-        let header = CsvHeader::parse(COLUMNS).unwrap();
+        let header = CsvHeader::parse(Column::ALL.map(Column::name)).unwrap();
         let cells = |text: &str| -> Vec<String> { text.split('|').map(str::to_owned).collect() };
         let cases: Vec<(&str, Result<FeedLine, &str>)> = vec![
             (
