@@ -351,7 +351,7 @@ impl<R: Read> FeedReader<R> {
                 None => CsvHeader::parse(["hotel_id", "url"]),
                 Some((_, text)) => {
                     let names = text
-                        .and_then(|t| split_csv_line(t))
+                        .and_then(split_csv_line)
                         .map_err(|e| anyhow::anyhow!("CSV header: {e}"))?;
                     CsvHeader::parse(names.iter().map(String::as_str))
                 }

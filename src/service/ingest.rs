@@ -23,7 +23,7 @@ use serde_json::json;
 use super::auth::Scope;
 use super::events;
 use super::manage::{
-    Caller, ManageError, ManageResult, UserError, UserErrorCode, audit, commit, curate,
+    Caller, ManageError, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate,
 };
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
 use crate::domain::curation::Rules;
@@ -128,7 +128,7 @@ impl Ingestor {
             _ => Vec::new(),
         };
         let changes = curate(&txn, &self.rules, &hotels, now).await?;
-        let mut entry = audit(
+        let mut entry = audit_entry(
             caller,
             "upsertPartner",
             json!({ "partnerId": record.id.to_string() }),
@@ -229,7 +229,7 @@ impl Ingestor {
         }
         let touched: Vec<HotelId> = touched.into_iter().collect();
         let changes = curate(&txn, &self.rules, &touched, now).await?;
-        let mut entry = audit(
+        let mut entry = audit_entry(
             caller,
             "importImages",
             json!({ "partnerId": partner.to_string() }),
@@ -285,7 +285,7 @@ impl Ingestor {
         // Every hotel of these images: a retired source may also change an image's rank.
         let hotels = linked_hotels(&txn, &images).await?;
         let changes = curate(&txn, &self.rules, &hotels, now).await?;
-        let mut entry = audit(
+        let mut entry = audit_entry(
             caller,
             "retireSources",
             json!({ "partnerId": partner.to_string() }),

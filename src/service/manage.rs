@@ -292,7 +292,7 @@ impl Manager {
             )
             .into());
         }
-        let mut audit = audit(
+        let mut audit = audit_entry(
             caller,
             "setMainImage",
             json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
@@ -315,7 +315,7 @@ impl Manager {
         let before = Self::lock(&txn, hotel, expected_version, now).await?;
         writes::clear_override(&txn, hotel).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = audit(
+        let mut audit = audit_entry(
             caller,
             "resetMainImage",
             json!({ "hotelId": hotel.to_string() }),
@@ -366,7 +366,7 @@ impl Manager {
         }
         writes::set_pins(&txn, hotel, images).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = audit(
+        let mut audit = audit_entry(
             caller,
             "setGalleryPins",
             json!({ "hotelId": hotel.to_string() }),
@@ -443,7 +443,7 @@ impl Manager {
         } else {
             "deactivateImage"
         };
-        let mut audit = audit(
+        let mut audit = audit_entry(
             caller,
             operation,
             json!({ "imageId": image.to_string(), "hotelIds": hotels.map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()) }),
@@ -489,7 +489,7 @@ impl Manager {
         }
         let hotels = writes::linked_hotels(&txn, &[image]).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let mut audit = audit(
+        let mut audit = audit_entry(
             caller,
             "updateImage",
             json!({ "imageId": image.to_string() }),
@@ -547,7 +547,7 @@ impl Manager {
         writes::refresh_categories(&txn, &images).await?;
         let hotels = writes::linked_hotels(&txn, &images).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let audit = audit(
+        let audit = audit_entry(
             caller,
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
@@ -587,7 +587,7 @@ pub(super) async fn commit(
 }
 
 /// An audit row of `operation` by `caller` (before/after left to the use case).
-pub(super) fn audit(
+pub(super) fn audit_entry(
     caller: &Caller,
     operation: &'static str,
     entity_ids: serde_json::Value,
