@@ -15,6 +15,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::domain::catalog::PartnerId;
 use crate::domain::curation::Rules;
 use crate::domain::media::{Cdn, Imgproxy, SizeTable};
 use crate::graphql::limits::DocumentLimits;
@@ -25,6 +26,7 @@ use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
+use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::store::objects::Objects;
@@ -44,6 +46,8 @@ pub struct Core {
     pub store: Store,
     pub catalog: Catalog,
     pub curator: Curator,
+    /// Partner imports (the `import` command).
+    pub ingestor: Ingestor,
     /// Statements executed so far (metrics, and the statement-count tests).
     pub statements: StatementCounter,
 }
@@ -77,6 +81,7 @@ impl Core {
         Ok(Self {
             catalog: Catalog::new(store.clone()),
             curator: Curator::new(store.clone(), curation_rules(settings)),
+            ingestor: Ingestor::new(store.clone(), curation_rules(settings)),
             store,
             db,
             statements,
@@ -130,6 +135,7 @@ pub fn schema(
     build_schema(SchemaDeps {
         manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
         uploader,
+        ingestor: Ingestor::new(catalog.store().clone(), curation_rules(settings)),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -224,7 +230,8 @@ impl Application {
             objects.clone(),
             curation_rules(settings),
             settings.upload_max_bytes,
-            settings.upload_partner_id,
+            PartnerId::new(settings.upload_partner_id)
+                .context("UPLOAD_PARTNER_ID must be a positive partner ID")?,
         );
         let state = AppState {
             schema: schema(

@@ -1,4 +1,5 @@
-//! The commands: `serve` (default), `migrate`, `seed`, `recompute`, `export-schema`, `token`.
+//! The commands: `serve` (default), `migrate`, `seed`, `recompute`, `import`, `export-schema`,
+//! `token`.
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +7,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{Application, Core, jwt_secret, schema};
-use crate::config::{Cli, Command, RecomputeArgs, SeedArgs, Settings, TokenArgs};
+use crate::config::{Cli, Command, ImportArgs, RecomputeArgs, SeedArgs, Settings, TokenArgs};
 use crate::graphql::published_sdl;
 use crate::http::auth::{Claims, mint};
 use crate::service::curation::RecomputePlan;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Seed(args) => seed(&settings, &args).await,
         Command::Recompute(args) => recompute(&settings, &args).await,
+        Command::Import(args) => import(&settings, &args).await,
         Command::ExportSchema => export_schema(&settings).await,
         Command::Token(args) => token(&settings, &args),
     }
@@ -109,6 +111,68 @@ async fn recompute(settings: &Settings, args: &RecomputeArgs) -> anyhow::Result<
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
+    use crate::import::{Format, ImportOptions, import_feed};
+    let partner = args
+        .partner_id
+        .map(|id| {
+            crate::domain::catalog::PartnerId::new(id).context("--partner-id must be positive")
+        })
+        .transpose()?;
+    let options = ImportOptions {
+        partner,
+        format: args.format.unwrap_or_else(|| Format::of_path(&args.file)),
+        snapshot: args.snapshot,
+        batch_size: args.batch_size,
+    };
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut rejects: Box<dyn std::io::Write> = match &args.rejects {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::sink()),
+    };
+    let core = Core::open(settings).await?;
+    let bar = progress_bar(size, "import");
+    if let Ok(style) = ProgressStyle::with_template(
+        "import {bar:40} {binary_bytes}/{binary_total_bytes} {msg} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    let mut observer = BarObserver {
+        bar: bar.clone(),
+        started: Instant::now(),
+    };
+    let summary = import_feed(&core.ingestor, file, &options, &mut rejects, &mut observer).await?;
+    bar.finish();
+    println!("imported {summary}");
+    if let (Some(path), true) = (
+        &args.rejects,
+        summary.count(crate::domain::ingest::Outcome::Rejected) > 0,
+    ) {
+        println!("rejected lines and why: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Shows an import's progress: bytes of the file, lines and lines per second.
+struct BarObserver {
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl crate::import::Observer for BarObserver {
+    fn progress(&mut self, progress: crate::import::Progress) {
+        self.bar.set_position(progress.bytes);
+        let rate = progress.lines as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar
+            .set_message(format!("{} lines, {rate:.0} lines/s", progress.lines));
+    }
 }
 
 async fn export_schema(settings: &Settings) -> anyhow::Result<()> {

@@ -57,6 +57,8 @@ pub enum Command {
     Seed(SeedArgs),
     /// Recompute the curation of every hotel (after a rule change).
     Recompute(RecomputeArgs),
+    /// Import a partner feed file (JSON Lines or CSV), in batches; safe to re-run.
+    Import(ImportArgs),
     /// Print the federation SDL (what `schema.graphql` holds).
     ExportSchema,
     /// Mint a token for the configured secret, to try internal fields and mutations.
@@ -82,6 +84,29 @@ pub struct RecomputeArgs {
     /// Transactions in flight at once.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The partner delivering the feed. Lines may name their own with `partner_id` (a feed
+    /// of several partners needs no flag); a line naming another partner is rejected.
+    #[arg(long)]
+    pub partner_id: Option<i64>,
+    /// The file's format. Default: CSV for a `.csv` file, JSON Lines otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// The file is the partner's complete set: afterwards, retire the partner's sources it
+    /// does not contain (needs --partner-id).
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Write each rejected line's number and reason here, as JSON Lines.
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Lines per transaction (at most 1000).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_size: usize,
+    /// The feed file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@
 //! - [`graphql`]: the schema, loaders, federation entities, error mapping.
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
+//! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod graphql;
 pub mod http;
+pub mod import;
 pub mod seed;
 pub mod service;
 pub mod store;

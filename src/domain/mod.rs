@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`catalog`]: the vocabulary (IDs, categories, partner kinds, statuses) as validated types.
 //! - [`curation`]: which images make a hotel's gallery and which one is its main image.
+//! - [`ingest`]: validating partner deliveries and deciding each one's import outcome.
 //! - [`media`]: CDN URLs per image size and imgproxy-signed transformation URLs.
 //! - [`upload`]: what an uploaded file is: format, dimensions, content hash.
 //! - [`url`]: canonical URLs and URL keys: one picture, one key, whatever its spelling.
 
 pub mod catalog;
 pub mod curation;
+pub mod ingest;
 pub mod media;
 pub mod upload;
 pub mod url;

@@ -193,6 +193,11 @@ impl UrlKey {
         Self(hex::encode(Sha256::digest(url.as_str().as_bytes())))
     }
 
+    /// A key as stored: the database only holds keys that [`UrlKey::of`] made.
+    pub fn from_stored(key: String) -> Self {
+        Self(key)
+    }
+
     /// The 64 lower-case hex characters.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
 //! - [`mutation`]: the `Mutation` root, its inputs and payloads.
+//! - [`ingest`]: the inputs, payloads and resolvers of `importImages` and `upsertPartner`.
 //! - [`types`]: `Hotel`, `Image`, `Partner` and their value types.
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
@@ -15,6 +16,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod ingest;
 pub mod limits;
 pub mod loader;
 pub mod mutation;
@@ -30,6 +32,7 @@ use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
+use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
@@ -50,6 +53,7 @@ pub struct SchemaDeps {
     pub manager: Manager,
     /// `None`: uploads are refused (no object store, e.g. `export-schema`).
     pub uploader: Option<Uploader>,
+    pub ingestor: Ingestor,
     pub media: Media,
     /// How long a loader batch waits for more keys.
     pub loader_delay: Duration,
@@ -103,6 +107,7 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.manager)
+        .data(deps.ingestor)
         .data(deps.introspection)
         .data(LoaderFactory {
             catalog: deps.catalog,

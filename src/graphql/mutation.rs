@@ -9,6 +9,9 @@ use async_graphql::{
 use std::io::Read as _;
 
 use super::error::{forbidden, unexpected};
+use super::ingest::{
+    ImportImagesInput, ImportImagesPayload, UpsertPartnerInput, UpsertPartnerPayload,
+};
 use super::loader::{Loaders, forget_all};
 use super::types::{Hotel, Image, ImageCategory, load_images};
 use crate::domain::catalog::{HotelId, ImageId};
@@ -58,7 +61,10 @@ fn invalid_id(field: &[&str]) -> manage::UserError {
     manage::UserError::new(manage::UserErrorCode::InvalidInput, field, "not a valid ID")
 }
 
-fn parse_id<T: std::str::FromStr>(id: &ID, field: &[&str]) -> Result<T, manage::UserError> {
+pub(super) fn parse_id<T: std::str::FromStr>(
+    id: &ID,
+    field: &[&str],
+) -> Result<T, manage::UserError> {
     id.parse().map_err(|_| invalid_id(field))
 }
 
@@ -70,7 +76,7 @@ fn parse_ids<T: std::str::FromStr>(ids: &[ID], field: &str) -> Result<Vec<T>, ma
 }
 
 /// Splits a use case's outcome into the payload's user errors and top-level errors.
-fn outcome<T>(result: Result<T, ManageError>) -> Result<Result<T, Vec<UserError>>> {
+pub(super) fn outcome<T>(result: Result<T, ManageError>) -> Result<Result<T, Vec<UserError>>> {
     match result {
         Ok(value) => Ok(Ok(value)),
         Err(ManageError::User(error)) => Ok(Err(vec![error.into()])),
@@ -79,7 +85,7 @@ fn outcome<T>(result: Result<T, ManageError>) -> Result<Result<T, Vec<UserError>
     }
 }
 
-fn caller(ctx: &Context<'_>) -> Result<Caller> {
+pub(super) fn caller(ctx: &Context<'_>) -> Result<Caller> {
     Ok(Caller {
         actor: ctx.data::<Actor>()?.clone(),
         request_id: ctx.data::<RequestId>().ok().and_then(|r| r.0.clone()),
@@ -494,6 +500,26 @@ impl Mutation {
                 user_errors,
             }),
         }
+    }
+
+    /// The partner-ingestion pipeline delivers a batch (at most 1000 items; scope
+    /// `images:import` for the token's partner, or admin). One result per item; accepted items
+    /// commit even when others are rejected; re-delivering a batch changes nothing.
+    async fn import_images(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportImagesInput,
+    ) -> Result<ImportImagesPayload> {
+        super::ingest::import_images(ctx, input).await
+    }
+
+    /// Creates or updates a partner and its URL rewrite rules (admin).
+    async fn upsert_partner(
+        &self,
+        ctx: &Context<'_>,
+        input: UpsertPartnerInput,
+    ) -> Result<UpsertPartnerPayload> {
+        super::ingest::upsert_partner(ctx, input).await
     }
 }
 

@@ -50,6 +50,8 @@ const UP_TO_100: &str = "@listSize(assumedSize: 100)";
 const A_FEW: &str = "@listSize(assumedSize: 5)";
 /// The tagging pipeline (or an admin).
 const CLASSIFIER: &str = r#"@requiresScopes(scopes: [["images:admin"], ["images:classify"]])"#;
+/// The partner-ingestion pipeline (or an admin).
+const IMPORTER: &str = r#"@requiresScopes(scopes: [["images:admin"], ["images:import"]])"#;
 /// A windowed read of the link table plus a count, per parent: dearer than a curated read.
 const LINK_SCAN: &str = "@cost(weight: 5)";
 
@@ -91,6 +93,8 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ("Mutation.activateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.updateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.classifyImages", &[AUTHENTICATED, CLASSIFIER]),
+    ("Mutation.importImages", &[AUTHENTICATED, IMPORTER]),
+    ("Mutation.upsertPartner", &[AUTHENTICATED, ADMIN]),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::catalog::{HotelId, ImageId};
+use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::store::manage::OutboxEvent;
 use crate::store::publish::PublishedChange;
 
@@ -95,11 +95,12 @@ pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> Outb
     }
 }
 
-/// `ImageCreated`: a new picture entered the catalog.
+/// `ImageCreated`: a partner delivered a picture no image had yet.
 pub fn image_created(
     image: ImageId,
+    canonical_url: &str,
+    partner: PartnerId,
     hotel: HotelId,
-    source: &str,
     at: DateTime<Utc>,
 ) -> OutboxEvent {
     OutboxEvent {
@@ -109,8 +110,9 @@ pub fn image_created(
         payload: json!({
             "schemaVersion": SCHEMA_VERSION,
             "imageId": image.to_string(),
+            "canonicalUrl": canonical_url,
+            "partnerId": partner.to_string(),
             "hotelId": hotel.to_string(),
-            "source": source,
             "occurredAt": at,
         }),
     }

@@ -90,6 +90,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller acting on its own behalf: the import command, seeding.
+    pub fn system(name: &str) -> Self {
+        Self {
+            actor: Actor {
+                subject: Some(name.to_owned()),
+                scopes: [super::auth::Scope::Admin].into(),
+                ..Actor::default()
+            },
+            request_id: None,
+        }
+    }
+
     /// Who the audit log names: the token's subject.
     pub(crate) fn name(&self) -> String {
         self.actor
@@ -98,7 +110,7 @@ impl Caller {
             .unwrap_or_else(|| "anonymous".to_owned())
     }
 
-    fn require(&self, allowed: bool) -> ManageResult<()> {
+    pub(super) fn require(&self, allowed: bool) -> ManageResult<()> {
         if allowed {
             Ok(())
         } else {
@@ -223,11 +235,7 @@ impl Manager {
         hotels: &[HotelId],
         now: DateTime<Utc>,
     ) -> ManageResult<Vec<PublishedChange>> {
-        let mut changes = Vec::new();
-        for chunk in hotels.chunks(CURATION_CHUNK) {
-            changes.extend(publish(txn, chunk, &self.rules, now).await?);
-        }
-        Ok(changes)
+        curate(txn, &self.rules, hotels, now).await
     }
 
     /// Opens the transaction of a hotel-scoped change: checks the caller's right to the hotel,
@@ -244,21 +252,6 @@ impl Manager {
         let txn = self.begin().await?;
         let before = Self::lock(&txn, hotel, expected, now).await?;
         Ok((txn, now, before))
-    }
-
-    fn audit(
-        caller: &Caller,
-        operation: &'static str,
-        entity_ids: serde_json::Value,
-    ) -> AuditEntry {
-        AuditEntry {
-            actor: caller.name(),
-            operation,
-            entity_ids,
-            before: None,
-            after: None,
-            request_id: caller.request_id.clone(),
-        }
     }
 
     /// The hotelier's (own hotels) or admin's choice of main image.
@@ -315,7 +308,7 @@ impl Manager {
             )
             .into());
         }
-        let mut audit = Self::audit(
+        let mut audit = audit_entry(
             caller,
             "setMainImage",
             json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
@@ -337,7 +330,7 @@ impl Manager {
             .await?;
         writes::clear_override(&txn, hotel).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit_entry(
             caller,
             "resetMainImage",
             json!({ "hotelId": hotel.to_string() }),
@@ -388,7 +381,7 @@ impl Manager {
         }
         writes::set_pins(&txn, hotel, images).await?;
         let changes = self.curate(&txn, &[hotel], now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit_entry(
             caller,
             "setGalleryPins",
             json!({ "hotelId": hotel.to_string() }),
@@ -465,7 +458,7 @@ impl Manager {
         } else {
             "deactivateImage"
         };
-        let mut audit = Self::audit(
+        let mut audit = audit_entry(
             caller,
             operation,
             json!({ "imageId": image.to_string(), "hotelIds": hotels.map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()) }),
@@ -511,7 +504,7 @@ impl Manager {
         }
         let hotels = writes::linked_hotels(&txn, &[image]).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let mut audit = Self::audit(
+        let mut audit = audit_entry(
             caller,
             "updateImage",
             json!({ "imageId": image.to_string() }),
@@ -569,7 +562,7 @@ impl Manager {
         writes::refresh_categories(&txn, &images).await?;
         let hotels = writes::linked_hotels(&txn, &images).await?;
         let changes = self.curate(&txn, &hotels, now).await?;
-        let audit = Self::audit(
+        let audit = audit_entry(
             caller,
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
@@ -579,20 +572,49 @@ impl Manager {
     }
 }
 
-/// Writes the audit row and the events (with those of `changes`), then commits: the last step
-/// of every change.
+/// Curates `hotels` in chunks on `txn` (shared by every use case that changes hotels).
+pub(crate) async fn curate(
+    txn: &DatabaseTransaction,
+    rules: &Rules,
+    hotels: &[HotelId],
+    now: DateTime<Utc>,
+) -> ManageResult<Vec<PublishedChange>> {
+    let mut changes = Vec::new();
+    for chunk in hotels.chunks(CURATION_CHUNK) {
+        changes.extend(publish(txn, chunk, rules, now).await?);
+    }
+    Ok(changes)
+}
+
+/// Writes the audit row and the events (with the curation events of `changes`), then commits.
 pub(crate) async fn commit(
     txn: DatabaseTransaction,
     audit: AuditEntry,
-    mut outbox: Vec<OutboxEvent>,
+    mut events: Vec<OutboxEvent>,
     changes: &[PublishedChange],
     now: DateTime<Utc>,
 ) -> ManageResult<()> {
-    outbox.extend(events::curation_events(changes, now));
+    events.extend(events::curation_events(changes, now));
     writes::append_audit(&txn, audit, now).await?;
-    writes::append_events(&txn, outbox, now).await?;
+    writes::append_events(&txn, events, now).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// An audit row of `operation` by `caller` (before/after left to the use case).
+pub(super) fn audit_entry(
+    caller: &Caller,
+    operation: &'static str,
+    entity_ids: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        actor: caller.name(),
+        operation,
+        entity_ids,
+        before: None,
+        after: None,
+        request_id: caller.request_id.clone(),
+    }
 }
 
 /// Puts an item's error under `items.<index>`.

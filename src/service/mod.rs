@@ -10,12 +10,14 @@
 //! - [`curation`]: publishing curation for hotels, and recomputing every hotel.
 //! - [`manage`]: the management use cases (mutations), each one transaction.
 //! - [`upload`]: hotelier uploads into the object store.
+//! - [`ingest`]: partners, partner imports (unified IDs, legacy IDs) and snapshot retirement.
 //! - [`events`]: the outbox events those changes emit.
 
 pub mod auth;
 pub mod catalog;
 pub mod curation;
 pub mod events;
+pub mod ingest;
 pub mod manage;
 pub mod upload;
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::events;
 use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
-use crate::domain::catalog::{HotelId, ImageId};
+use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::curation::Rules;
 use crate::domain::upload::{UploadError, inspect};
 use crate::store::manage::{self as writes, AuditEntry, UploadRecord};
@@ -25,7 +25,7 @@ pub struct Uploader {
     /// Largest accepted file.
     pub max_bytes: usize,
     /// The HOTELIER partner uploads are credited to.
-    partner: i64,
+    partner: PartnerId,
 }
 
 impl Uploader {
@@ -34,7 +34,7 @@ impl Uploader {
         objects: Objects,
         rules: Rules,
         max_bytes: usize,
-        partner: i64,
+        partner: PartnerId,
     ) -> Self {
         Self {
             store,
@@ -95,7 +95,7 @@ impl Uploader {
             &txn,
             &UploadRecord {
                 hotel,
-                partner: self.partner,
+                partner: self.partner.get(),
                 url_key: &url_key,
                 source_url: &source_url,
                 storage_key: &storage_key,
@@ -108,7 +108,8 @@ impl Uploader {
         )
         .await?;
         let changes = publish(&txn, &[hotel], &self.rules, now).await?;
-        let created_event = created.then(|| events::image_created(image, hotel, "upload", now));
+        let created_event =
+            created.then(|| events::image_created(image, &source_url, self.partner, hotel, now));
         let audit = AuditEntry {
             actor: caller.name(),
             operation: "uploadImage",

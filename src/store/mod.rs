@@ -12,9 +12,11 @@
 //! - [`manage`]: the writes of the management use cases, audit and outbox rows.
 //! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row inserts for seeding and imports.
+//! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
 
 pub mod bulk;
 pub mod connect;
+pub mod ingest;
 pub mod manage;
 pub mod objects;
 pub mod publish;
@@ -40,6 +42,45 @@ pub enum StoreError {
     /// The object store failed (uploads).
     #[error("object store error: {0}")]
     Objects(String),
+    /// A concurrent transaction created rows this one meant to create (an import of the same
+    /// URL or legacy ID): the whole transaction must be rolled back and may be retried.
+    #[error("a concurrent change got in the way")]
+    Conflict,
+}
+
+impl StoreError {
+    /// Whether running the same transaction again may succeed: a [`StoreError::Conflict`], a
+    /// deadlock or serialization failure, a lock wait timeout, or a busy SQLite database.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Conflict => true,
+            StoreError::Db(error) => is_transient_db(error),
+            StoreError::Corrupt(_) | StoreError::Objects(_) => false,
+        }
+    }
+}
+
+fn is_transient_db(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::mysql::MySqlDatabaseError;
+    let (DbErr::Exec(RuntimeErr::SqlxError(cause)) | DbErr::Query(RuntimeErr::SqlxError(cause))) =
+        error
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(database) = cause.as_ref() else {
+        return false;
+    };
+    if let Some(mysql) = database.try_downcast_ref::<MySqlDatabaseError>() {
+        // 1213 deadlock, 1205 lock wait timeout.
+        return matches!(mysql.number(), 1205 | 1213);
+    }
+    // PostgreSQL: serialization failure, deadlock. SQLite: BUSY, BUSY_RECOVERY,
+    // BUSY_SNAPSHOT, LOCKED, LOCKED_SHAREDCACHE.
+    matches!(
+        database.code().as_deref(),
+        Some("40001" | "40P01" | "5" | "261" | "517" | "6" | "262")
+    )
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

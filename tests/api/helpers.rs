@@ -211,6 +211,34 @@ impl TestApp {
         self.token("images:admin", &[])
     }
 
+    /// The single integer `sql` answers (e.g. a `COUNT(*)`), read directly from the database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let backend = self.core.db.get_database_backend();
+        let row = self
+            .core
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("an integer")
+    }
+
+    /// A token of the partner-ingestion pipeline for `partner`.
+    pub fn importer(&self, partner: i64) -> String {
+        mint(
+            JWT_SECRET.as_bytes(),
+            &Claims {
+                sub: format!("test:importer:{partner}"),
+                exp: jsonwebtoken::get_current_timestamp() + 600,
+                scope: "images:import".to_owned(),
+                hotel_ids: Vec::new(),
+                partner_id: Some(json!(partner)),
+            },
+        )
+        .expect("token")
+    }
+
     /// The text served at `/metrics`.
     pub async fn metrics(&self) -> String {
         let response = self

@@ -8,6 +8,7 @@ mod federation;
 mod fuzz;
 mod helpers;
 mod http;
+mod ingest;
 mod mutations;
 mod observability;
 mod operations;

@@ -1,0 +1,383 @@
+//! The bulk `import` command: streams a partner feed file through the same use case as the
+//! `importImages` mutation, batch by batch.
+//!
+//! A reader thread parses the file record by record ([`feed`]) and hands batches over a
+//! bounded channel, so the next batch is parsed while the current one is written and memory
+//! holds at most a few batches whatever the file's size. Each batch is grouped by partner (a
+//! line's `partner_id`, else `--partner-id`), each group in the order its partner first
+//! appears and its lines in file order, and imported in one transaction that also curates the
+//! touched hotels. Lines that cannot be read or are rejected go to the rejects file with their
+//! number and reason; they never stop the import. Re-running a file changes nothing.
+//!
+//! `--snapshot`: after the whole file, the partner's sources that this run did not see are
+//! retired, images left with no active source go inactive (hotelier uploads excepted), and
+//! their hotels are curated.
+
+pub mod feed;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::domain::catalog::PartnerId;
+use crate::domain::ingest::{Outcome, RawItem};
+use crate::service::ingest::{Ingestor, MAX_IMPORT_ITEMS, Retirement};
+use crate::service::manage::{Caller, ManageError};
+pub use feed::Format;
+use feed::{FeedReader, Record};
+
+/// Batches parsed ahead of the one being imported.
+const BATCHES_AHEAD: usize = 2;
+
+/// How to import a feed.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The partner of lines that do not name one; lines naming another are rejected.
+    pub partner: Option<PartnerId>,
+    pub format: Format,
+    /// Retire the partner's sources the feed does not contain (needs `partner`).
+    pub snapshot: bool,
+    /// Lines per batch (1..=1000).
+    pub batch_size: usize,
+}
+
+/// Where an import stands (for a progress bar).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Bytes of the input consumed.
+    pub bytes: u64,
+    /// Records read (blank lines aside).
+    pub lines: u64,
+}
+
+/// Hears about an import as it goes: the command's progress bar, tests.
+pub trait Observer {
+    /// After every batch.
+    fn progress(&mut self, _progress: Progress) {}
+    /// The outcome of one line (every line, rejected ones included).
+    fn line(&mut self, _line: u64, _outcome: Outcome) {}
+}
+
+/// Hears nothing.
+impl Observer for () {}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Records read (blank lines aside).
+    pub lines: u64,
+    /// Lines per outcome; unreadable lines count as REJECTED.
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// What `--snapshot` retired.
+    pub retirement: Option<Retirement>,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(&outcome).copied().unwrap_or(0)
+    }
+
+    pub fn lines_per_second(&self) -> f64 {
+        self.lines as f64 / self.seconds.max(1e-9)
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines in {:.1}s ({:.0} lines/s):",
+            self.lines,
+            self.seconds,
+            self.lines_per_second()
+        )?;
+        for outcome in Outcome::ALL {
+            write!(f, " {} {outcome}", self.count(outcome))?;
+            if outcome != Outcome::Rejected {
+                f.write_str(",")?;
+            }
+        }
+        if let Some(r) = &self.retirement {
+            write!(
+                f,
+                "\nsnapshot: {} sources retired, {} images inactive, {} hotels changed",
+                r.sources, r.images, r.hotels
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One partner's lines of a batch: their numbers and items, in file order.
+struct Group {
+    partner: PartnerId,
+    lines: Vec<u64>,
+    items: Vec<RawItem>,
+}
+
+/// Imports the feed `input` (see the module doc). `rejects` gets one JSON line per rejected
+/// line: `{"line": N, "reason": "..."}`.
+///
+/// Fails on I/O errors and unexpected store errors; what was committed before stays, and
+/// running the same file again finishes the job.
+pub async fn import_feed<R>(
+    ingestor: &Ingestor,
+    input: R,
+    options: &ImportOptions,
+    rejects: &mut dyn Write,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Summary>
+where
+    R: Read + Send + 'static,
+{
+    anyhow::ensure!(
+        (1..=MAX_IMPORT_ITEMS).contains(&options.batch_size),
+        "the batch size must be between 1 and {MAX_IMPORT_ITEMS}"
+    );
+    anyhow::ensure!(
+        !options.snapshot || options.partner.is_some(),
+        "a snapshot import needs --partner-id: a snapshot is one partner's complete feed"
+    );
+    let started = Instant::now();
+    let cutoff = snapshot_cutoff(Utc::now());
+    let caller = Caller::system("cli:import");
+    let mut summary = Summary::default();
+
+    let (sender, mut batches) = mpsc::channel(BATCHES_AHEAD);
+    let format = options.format;
+    let batch_size = options.batch_size;
+    let reader =
+        tokio::task::spawn_blocking(move || read_batches(input, format, batch_size, &sender));
+
+    while let Some((records, at)) = batches.recv().await {
+        summary.lines += records.len() as u64;
+        let mut report = Report {
+            summary: &mut summary,
+            rejects: &mut *rejects,
+            observer: &mut *observer,
+        };
+        import_batch(ingestor, &caller, options, records, &mut report).await?;
+        observer.progress(Progress {
+            bytes: at,
+            lines: summary.lines,
+        });
+    }
+    reader.await.context("the feed reader stopped")??;
+    rejects.flush().context("cannot write the rejects file")?;
+
+    if options.snapshot
+        && let Some(partner) = options.partner
+    {
+        let retirement = ingestor
+            .retire_unseen(&caller, partner, cutoff)
+            .await
+            .map_err(|e| failure(e, "retiring unseen sources"))?;
+        summary.retirement = Some(retirement);
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The reader thread: parses `input` and sends batches of records with the bytes consumed.
+fn read_batches<R: Read>(
+    input: R,
+    format: Format,
+    batch_size: usize,
+    sender: &mpsc::Sender<(Vec<Record>, u64)>,
+) -> anyhow::Result<()> {
+    let mut reader = FeedReader::new(input, format)?;
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        let record = reader.next_record().context("cannot read the feed")?;
+        let end = record.is_none();
+        batch.extend(record);
+        if batch.len() == batch_size || (end && !batch.is_empty()) {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            if sender.blocking_send((full, reader.bytes_read())).is_err() {
+                // The importer stopped (it failed): nothing left to do.
+                return Ok(());
+            }
+        }
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// Imports one batch of records: grouped by partner, one use-case call per group. Outcomes
+/// are reported in line order.
+async fn import_batch(
+    ingestor: &Ingestor,
+    caller: &Caller,
+    options: &ImportOptions,
+    records: Vec<Record>,
+    report: &mut Report<'_>,
+) -> anyhow::Result<()> {
+    let mut outcomes: Vec<(u64, Outcome, Option<String>)> = Vec::with_capacity(records.len());
+    let mut groups: Vec<Group> = Vec::new();
+    for record in records {
+        let line = record.line;
+        let parsed = record
+            .parsed
+            .and_then(|l| Ok((partner_of(l.partner_id, options)?, l.item)));
+        let (partner, item) = match parsed {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                outcomes.push((line, Outcome::Rejected, Some(reason)));
+                continue;
+            }
+        };
+        let at = match groups.iter().position(|g| g.partner == partner) {
+            Some(at) => at,
+            None => {
+                groups.push(Group {
+                    partner,
+                    lines: Vec::new(),
+                    items: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        groups[at].lines.push(line);
+        groups[at].items.push(item);
+    }
+    for group in groups {
+        match ingestor.import(caller, group.partner, &group.items).await {
+            Ok(results) => outcomes.extend(results.into_iter().map(|result| {
+                let line = group.lines.get(result.index).copied().unwrap_or(0);
+                (line, result.outcome, result.reason)
+            })),
+            Err(ManageError::User(error)) => {
+                let reason = format!("partner {}: {}", group.partner, error.message);
+                outcomes.extend(
+                    group
+                        .lines
+                        .iter()
+                        .map(|line| (*line, Outcome::Rejected, Some(reason.clone()))),
+                );
+            }
+            Err(other) => {
+                let first = group.lines.first().copied().unwrap_or(0);
+                return Err(failure(
+                    other,
+                    &format!("importing the batch from line {first}"),
+                ));
+            }
+        }
+    }
+    outcomes.sort_by_key(|(line, _, _)| *line);
+    for (line, outcome, reason) in outcomes {
+        report.record(line, outcome, reason.as_deref())?;
+    }
+    Ok(())
+}
+
+/// The partner of a line: its own `partner_id`, else `--partner-id`; they must agree.
+fn partner_of(named: Option<i64>, options: &ImportOptions) -> Result<PartnerId, String> {
+    let named = named
+        .map(|id| PartnerId::new(id).ok_or_else(|| format!("partner_id `{id}` is not positive")))
+        .transpose()?;
+    match (named, options.partner) {
+        (Some(named), Some(given)) if named != given => Err(format!(
+            "partner_id {named} does not match --partner-id {given}"
+        )),
+        (Some(partner), _) | (None, Some(partner)) => Ok(partner),
+        (None, None) => Err("the line has no partner_id and no --partner-id was given".to_owned()),
+    }
+}
+
+/// Where a batch's outcomes go.
+struct Report<'a> {
+    summary: &'a mut Summary,
+    rejects: &'a mut dyn Write,
+    observer: &'a mut dyn Observer,
+}
+
+impl Report<'_> {
+    /// Counts a line's outcome, tells the observer, and writes a rejected line's reason.
+    fn record(&mut self, line: u64, outcome: Outcome, reason: Option<&str>) -> anyhow::Result<()> {
+        *self.summary.outcomes.entry(outcome).or_default() += 1;
+        self.observer.line(line, outcome);
+        if outcome == Outcome::Rejected {
+            let reason = reason.unwrap_or("rejected");
+            writeln!(
+                self.rejects,
+                "{}",
+                json!({ "line": line, "reason": reason })
+            )
+            .context("cannot write the rejects file")?;
+        }
+        Ok(())
+    }
+}
+
+/// An unexpected failure of the use case, with its cause for the operator.
+fn failure(error: ManageError, doing: &str) -> anyhow::Error {
+    let cause = match &error {
+        ManageError::Unexpected(store) => format!("{store}: {:?}", store),
+        other => other.to_string(),
+    };
+    anyhow::anyhow!("{doing} failed: {cause}")
+}
+
+/// Sources last seen before this instant were not seen by a run that started at `started`.
+/// One second earlier than the start, to the second: MySQL keeps whole seconds (rounding), so
+/// a source seen in the run's first second may be stored up to half a second before the start.
+fn snapshot_cutoff(started: DateTime<Utc>) -> DateTime<Utc> {
+    started.with_nanosecond(0).unwrap_or(started) - TimeDelta::seconds(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(partner: Option<i64>) -> ImportOptions {
+        ImportOptions {
+            partner: partner.and_then(PartnerId::new),
+            format: Format::Jsonl,
+            snapshot: false,
+            batch_size: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_line_s_partner_is_its_own_or_the_command_s_and_they_must_agree() {
+        let cases = [
+            (Some(2), None, Ok(2)),
+            (None, Some(3), Ok(3)),
+            (Some(3), Some(3), Ok(3)),
+            (
+                Some(2),
+                Some(3),
+                Err("partner_id 2 does not match --partner-id 3"),
+            ),
+            (
+                None,
+                None,
+                Err("the line has no partner_id and no --partner-id was given"),
+            ),
+        ];
+        for (named, given, want) in cases {
+            assert_eq!(
+                partner_of(named, &options(given)).map(PartnerId::get),
+                want.map_err(str::to_owned),
+                "{named:?} {given:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_snapshot_cutoff_is_a_whole_second_before_the_start() {
+        let started: DateTime<Utc> = "2026-01-02T03:04:05.678Z".parse().unwrap();
+        assert_eq!(
+            snapshot_cutoff(started),
+            "2026-01-02T03:04:04Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+}

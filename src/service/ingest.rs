@@ -1,0 +1,439 @@
+//! Ingestion use cases: partners and their URL rewrite rules, importing a batch of partner
+//! deliveries, and retiring what a snapshot feed no longer contains.
+//!
+//! An import batch is one transaction: lock the batch's hotels, read what the catalog knows in
+//! a few statements, decide every item in order ([`plan`]), write the rows in multi-row
+//! statements, curate the touched hotels, and write one audit row and the outbox events. A
+//! rejected item changes nothing; the accepted ones commit. A batch that changes nothing (a
+//! feed seen before) writes no audit row and no event and bumps no version; it only refreshes
+//! "last seen" times, which is what a snapshot import retires by.
+//!
+//! Concurrent imports of the same URLs are settled by the database (see
+//! [`crate::store::ingest`]): the losing transaction is rolled back and run again from the
+//! start, as are transactions that hit a deadlock or a busy database.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use serde_json::json;
+
+use super::auth::Scope;
+use super::events;
+use super::manage::{
+    Caller, ManageError, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate,
+};
+use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
+use crate::domain::curation::Rules;
+use crate::domain::ingest::{
+    Delivery, ImageRef, Outcome, Plan, RawItem, Rejection, plan, validate,
+};
+use crate::domain::url::{Rewrites, UrlRewrite};
+use crate::store::ingest::{self as store, PartnerFeed};
+use crate::store::manage::{OutboxEvent, linked_hotels};
+use crate::store::{PartnerRecord, Store, StoreError};
+
+/// Most items one `importImages` call (and one batch of the import command) takes.
+pub const MAX_IMPORT_ITEMS: usize = 1_000;
+/// Most URL rewrite rules of one partner.
+pub const MAX_REWRITES: usize = 50;
+/// Longest partner name, in characters (its column's width).
+pub const MAX_PARTNER_NAME: usize = 200;
+/// Sources retired per transaction by a snapshot import.
+const RETIRE_CHUNK: u64 = 1_000;
+/// Runs of one transaction before a transient failure is given up on.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// What happened to one item of an import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportResult {
+    /// The item's position in the batch.
+    pub index: usize,
+    pub outcome: Outcome,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// The image it is (none when rejected).
+    pub image: Option<ImageId>,
+}
+
+/// A partner as an admin defines it.
+#[derive(Debug, Clone)]
+pub struct PartnerInput {
+    pub id: PartnerId,
+    pub name: String,
+    pub kind: PartnerKind,
+    pub url_rewrites: Vec<UrlRewrite>,
+}
+
+/// What retiring a partner's unseen sources did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retirement {
+    /// Sources retired.
+    pub sources: u64,
+    /// Images that went inactive (no active source left).
+    pub images: u64,
+    /// Hotels whose gallery or main image changed.
+    pub hotels: u64,
+}
+
+/// Imports partner deliveries into the catalog.
+#[derive(Clone, Debug)]
+pub struct Ingestor {
+    store: Store,
+    rules: Arc<Rules>,
+}
+
+impl Ingestor {
+    pub fn new(store: Store, rules: Rules) -> Self {
+        Self {
+            store,
+            rules: Arc::new(rules),
+        }
+    }
+
+    async fn begin(&self) -> ManageResult<DatabaseTransaction> {
+        Ok(self.store.connection().begin().await?)
+    }
+
+    /// Creates or updates a partner and its URL rewrite rules (admin). A change of kind
+    /// re-curates every hotel showing the partner's images (the kind ranks images).
+    pub async fn upsert_partner(
+        &self,
+        caller: &Caller,
+        input: PartnerInput,
+    ) -> ManageResult<PartnerRecord> {
+        caller.require(caller.actor.is_admin())?;
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_PARTNER_NAME {
+            return Err(UserError::new(
+                UserErrorCode::InvalidInput,
+                &["name"],
+                format!("1 to {MAX_PARTNER_NAME} characters"),
+            )
+            .into());
+        }
+        check_rewrites(&input.url_rewrites)?;
+        let record = PartnerRecord {
+            id: input.id,
+            name: name.to_owned(),
+            kind: input.kind,
+        };
+        let now = Utc::now();
+        let txn = self.begin().await?;
+        let previous = store::upsert_partner(&txn, &record, &input.url_rewrites, now).await?;
+        let hotels = match previous {
+            Some(kind) if kind != record.kind => store::hotels_of_partner(&txn, record.id).await?,
+            _ => Vec::new(),
+        };
+        let changes = curate(&txn, &self.rules, &hotels, now).await?;
+        let mut entry = audit_entry(
+            caller,
+            "upsertPartner",
+            json!({ "partnerId": record.id.to_string() }),
+        );
+        entry.before = previous.map(|kind| json!({ "kind": kind.as_str() }));
+        entry.after = Some(json!({
+            "name": record.name,
+            "kind": record.kind.as_str(),
+            "urlRewrites": input.url_rewrites,
+        }));
+        commit(txn, entry, Vec::new(), &changes, now).await?;
+        Ok(record)
+    }
+
+    /// Imports one batch of `partner`'s deliveries: one result per item, in order (see the
+    /// module doc). Importers may import for their own partner only; admins for any.
+    pub async fn import(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        items: &[RawItem],
+    ) -> ManageResult<Vec<ImportResult>> {
+        caller.require(may_import(caller, partner))?;
+        if items.len() > MAX_IMPORT_ITEMS {
+            return Err(UserError::new(
+                UserErrorCode::TooManyItems,
+                &["items"],
+                format!("at most {MAX_IMPORT_ITEMS} items"),
+            )
+            .into());
+        }
+        let feed = self.partner_feed(partner).await?;
+        let rewrites = Rewrites::compile(&feed.rewrites).map_err(|e| {
+            StoreError::Corrupt(ParseError {
+                what: "partner URL rewrite rules",
+                value: e.to_string(),
+            })
+        })?;
+        let validated: Vec<Result<Delivery, Rejection>> =
+            items.iter().map(|item| validate(item, &rewrites)).collect();
+        if validated.iter().all(Result::is_err) {
+            return Ok(results(plan(validated, &Default::default()), &[]));
+        }
+        retrying(|| self.import_once(caller, partner, validated.clone())).await
+    }
+
+    async fn partner_feed(&self, partner: PartnerId) -> ManageResult<PartnerFeed> {
+        store::partner_feed(self.store.connection(), partner)
+            .await?
+            .ok_or_else(|| {
+                UserError::new(UserErrorCode::NotFound, &["partnerId"], "no such partner").into()
+            })
+    }
+
+    /// One run of an import batch's transaction.
+    async fn import_once(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        validated: Vec<Result<Delivery, Rejection>>,
+    ) -> ManageResult<Vec<ImportResult>> {
+        let now = Utc::now();
+        let deliveries: Vec<&Delivery> = validated.iter().flatten().collect();
+        let hotels: Vec<HotelId> = deliveries
+            .iter()
+            .map(|d| d.hotel)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let txn = self.begin().await?;
+        store::lock_hotels(&txn, &hotels, now).await?;
+        let known = store::load_known(&txn, partner, &deliveries).await?;
+        let plan = plan(validated, &known);
+        let created = store::write_plan(&txn, partner, &plan, now).await?;
+
+        let accepted_hotels: BTreeSet<HotelId> =
+            plan.accepted.iter().map(|a| a.delivery.hotel).collect();
+        let empty: Vec<HotelId> = hotels
+            .iter()
+            .filter(|h| !accepted_hotels.contains(h))
+            .copied()
+            .collect();
+        store::drop_empty_hotels(&txn, &empty).await?;
+
+        let results = results(plan.clone(), &created);
+        if !plan.changes_catalog() {
+            txn.commit().await?;
+            return Ok(results);
+        }
+        let mut touched: BTreeSet<HotelId> = plan
+            .accepted
+            .iter()
+            .filter(|a| a.outcome.changes_catalog())
+            .map(|a| a.delivery.hotel)
+            .collect();
+        if !plan.revived.is_empty() {
+            touched.extend(linked_hotels(&txn, &plan.revived).await?);
+        }
+        let touched: Vec<HotelId> = touched.into_iter().collect();
+        let changes = curate(&txn, &self.rules, &touched, now).await?;
+        let mut entry = audit_entry(
+            caller,
+            "importImages",
+            json!({ "partnerId": partner.to_string() }),
+        );
+        entry.after = Some(summary(&results));
+        let events = batch_events(&plan, &created, partner, now);
+        commit(txn, entry, events, &changes, now).await?;
+        Ok(results)
+    }
+
+    /// Retires `partner`'s active sources last seen before `seen_before` (a snapshot feed that
+    /// no longer contains them): images left with no active source go inactive (unless a
+    /// hotelier delivered them), and their hotels are curated. In transactions of
+    /// [`RETIRE_CHUNK`] sources.
+    pub async fn retire_unseen(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        seen_before: DateTime<Utc>,
+    ) -> ManageResult<Retirement> {
+        caller.require(may_import(caller, partner))?;
+        let feed = self.partner_feed(partner).await?;
+        let mut total = Retirement::default();
+        if feed.kind == PartnerKind::Hotelier {
+            // Hotelier uploads are never retired by a feed.
+            return Ok(total);
+        }
+        loop {
+            let chunk = retrying(|| self.retire_chunk(caller, partner, seen_before)).await?;
+            if chunk.sources == 0 {
+                return Ok(total);
+            }
+            total.sources += chunk.sources;
+            total.images += chunk.images;
+            total.hotels += chunk.hotels;
+        }
+    }
+
+    async fn retire_chunk(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        seen_before: DateTime<Utc>,
+    ) -> ManageResult<Retirement> {
+        let now = Utc::now();
+        let txn = self.begin().await?;
+        let images = store::unseen_sources(&txn, partner, seen_before, RETIRE_CHUNK).await?;
+        if images.is_empty() {
+            return Ok(Retirement::default());
+        }
+        let sources = store::retire_sources(&txn, partner, &images, seen_before).await?;
+        let deactivated = store::deactivate_orphans(&txn, &images, now).await?;
+        // Every hotel of these images: a retired source may also change an image's rank.
+        let hotels = linked_hotels(&txn, &images).await?;
+        let changes = curate(&txn, &self.rules, &hotels, now).await?;
+        let mut entry = audit_entry(
+            caller,
+            "retireSources",
+            json!({ "partnerId": partner.to_string() }),
+        );
+        entry.after = Some(json!({
+            "retiredSources": sources,
+            "deactivatedImageIds": deactivated.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+        let events = deactivated
+            .iter()
+            .map(|image| {
+                events::status_event(
+                    *image,
+                    false,
+                    Some(crate::domain::ingest::NO_ACTIVE_SOURCE),
+                    None,
+                    now,
+                )
+            })
+            .collect();
+        let hotels_changed = changes.len() as u64;
+        commit(txn, entry, events, &changes, now).await?;
+        Ok(Retirement {
+            sources,
+            images: deactivated.len() as u64,
+            hotels: hotels_changed,
+        })
+    }
+}
+
+fn may_import(caller: &Caller, partner: PartnerId) -> bool {
+    caller.actor.is_admin()
+        || (caller.actor.has(Scope::Import) && caller.actor.partner_id == Some(partner))
+}
+
+/// Every rule must compile; a bad one is named by its position and part.
+fn check_rewrites(rules: &[UrlRewrite]) -> Result<(), UserError> {
+    if rules.len() > MAX_REWRITES {
+        return Err(UserError::new(
+            UserErrorCode::TooManyItems,
+            &["urlRewrites"],
+            format!("at most {MAX_REWRITES} rules"),
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let Err(error) = Rewrites::compile(std::slice::from_ref(rule)) else {
+            continue;
+        };
+        // The pattern alone decides whether the regex is at fault; else the replacement is.
+        let pattern_only = UrlRewrite {
+            pattern: rule.pattern.clone(),
+            replacement: String::new(),
+        };
+        let part = if Rewrites::compile(&[pattern_only]).is_err() {
+            "pattern"
+        } else {
+            "replacement"
+        };
+        return Err(UserError::new(
+            UserErrorCode::InvalidInput,
+            &["urlRewrites", &i.to_string(), part],
+            error.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `attempt` again while it fails with a transient store error, backing off a little.
+async fn retrying<T, F, Fut>(mut attempt: F) -> ManageResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ManageResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(ManageError::Unexpected(error)) if error.is_transient() && tries < MAX_ATTEMPTS => {
+                tracing::debug!(%error, tries, "transient failure; running the transaction again");
+                let jitter = u64::from(rand::random::<u8>() % 20);
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(tries) + jitter)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One result per item, in order; `created` holds the IDs of the plan's new images.
+fn results(plan: Plan, created: &[ImageId]) -> Vec<ImportResult> {
+    let resolve = |image: ImageRef| match image {
+        ImageRef::Known(id) => Some(id),
+        ImageRef::New(n) => created.get(n).copied(),
+    };
+    let mut out: Vec<ImportResult> = plan
+        .accepted
+        .into_iter()
+        .map(|a| ImportResult {
+            index: a.index,
+            outcome: a.outcome,
+            reason: None,
+            image: resolve(a.image),
+        })
+        .chain(plan.rejected.into_iter().map(|(index, why)| ImportResult {
+            index,
+            outcome: Outcome::Rejected,
+            reason: Some(why.to_string()),
+            image: None,
+        }))
+        .collect();
+    out.sort_by_key(|r| r.index);
+    out
+}
+
+/// Counts per outcome, for the audit row.
+fn summary(results: &[ImportResult]) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = Outcome::ALL
+        .iter()
+        .map(|outcome| {
+            let n = results.iter().filter(|r| r.outcome == *outcome).count();
+            (outcome.as_str().to_owned(), json!(n))
+        })
+        .collect();
+    serde_json::Value::Object(counts)
+}
+
+/// `ImageCreated` for every new image and `ImageActivated` for every revived one.
+fn batch_events(
+    plan: &Plan,
+    created: &[ImageId],
+    partner: PartnerId,
+    now: DateTime<Utc>,
+) -> Vec<OutboxEvent> {
+    let mut out = Vec::new();
+    for (n, image) in created.iter().enumerate() {
+        if let Some(creator) = plan.creator(n) {
+            out.push(events::image_created(
+                *image,
+                creator.delivery.canonical_url.as_str(),
+                partner,
+                creator.delivery.hotel,
+                now,
+            ));
+        }
+    }
+    out.extend(
+        plan.revived
+            .iter()
+            .map(|image| events::status_event(*image, true, None, None, now)),
+    );
+    out
+}

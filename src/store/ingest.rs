@@ -1,0 +1,624 @@
+//! Persistence of imports, on the caller's transaction: partners and their URL rewrite rules,
+//! the few batched reads an import batch is decided on ([`load_known`]), the multi-row writes
+//! that carry out its [`Plan`] ([`write_plan`]), and the retirement of sources a snapshot no
+//! longer contains.
+//!
+//! Unified IDs are the database's job: images are inserted with "skip if the URL key exists"
+//! and their IDs read back by URL key, so two concurrent imports of one URL give one image. The
+//! loser of such a race learns it from the insert count and gets [`StoreError::Conflict`]: its
+//! transaction is rolled back and retried, and then sees the winner's image.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use entity::{
+    delivery, hotel, hotel_image, image, image_source, image_tag, legacy_image_id, partner,
+};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+};
+
+use super::bulk::{insert_new, upsert};
+use super::{PartnerRecord, StoreError, StoreResult, hotel_id, image_id};
+use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind, Status};
+use crate::domain::ingest::{
+    Delivery, ImageRef, Known, KnownImage, NO_ACTIVE_SOURCE, Outcome, Plan,
+};
+use crate::domain::url::{UrlKey, UrlRewrite};
+
+/// `image_source.status` of a source a snapshot import no longer contains.
+pub const RETIRED: &str = "RETIRED";
+
+/// A partner as an import needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerFeed {
+    pub kind: PartnerKind,
+    /// Its URL rewrite rules, in order.
+    pub rewrites: Vec<UrlRewrite>,
+}
+
+/// The partner's kind and rewrite rules; `None` for an unknown partner.
+pub async fn partner_feed<C: ConnectionTrait>(
+    conn: &C,
+    partner: PartnerId,
+) -> StoreResult<Option<PartnerFeed>> {
+    let Some(row) = partner::Entity::find_by_id(partner.get()).one(conn).await? else {
+        return Ok(None);
+    };
+    let rewrites = serde_json::from_str(&row.url_rewrites).map_err(|_| ParseError {
+        what: "partner URL rewrite rules",
+        value: row.url_rewrites.clone(),
+    })?;
+    Ok(Some(PartnerFeed {
+        kind: row.kind.parse()?,
+        rewrites,
+    }))
+}
+
+/// Creates or updates a partner; returns its kind before the call (`None` when it is new).
+pub async fn upsert_partner(
+    txn: &DatabaseTransaction,
+    record: &PartnerRecord,
+    rewrites: &[UrlRewrite],
+    now: DateTime<Utc>,
+) -> StoreResult<Option<PartnerKind>> {
+    let previous: Option<String> = partner::Entity::find_by_id(record.id.get())
+        .select_only()
+        .column(partner::Column::Kind)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let rules = serde_json::to_string(rewrites).map_err(|_| ParseError {
+        what: "partner URL rewrite rules",
+        value: format!("{rewrites:?}"),
+    })?;
+    upsert(
+        txn,
+        vec![partner::ActiveModel {
+            id: Set(record.id.get()),
+            name: Set(record.name.clone()),
+            kind: Set(record.kind.as_str().to_owned()),
+            url_rewrites: Set(rules),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }],
+        [partner::Column::Id],
+        [
+            partner::Column::Name,
+            partner::Column::Kind,
+            partner::Column::UrlRewrites,
+            partner::Column::UpdatedAt,
+        ],
+    )
+    .await?;
+    Ok(previous.map(|kind| kind.parse()).transpose()?)
+}
+
+/// Every hotel showing an image the partner delivered (ascending).
+pub async fn hotels_of_partner(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+) -> StoreResult<Vec<HotelId>> {
+    let mut sources = Query::select();
+    sources
+        .column(image_source::Column::ImageId)
+        .from(image_source::Entity)
+        .and_where(Expr::col(image_source::Column::PartnerId).eq(partner.get()));
+    let ids: Vec<i64> = hotel_image::Entity::find()
+        .select_only()
+        .column(hotel_image::Column::HotelId)
+        .distinct()
+        .filter(hotel_image::Column::ImageId.in_subquery(sources))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let ids: BTreeSet<i64> = ids.into_iter().collect();
+    ids.into_iter().map(|id| Ok(hotel_id(id)?)).collect()
+}
+
+/// Locks the rows of `hotels` (ascending) for the rest of the transaction, creating an empty
+/// row for a hotel that has none yet, so that concurrent imports into one hotel take turns
+/// and none of them publishes a gallery computed without the other's images.
+///
+/// The insert is the transaction's first statement: on SQLite it takes the database's write
+/// lock at once, so no snapshot read before it can go stale. PostgreSQL and MySQL also lock
+/// the existing rows with `SELECT ... FOR UPDATE` (in ascending order: no deadlock between
+/// importers).
+pub async fn lock_hotels(
+    txn: &DatabaseTransaction,
+    hotels: &[HotelId],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let rows: Vec<hotel::ActiveModel> = hotels
+        .iter()
+        .map(|hotel| hotel::ActiveModel {
+            id: Set(hotel.get()),
+            version: Set(0),
+            main_image_id: Set(None),
+            main_image_origin: Set(None),
+            main_image_chosen_by: Set(None),
+            main_image_chosen_at: Set(None),
+            image_count: Set(0),
+            gallery: Set(String::new()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    insert_new(txn, rows, [hotel::Column::Id]).await?;
+    if txn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        let mut lock = Query::select();
+        lock.column(hotel::Column::Id)
+            .from(hotel::Entity)
+            .and_where(Expr::col(hotel::Column::Id).is_in(hotels.iter().map(|h| h.get())))
+            .order_by(hotel::Column::Id, sea_orm::sea_query::Order::Asc)
+            .lock(LockType::Update);
+        txn.query_all(&lock).await?;
+    }
+    Ok(())
+}
+
+/// Removes the rows [`lock_hotels`] created for hotels that ended up with no image at all
+/// (every item for them was rejected): a rejected item leaves nothing behind.
+pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) -> StoreResult<()> {
+    if hotels.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
+    let mut linked = Query::select();
+    linked
+        .column(hotel_image::Column::HotelId)
+        .from(hotel_image::Entity)
+        .and_where(Expr::col(hotel_image::Column::HotelId).is_in(ids.clone()));
+    hotel::Entity::delete_many()
+        .filter(hotel::Column::Id.is_in(ids))
+        .filter(hotel::Column::Id.not_in_subquery(linked))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// What the catalog holds about `deliveries` of `partner`: four statements at most.
+pub async fn load_known(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+    deliveries: &[&Delivery],
+) -> StoreResult<Known> {
+    let keys: BTreeSet<&str> = deliveries.iter().map(|d| d.url_key.as_str()).collect();
+    let hotels: BTreeSet<i64> = deliveries.iter().map(|d| d.hotel.get()).collect();
+    let legacy_ids: BTreeSet<&str> = deliveries
+        .iter()
+        .filter_map(|d| d.legacy_id.as_deref())
+        .collect();
+
+    let mut known = Known::default();
+    if !keys.is_empty() {
+        let rows: Vec<(i64, String, String, Option<String>)> = image::Entity::find()
+            .select_only()
+            .columns([
+                image::Column::Id,
+                image::Column::UrlKey,
+                image::Column::Status,
+                image::Column::StatusReason,
+            ])
+            .filter(image::Column::UrlKey.is_in(keys.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, key, status, reason) in rows {
+            let retired = status.parse::<Status>()? == Status::Inactive
+                && reason.as_deref() == Some(NO_ACTIVE_SOURCE);
+            known.images.insert(
+                UrlKey::from_stored(key),
+                KnownImage {
+                    id: image_id(id)?,
+                    retired,
+                },
+            );
+        }
+    }
+    if !legacy_ids.is_empty() {
+        let rows: Vec<(String, i64)> = legacy_image_id::Entity::find()
+            .select_only()
+            .columns([
+                legacy_image_id::Column::LegacyId,
+                legacy_image_id::Column::ImageId,
+            ])
+            .filter(legacy_image_id::Column::LegacyId.is_in(legacy_ids.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (legacy, id) in rows {
+            known.legacy.insert(legacy, image_id(id)?);
+        }
+    }
+    let images: BTreeSet<i64> = known.images.values().map(|i| i.id.get()).collect();
+    if images.is_empty() {
+        return Ok(known);
+    }
+    let pairs = |rows: Vec<(i64, i64)>| -> StoreResult<HashSet<(HotelId, ImageId)>> {
+        rows.into_iter()
+            .map(|(hotel, image)| Ok((hotel_id(hotel)?, image_id(image)?)))
+            .collect()
+    };
+    known.deliveries = pairs(
+        delivery::Entity::find()
+            .select_only()
+            .columns([delivery::Column::HotelId, delivery::Column::ImageId])
+            .filter(delivery::Column::PartnerId.eq(partner.get()))
+            .filter(delivery::Column::HotelId.is_in(hotels.iter().copied()))
+            .filter(delivery::Column::ImageId.is_in(images.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?,
+    )?;
+    known.links = pairs(
+        hotel_image::Entity::find()
+            .select_only()
+            .columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
+            .filter(hotel_image::Column::HotelId.is_in(hotels.iter().copied()))
+            .filter(hotel_image::Column::ImageId.is_in(images.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?,
+    )?;
+    Ok(known)
+}
+
+/// Writes what `plan` decided for `partner`: new images (with their model tags), links,
+/// sources and deliveries ("last seen" refreshed for known ones), legacy IDs, and brings
+/// retired images back. Returns the IDs of the new images, in [`Plan::created`] order.
+///
+/// Fails with [`StoreError::Conflict`] when a concurrent transaction created one of the same
+/// images or bound one of the same legacy IDs first.
+pub async fn write_plan(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<ImageId>> {
+    let created = insert_images(txn, plan, now).await?;
+    let resolve = |image: ImageRef| match image {
+        ImageRef::Known(id) => Ok(id),
+        ImageRef::New(n) => created.get(n).copied().ok_or(StoreError::Conflict),
+    };
+
+    let mut links = BTreeSet::new();
+    let mut deliveries = BTreeSet::new();
+    let mut sources: HashMap<ImageId, &Delivery> = HashMap::new();
+    for accepted in &plan.accepted {
+        let image = resolve(accepted.image)?;
+        let hotel = accepted.delivery.hotel;
+        if matches!(accepted.outcome, Outcome::Created | Outcome::Linked) {
+            links.insert((hotel, image));
+        }
+        deliveries.insert((hotel, image));
+        sources.entry(image).or_insert(&accepted.delivery);
+    }
+    insert_links(txn, &links, now).await?;
+    upsert_sources(txn, partner, sources, now).await?;
+    upsert_deliveries(txn, partner, &deliveries, now).await?;
+
+    let legacy = plan
+        .legacy
+        .iter()
+        .map(|(legacy_id, image)| {
+            Ok(legacy_image_id::ActiveModel {
+                legacy_id: Set(legacy_id.clone()),
+                image_id: Set(resolve(*image)?.get()),
+                created_at: Set(now),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let bound = insert_new(txn, legacy, [legacy_image_id::Column::LegacyId]).await?;
+    if bound != plan.legacy.len() as u64 {
+        return Err(StoreError::Conflict);
+    }
+    revive(txn, &plan.revived, now).await?;
+    Ok(created)
+}
+
+/// Inserts the plan's new images and their tags; returns their IDs in `created` order.
+async fn insert_images(
+    txn: &DatabaseTransaction,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<ImageId>> {
+    let creators: Vec<&Delivery> = (0..plan.created.len())
+        .map(|n| plan.creator(n).map(|a| &a.delivery))
+        .collect::<Option<_>>()
+        .ok_or(StoreError::Conflict)?;
+    if creators.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Ascending keys: concurrent importers wait for each other in one order, never in a cycle.
+    let mut rows: Vec<(&str, image::ActiveModel)> = creators
+        .iter()
+        .map(|d| (d.url_key.as_str(), new_image(d, now)))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let wanted = rows.len() as u64;
+    let inserted = insert_new(
+        txn,
+        rows.into_iter().map(|(_, row)| row).collect(),
+        [image::Column::UrlKey],
+    )
+    .await?;
+    if inserted != wanted {
+        return Err(StoreError::Conflict);
+    }
+    let ids: HashMap<String, i64> = image::Entity::find()
+        .select_only()
+        .columns([image::Column::UrlKey, image::Column::Id])
+        .filter(image::Column::UrlKey.is_in(creators.iter().map(|d| d.url_key.as_str())))
+        .into_tuple::<(String, i64)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let ids = creators
+        .iter()
+        .map(|d| {
+            let id = ids.get(d.url_key.as_str()).ok_or(StoreError::Conflict)?;
+            Ok(image_id(*id)?)
+        })
+        .collect::<StoreResult<Vec<ImageId>>>()?;
+
+    let tags: Vec<image_tag::ActiveModel> = creators
+        .iter()
+        .zip(&ids)
+        .flat_map(|(d, id)| {
+            d.tags.iter().map(|tag| image_tag::ActiveModel {
+                image_id: Set(id.get()),
+                origin: Set(tag.origin.as_str().to_owned()),
+                category: Set(tag.category.as_str().to_owned()),
+                confidence: Set(tag.confidence),
+            })
+        })
+        .collect();
+    super::bulk::insert_chunked(txn, tags).await?;
+    Ok(ids)
+}
+
+fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
+    let key = d.url_key.as_str();
+    image::ActiveModel {
+        id: NotSet,
+        url_key: Set(key.to_owned()),
+        canonical_url: Set(d.canonical_url.as_str().to_owned()),
+        // The CDN serves partner pictures from a copy named after the URL key.
+        storage_key: Set(format!("p/{}/{key}.jpg", &key[..2])),
+        width: Set(d.width),
+        height: Set(d.height),
+        caption: Set(d.caption.clone()),
+        category: Set(crate::domain::catalog::effective_category(&d.tags)
+            .as_str()
+            .to_owned()),
+        quality_score: Set(d.quality_score),
+        content_sha256: Set(d.content_sha256.clone()),
+        perceptual_hash: Set(None),
+        status: Set(Status::Active.as_str().to_owned()),
+        status_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+async fn insert_links(
+    txn: &DatabaseTransaction,
+    links: &BTreeSet<(HotelId, ImageId)>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let rows = links
+        .iter()
+        .map(|(hotel, image)| hotel_image::ActiveModel {
+            hotel_id: Set(hotel.get()),
+            image_id: Set(image.get()),
+            status: Set(Status::Active.as_str().to_owned()),
+            status_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    insert_new(
+        txn,
+        rows,
+        [hotel_image::Column::HotelId, hotel_image::Column::ImageId],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One source per image for this partner: new ones with the first delivery's URL and
+/// reference; known ones seen again (and active again if a snapshot had retired them).
+async fn upsert_sources(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+    sources: HashMap<ImageId, &Delivery>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut sources: Vec<(ImageId, &Delivery)> = sources.into_iter().collect();
+    sources.sort_by_key(|(image, _)| *image);
+    let rows = sources
+        .into_iter()
+        .map(|(image, d)| image_source::ActiveModel {
+            id: NotSet,
+            image_id: Set(image.get()),
+            partner_id: Set(partner.get()),
+            source_url: Set(d.source_url.clone()),
+            partner_image_ref: Set(d.partner_image_ref.clone()),
+            status: Set(Status::Active.as_str().to_owned()),
+            first_seen_at: Set(now),
+            last_seen_at: Set(now),
+        })
+        .collect();
+    upsert(
+        txn,
+        rows,
+        [
+            image_source::Column::ImageId,
+            image_source::Column::PartnerId,
+        ],
+        [
+            image_source::Column::Status,
+            image_source::Column::LastSeenAt,
+        ],
+    )
+    .await
+}
+
+async fn upsert_deliveries(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+    deliveries: &BTreeSet<(HotelId, ImageId)>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let rows = deliveries
+        .iter()
+        .map(|(hotel, image)| delivery::ActiveModel {
+            hotel_id: Set(hotel.get()),
+            image_id: Set(image.get()),
+            partner_id: Set(partner.get()),
+            first_seen_at: Set(now),
+            last_seen_at: Set(now),
+        })
+        .collect();
+    upsert(
+        txn,
+        rows,
+        [
+            delivery::Column::HotelId,
+            delivery::Column::ImageId,
+            delivery::Column::PartnerId,
+        ],
+        [delivery::Column::LastSeenAt],
+    )
+    .await
+}
+
+/// Activates images that went inactive only because their last source was retired.
+async fn revive(
+    txn: &DatabaseTransaction,
+    images: &[ImageId],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    image::Entity::update_many()
+        .col_expr(image::Column::Status, Expr::value(Status::Active.as_str()))
+        .col_expr(
+            image::Column::StatusReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.is_in(images.iter().map(|i| i.get())))
+        .filter(image::Column::Status.eq(Status::Inactive.as_str()))
+        .filter(image::Column::StatusReason.eq(NO_ACTIVE_SOURCE))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Images (at most `limit`) with an active source of `partner` last seen before `before`.
+pub async fn unseen_sources<C: ConnectionTrait>(
+    conn: &C,
+    partner: PartnerId,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> StoreResult<Vec<ImageId>> {
+    let ids: Vec<i64> = image_source::Entity::find()
+        .select_only()
+        .column(image_source::Column::ImageId)
+        .filter(image_source::Column::PartnerId.eq(partner.get()))
+        .filter(image_source::Column::Status.eq(Status::Active.as_str()))
+        .filter(image_source::Column::LastSeenAt.lt(before))
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    ids.into_iter().map(|id| Ok(image_id(id)?)).collect()
+}
+
+/// Retires the partner's sources of `images` that were last seen before `before` (a source
+/// seen meanwhile by a concurrent import stays); returns how many it retired.
+pub async fn retire_sources(
+    txn: &DatabaseTransaction,
+    partner: PartnerId,
+    images: &[ImageId],
+    before: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let result = image_source::Entity::update_many()
+        .col_expr(image_source::Column::Status, Expr::value(RETIRED))
+        .filter(image_source::Column::PartnerId.eq(partner.get()))
+        .filter(image_source::Column::ImageId.is_in(images.iter().map(|i| i.get())))
+        .filter(image_source::Column::Status.eq(Status::Active.as_str()))
+        .filter(image_source::Column::LastSeenAt.lt(before))
+        .exec(txn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Takes offline those of `images` that are active and have neither an active source left nor
+/// any hotelier source (hotelier uploads are never retired); returns them.
+pub async fn deactivate_orphans(
+    txn: &DatabaseTransaction,
+    images: &[ImageId],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<ImageId>> {
+    let mut query = Query::select();
+    query
+        .from(image_source::Entity)
+        .inner_join(
+            partner::Entity,
+            Expr::col((partner::Entity, partner::Column::Id))
+                .equals((image_source::Entity, image_source::Column::PartnerId)),
+        )
+        .column((image_source::Entity, image_source::Column::ImageId))
+        .column((image_source::Entity, image_source::Column::Status))
+        .column((partner::Entity, partner::Column::Kind))
+        .and_where(
+            Expr::col((image_source::Entity, image_source::Column::ImageId))
+                .is_in(images.iter().map(|i| i.get())),
+        );
+    let mut kept = HashSet::new();
+    for row in txn.query_all(&query).await? {
+        let image = image_id(row.try_get_by_index(0)?)?;
+        let status: String = row.try_get_by_index(1)?;
+        let kind: PartnerKind = row.try_get_by_index::<String>(2)?.parse()?;
+        if status == Status::Active.as_str() || kind == PartnerKind::Hotelier {
+            kept.insert(image);
+        }
+    }
+    let orphans: Vec<i64> = images
+        .iter()
+        .filter(|image| !kept.contains(image))
+        .map(|image| image.get())
+        .collect();
+    if orphans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let active: Vec<i64> = image::Entity::find()
+        .select_only()
+        .column(image::Column::Id)
+        .filter(image::Column::Id.is_in(orphans))
+        .filter(image::Column::Status.eq(Status::Active.as_str()))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    if active.is_empty() {
+        return Ok(Vec::new());
+    }
+    image::Entity::update_many()
+        .col_expr(
+            image::Column::Status,
+            Expr::value(Status::Inactive.as_str()),
+        )
+        .col_expr(image::Column::StatusReason, Expr::value(NO_ACTIVE_SOURCE))
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.is_in(active.iter().copied()))
+        .exec(txn)
+        .await?;
+    active.into_iter().map(|id| Ok(image_id(id)?)).collect()
+}
