@@ -165,6 +165,11 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<Secret>,
 
+    /// Prefix of every Redis key, channel and stream this service uses, so that several
+    /// deployments (or test runs) can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "isg", global = true)]
+    pub redis_prefix: String,
+
     /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`. Default: this
     /// server's `/media` in the embedded default, else `https://images.example.com`.
     #[arg(long, env = "CDN_BASE_URL", global = true)]

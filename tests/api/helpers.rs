@@ -107,6 +107,11 @@ async fn start(
             .to_string(),
     );
     settings.serve_media = Some(true);
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+        settings.redis_url = Some(redis.parse().expect("TEST_REDIS_URL"));
+    }
+    // Keys, channels and streams of this test only, on a shared Redis.
+    settings.redis_prefix = format!("isg_t_{}", uuid::Uuid::new_v4().simple());
     configure(&mut settings);
     let app = Application::build(&settings).await.expect("the app builds");
     let addr = app.local_addr().expect("bound");
