@@ -14,6 +14,8 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
+use crate::cache::Cache;
+use crate::cache::persisted::PersistedQueries;
 use crate::config::Settings;
 use crate::domain::catalog::PartnerId;
 use crate::domain::curation::Rules;
@@ -37,6 +39,8 @@ use crate::telemetry::Metrics;
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// How long connections may take to close after the requests still in flight were cut off.
 const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
+/// How long start-up waits for Redis before serving with the cache degraded.
+const CACHE_SETTLE: Duration = Duration::from_secs(2);
 /// How long closing the database pool may take: it waits for connections still checked out.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,6 +48,8 @@ const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Core {
     pub db: DatabaseConnection,
     pub store: Store,
+    /// The read cache (also reached through `catalog`), told of every committed change.
+    pub cache: Cache,
     pub catalog: Catalog,
     pub curator: Curator,
     /// Partner imports (the `import` command).
@@ -57,7 +63,9 @@ impl Core {
     pub fn report_to(&self, metrics: &Metrics) {
         let db = self.db.clone();
         let statements = self.statements.clone();
+        let cache = self.cache.clone();
         metrics.on_scrape(move |metrics| {
+            metrics.set_cache(cache.figures());
             metrics.set_db_statements(statements.get());
             if let Some(pool) = pool_figures(&db) {
                 metrics.set_db_pool(pool.open, pool.idle);
@@ -65,8 +73,14 @@ impl Core {
         });
     }
 
-    /// Connects and migrates.
+    /// Connects and migrates, with a cache of its own.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let cache = Cache::start(&settings.cache()).context("invalid cache settings")?;
+        Self::open_with_cache(settings, cache).await
+    }
+
+    /// Connects and migrates, sharing `cache` (a second handle on a running app's data).
+    pub async fn open_with_cache(settings: &Settings, cache: Cache) -> anyhow::Result<Self> {
         let (db, statements) = connect(
             &settings.database_url(),
             settings.database_max_connections,
@@ -79,9 +93,10 @@ impl Core {
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());
         Ok(Self {
-            catalog: Catalog::new(store.clone()),
-            curator: Curator::new(store.clone(), curation_rules(settings)),
-            ingestor: Ingestor::new(store.clone(), curation_rules(settings)),
+            catalog: Catalog::new(store.clone(), cache.clone()),
+            curator: Curator::new(store.clone(), curation_rules(settings), cache.clone()),
+            ingestor: Ingestor::new(store.clone(), curation_rules(settings), cache.clone()),
+            cache,
             store,
             db,
             statements,
@@ -133,9 +148,17 @@ pub fn schema(
     metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
     build_schema(SchemaDeps {
-        manager: Manager::new(catalog.store().clone(), curation_rules(settings)),
+        manager: Manager::new(
+            catalog.store().clone(),
+            curation_rules(settings),
+            catalog.cache().clone(),
+        ),
         uploader,
-        ingestor: Ingestor::new(catalog.store().clone(), curation_rules(settings)),
+        ingestor: Ingestor::new(
+            catalog.store().clone(),
+            curation_rules(settings),
+            catalog.cache().clone(),
+        ),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -221,12 +244,16 @@ impl Application {
                 .await
                 .context("cannot seed the demo catalog")?;
         }
+        if !core.cache.settle(CACHE_SETTLE).await {
+            tracing::warn!("Redis is not reachable yet: serving from the database until it is");
+        }
         let metrics = Metrics::new();
         core.report_to(&metrics);
         let objects =
             Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         let uploader = Uploader::new(
             core.store.clone(),
+            core.cache.clone(),
             objects.clone(),
             curation_rules(settings),
             settings.upload_max_bytes,
@@ -262,6 +289,14 @@ impl Application {
             },
             metrics,
             draining: Draining::default(),
+            persisted: PersistedQueries::new(
+                settings.redis_url.as_ref().map(|url| url.expose()),
+                &settings.redis_prefix,
+                Duration::from_secs(settings.apq_ttl_secs),
+                Duration::from_millis(settings.redis_timeout_ms),
+            )
+            .context("invalid REDIS_URL")?,
+            public_max_age: settings.cache_control_max_age,
         };
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -170,6 +170,43 @@ pub struct Settings {
     #[arg(long, env = "REDIS_PREFIX", default_value = "isg", global = true)]
     pub redis_prefix: String,
 
+    /// In-process cache (L1) entries per kind (hotels, images); 0 turns L1 off.
+    #[arg(
+        long,
+        env = "CACHE_L1_ENTRIES",
+        default_value_t = 200_000,
+        global = true
+    )]
+    pub cache_l1_entries: u64,
+
+    /// Time to live of cached hotels and images, in seconds (plus up to 10% jitter). Only a
+    /// backstop: changes invalidate their entries at once.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 300, global = true)]
+    pub cache_ttl_secs: u64,
+
+    /// Budget of one Redis call, in milliseconds. A call that takes longer counts as a
+    /// failure: reads fall through to the database and the cache turns degraded.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 50, global = true)]
+    pub redis_timeout_ms: u64,
+
+    /// How often a degraded cache retries Redis, in milliseconds.
+    #[arg(long, env = "REDIS_RETRY_MS", default_value_t = 250, global = true)]
+    pub redis_retry_ms: u64,
+
+    /// `Cache-Control: public, max-age` of public query responses, in seconds; 0 sends
+    /// `no-store` for everything.
+    #[arg(
+        long,
+        env = "CACHE_CONTROL_MAX_AGE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub cache_control_max_age: u32,
+
+    /// How long a registered persisted query (APQ) is kept, in seconds.
+    #[arg(long, env = "APQ_TTL_SECS", default_value_t = 7 * 24 * 3600, global = true)]
+    pub apq_ttl_secs: u64,
+
     /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`. Default: this
     /// server's `/media` in the embedded default, else `https://images.example.com`.
     #[arg(long, env = "CDN_BASE_URL", global = true)]
@@ -390,6 +427,18 @@ impl Settings {
     /// True when no database is configured: SQLite file, demo data, GraphiQL, dev secret.
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none()
+    }
+
+    /// The read cache's settings.
+    pub fn cache(&self) -> crate::cache::CacheSettings {
+        crate::cache::CacheSettings {
+            local_entries: self.cache_l1_entries,
+            ttl: std::time::Duration::from_secs(self.cache_ttl_secs),
+            redis_url: self.redis_url.as_ref().map(|url| url.expose().to_owned()),
+            redis_prefix: self.redis_prefix.clone(),
+            redis_timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            retry_interval: std::time::Duration::from_millis(self.redis_retry_ms),
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -4,10 +4,11 @@
 //! and a main image per hotel, and serves them as an Apollo Federation v2 subgraph.
 //!
 //! # Layout
-//! Arrows point one way: `http → graphql → service → store → entity`; `domain` depends on
-//! nothing.
+//! Arrows point one way: `http → graphql → service → store/cache → entity`; `domain` depends
+//! on nothing.
 //! - [`domain`]: pure rules (IDs and categories, curation, URLs).
 //! - [`store`]: persistence over SeaORM, batched reads and transactional writes.
+//! - [`cache`]: the read cache of hotels and images (in process, and Redis), its invalidation.
 //! - [`service`]: use cases and authorization.
 //! - [`graphql`]: the schema, loaders, federation entities, error mapping.
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
@@ -16,6 +17,7 @@
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -22,6 +22,7 @@
 //! Database figures are read when `/metrics` is scraped, through hooks the start-up code
 //! registers with [`Metrics::on_scrape`], so this module knows nothing of the database.
 
+use crate::cache::CacheFigures;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub const LOADER_BATCH_SIZE: &str = "dataloader_batch_size";
 pub const DB_STATEMENTS: &str = "db_statements_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_IDLE: &str = "db_pool_idle_connections";
+pub const CACHE_REQUESTS: &str = "cache_requests_total";
+pub const CACHE_REDIS_ERRORS: &str = "cache_redis_errors_total";
+pub const CACHE_DEGRADATIONS: &str = "cache_degradations_total";
+pub const CACHE_DEGRADED: &str = "cache_degraded";
 
 /// The `operation` label of an operation without a (usable) name.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -197,6 +202,34 @@ impl Metrics {
             .set(idle as f64);
     }
 
+    /// The cache's totals (read at scrape time): lookups by level and result, Redis errors,
+    /// and the breaker (`cache_degraded` is 1 while it is open).
+    pub fn set_cache(&self, figures: CacheFigures) {
+        let recorder = &self.0.recorder;
+        let lookups = [
+            ("l1", "hit", figures.local_hits),
+            ("l1", "miss", figures.local_misses),
+            ("l2", "hit", figures.shared_hits),
+            ("l2", "miss", figures.shared_misses),
+        ];
+        for (level, result, total) in lookups {
+            let key = Key::from_parts(
+                CACHE_REQUESTS,
+                vec![Label::new("level", level), Label::new("result", result)],
+            );
+            recorder.register_counter(&key, &METADATA).absolute(total);
+        }
+        recorder
+            .register_counter(&Key::from_static_name(CACHE_REDIS_ERRORS), &METADATA)
+            .absolute(figures.redis_errors);
+        recorder
+            .register_counter(&Key::from_static_name(CACHE_DEGRADATIONS), &METADATA)
+            .absolute(figures.degradations);
+        recorder
+            .register_gauge(&Key::from_static_name(CACHE_DEGRADED), &METADATA)
+            .set(f64::from(u8::from(figures.degraded)));
+    }
+
     /// Runs `hook` before every scrape, to refresh figures that are read rather than counted.
     pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
         self.0
@@ -318,6 +351,26 @@ fn describe(recorder: &PrometheusRecorder) {
         KeyName::from_const_str(DB_POOL_IDLE),
         None,
         help("Idle connections of the database pool"),
+    );
+    recorder.describe_counter(
+        KeyName::from_const_str(CACHE_REQUESTS),
+        None,
+        help("Cache lookups by level (l1 in process, l2 Redis) and result (hit, miss)"),
+    );
+    recorder.describe_counter(
+        KeyName::from_const_str(CACHE_REDIS_ERRORS),
+        None,
+        help("Redis calls of the cache that failed or timed out"),
+    );
+    recorder.describe_counter(
+        KeyName::from_const_str(CACHE_DEGRADATIONS),
+        None,
+        help("Times the cache stopped using Redis (the breaker opened)"),
+    );
+    recorder.describe_gauge(
+        KeyName::from_const_str(CACHE_DEGRADED),
+        None,
+        help("1 while the cache serves from the database because Redis failed"),
     );
 }
 

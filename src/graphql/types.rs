@@ -172,6 +172,7 @@ impl Hotel {
     }
 
     /// Who chose the main image, and when (internal).
+    #[graphql(cache_control(no_cache))]
     async fn main_image_choice(&self, ctx: &Context<'_>) -> Result<Option<MainImageChoice>> {
         self.require_internals(ctx)?;
         let Some(main) = self.record(ctx).await?.and_then(|h| h.main) else {
@@ -220,7 +221,10 @@ impl Hotel {
 
     /// Every linked image, by ID (internal). `status` is the status for this hotel: ACTIVE when
     /// both the image and its link to this hotel are active.
-    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    #[graphql(
+        complexity = "page_complexity(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     async fn images(
         &self,
         ctx: &Context<'_>,
@@ -273,6 +277,7 @@ impl Hotel {
     }
 
     /// Curation version: grows by one with every change of the gallery or main image (internal).
+    #[graphql(cache_control(no_cache))]
     async fn version(&self, ctx: &Context<'_>) -> Result<i64> {
         self.require_internals(ctx)?;
         Ok(self.record(ctx).await?.map_or(0, |h| h.version))
@@ -391,6 +396,7 @@ impl Image {
     }
 
     /// IDs the old systems used for this image (internal).
+    #[graphql(cache_control(no_cache))]
     async fn legacy_ids(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
         Self::require_internals(ctx)?;
         Ok(loaders(ctx)?
@@ -401,6 +407,7 @@ impl Image {
     }
 
     /// Every partner delivery of this image (internal).
+    #[graphql(cache_control(no_cache))]
     async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<ImageSource>> {
         Self::require_internals(ctx)?;
         let sources = loaders(ctx)?
@@ -412,7 +419,10 @@ impl Image {
     }
 
     /// Hotels this image is linked to, by ID (internal).
-    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    #[graphql(
+        complexity = "page_complexity(first, child_complexity)",
+        cache_control(no_cache)
+    )]
     async fn hotels(
         &self,
         ctx: &Context<'_>,

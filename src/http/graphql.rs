@@ -8,6 +8,11 @@
 //! - A bad token is a 401 with an `UNAUTHENTICATED` error, never an anonymous request.
 //! - Before anything is parsed, each document is scanned for nesting, size and tokens, and a
 //!   batch may hold at most a few operations: violations are a 400 with `LIMIT_EXCEEDED`.
+//! - Automatic persisted queries (Apollo's APQ): a request may carry the SHA-256 of its query
+//!   instead of the query; an unknown hash answers `PersistedQueryNotFound`, and a request with
+//!   both registers the query (after the scan) for every replica.
+//! - `Cache-Control`: a successful query of public fields only is `public, max-age=N`
+//!   (`CACHE_CONTROL_MAX_AGE`); mutations, internal fields, errors and refusals are `no-store`.
 
 use async_graphql::ParseRequestError;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
@@ -18,15 +23,19 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use sha2::{Digest as _, Sha256};
+
 use super::auth::AuthError;
 use super::scan::scan;
 use super::{AppState, Protection};
+use crate::cache::persisted::PersistedQueries;
 use crate::graphql::limits::LIMIT_EXCEEDED;
 use crate::graphql::prepare;
 use crate::telemetry::Metrics;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub(super) const JSON: &str = "application/json";
+const NO_STORE: &str = "no-store";
 /// The request ID header (set by the router or by the request-ID layer).
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -37,13 +46,17 @@ pub async fn handle(
     request: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
     let media_type = response_media_type(&headers);
-    let batch = match request {
+    let mut batch = match request {
         Ok(request) => request.into_inner(),
         Err(rejection) => return unreadable(&state.metrics, &rejection.0, media_type),
     };
     let actor = match state.auth.actor(&headers) {
         Ok(actor) => actor,
         Err(error) => return unauthenticated(&state.metrics, &error, media_type),
+    };
+    let registrations = match resolve_persisted(&state.persisted, &mut batch).await {
+        Ok(registrations) => registrations,
+        Err(refusal) => return refusal.respond(&state.metrics, media_type),
     };
     if let Err(message) = check_before_parsing(&batch, &state.protection) {
         return error_response(
@@ -53,6 +66,9 @@ pub async fn handle(
             LIMIT_EXCEEDED,
             media_type,
         );
+    }
+    for (hash, query) in registrations {
+        state.persisted.put(&hash, &query).await;
     }
     if method == Method::GET && batch.iter().any(is_mutation) {
         return error_response(
@@ -79,7 +95,87 @@ pub async fn handle(
         ),
     };
     let response = state.schema.execute_batch(prepared).await;
-    respond(response, media_type)
+    respond(response, media_type, state.public_max_age)
+}
+
+/// The `persistedQuery` request extension of APQ.
+#[derive(serde::Deserialize)]
+struct PersistedQuery {
+    version: i32,
+    #[serde(rename = "sha256Hash")]
+    sha256_hash: String,
+}
+
+/// Why a persisted-query request was refused.
+enum PersistedRefusal {
+    /// The client should send the full query (an expected step of the protocol).
+    NotFound,
+    Invalid(String),
+}
+
+impl PersistedRefusal {
+    fn respond(self, metrics: &Metrics, media_type: &'static str) -> Response {
+        match self {
+            // 200, as Apollo's servers answer it: clients read the error and retry.
+            PersistedRefusal::NotFound => error_response(
+                metrics,
+                StatusCode::OK,
+                "PersistedQueryNotFound",
+                "PERSISTED_QUERY_NOT_FOUND",
+                media_type,
+            ),
+            PersistedRefusal::Invalid(message) => error_response(
+                metrics,
+                StatusCode::BAD_REQUEST,
+                &message,
+                "BAD_REQUEST",
+                media_type,
+            ),
+        }
+    }
+}
+
+/// Fills in the query of each request that sent only its hash, and returns the `(hash, query)`
+/// pairs to register once the documents passed the scan.
+async fn resolve_persisted(
+    persisted: &PersistedQueries,
+    batch: &mut BatchRequest,
+) -> Result<Vec<(String, String)>, PersistedRefusal> {
+    let mut registrations = Vec::new();
+    // (`BatchRequest::iter_mut` is not `Send`, which a handler's future must be.)
+    let requests: Vec<&mut async_graphql::Request> = match batch {
+        BatchRequest::Single(request) => vec![request],
+        BatchRequest::Batch(requests) => requests.iter_mut().collect(),
+    };
+    for request in requests {
+        let Some(extension) = request.extensions.remove("persistedQuery") else {
+            continue;
+        };
+        let wanted: PersistedQuery = async_graphql::from_value(extension).map_err(|_| {
+            PersistedRefusal::Invalid("invalid persistedQuery extension".to_owned())
+        })?;
+        if wanted.version != 1 {
+            return Err(PersistedRefusal::Invalid(format!(
+                "persisted query version {} is not supported (only 1)",
+                wanted.version
+            )));
+        }
+        let hash = wanted.sha256_hash.to_ascii_lowercase();
+        if request.query.is_empty() {
+            let query = persisted
+                .get(&hash)
+                .await
+                .ok_or(PersistedRefusal::NotFound)?;
+            request.query = query.to_string();
+        } else if hex::encode(Sha256::digest(request.query.as_bytes())) == hash {
+            registrations.push((hash, request.query.clone()));
+        } else {
+            return Err(PersistedRefusal::Invalid(
+                "provided sha does not match query".to_owned(),
+            ));
+        }
+    }
+    Ok(registrations)
 }
 
 /// The batch size and the pre-parse scan of every document.
@@ -127,7 +223,20 @@ fn response_media_type(headers: &HeaderMap) -> &'static str {
     }
 }
 
-fn respond(response: BatchResponse, media_type: &'static str) -> Response {
+/// `Cache-Control` of an executed request: shared caches may keep a successful query whose
+/// fields are all public (internal fields and mutations are marked `no_cache` in the schema).
+fn cache_policy(response: &BatchResponse, public_max_age: u32) -> HeaderValue {
+    let hints = response.cache_control();
+    let cacheable = response.is_ok() && hints.public && hints.max_age != -1 && public_max_age > 0;
+    if cacheable {
+        HeaderValue::from_str(&format!("public, max-age={public_max_age}"))
+            .unwrap_or(HeaderValue::from_static(NO_STORE))
+    } else {
+        HeaderValue::from_static(NO_STORE)
+    }
+}
+
+fn respond(response: BatchResponse, media_type: &'static str, public_max_age: u32) -> Response {
     let failed_before_execution = match &response {
         BatchResponse::Single(r) => r.data == async_graphql::Value::Null && r.is_err(),
         BatchResponse::Batch(_) => false,
@@ -137,7 +246,7 @@ fn respond(response: BatchResponse, media_type: &'static str) -> Response {
     } else {
         StatusCode::OK
     };
-    let cache_control = response.cache_control().value();
+    let cache_control = cache_policy(&response, public_max_age);
     let mut extra_headers = HeaderMap::new();
     if let BatchResponse::Single(r) = &response {
         extra_headers.extend(r.http_headers.clone());
@@ -156,9 +265,7 @@ fn respond(response: BatchResponse, media_type: &'static str) -> Response {
     )
         .into_response();
     http.headers_mut().extend(extra_headers);
-    if let Some(value) = cache_control.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        http.headers_mut().insert(CACHE_CONTROL, value);
-    }
+    http.headers_mut().insert(CACHE_CONTROL, cache_control);
     http
 }
 
@@ -207,7 +314,10 @@ pub(super) fn error_response(
     });
     (
         status,
-        [(CONTENT_TYPE, HeaderValue::from_static(media_type))],
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(media_type)),
+            (CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),
+        ],
         body.to_string(),
     )
         .into_response()

@@ -33,6 +33,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::cache::persisted::PersistedQueries;
 use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
 use crate::service::catalog::Catalog;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set on shutdown: readiness turns false, and later in-flight requests are cut off.
     pub draining: Draining,
+    /// Query texts of automatic persisted queries, shared by every replica through Redis.
+    pub persisted: PersistedQueries,
+    /// `max-age` of cacheable (public, successful) query responses; 0: nothing is cacheable.
+    pub public_max_age: u32,
 }
 
 /// Limits applied before a request reaches the schema.
@@ -264,7 +269,8 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "live" }))
 }
 
-/// Ready when the database answers, and not once shutdown has begun.
+/// Ready when the database answers, and not once shutdown has begun. A cache without Redis
+/// makes the answer `degraded` but still ready: reads are served from the database.
 async fn ready(State(state): State<AppState>) -> Response {
     if state.draining.is_started() {
         return (
@@ -274,7 +280,16 @@ async fn ready(State(state): State<AppState>) -> Response {
             .into_response();
     }
     match state.catalog.ready().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready", "database": "up" })).into_response(),
+        Ok(()) => {
+            let cache = state.catalog.cache();
+            let (status, cache) = match (cache.is_shared(), cache.degraded()) {
+                (false, _) => ("ready", "in-process"),
+                (true, false) => ("ready", "up"),
+                (true, true) => ("degraded", "down"),
+            };
+            Json(serde_json::json!({ "status": status, "database": "up", "cache": cache }))
+                .into_response()
+        }
         Err(error) => {
             tracing::warn!(error = %error, "readiness check failed");
             (

@@ -1,11 +1,13 @@
 //! The read use cases: batched lookups of hotels, images, galleries and their relations.
 //!
 //! Each method takes a set of keys and returns what exists, keyed; missing keys are simply
-//! absent ("not found" is not an error). This is the seam where the cache will sit.
+//! absent ("not found" is not an error). Hotels and images, the hot reads, go through the
+//! [`Cache`]; the rest reads the database.
 
 use std::collections::HashMap;
 
 use super::ServiceResult;
+use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
 use crate::store::{
     HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window,
@@ -15,19 +17,28 @@ use crate::store::{
 #[derive(Clone, Debug)]
 pub struct Catalog {
     store: Store,
+    cache: Cache,
 }
 
 impl Catalog {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, cache: Cache) -> Self {
+        Self { store, cache }
     }
 
     pub async fn hotels(&self, ids: &[HotelId]) -> ServiceResult<HashMap<HotelId, HotelRecord>> {
-        Ok(self.store.hotels(ids).await?)
+        let store = &self.store;
+        Ok(self
+            .cache
+            .hotels(ids, |missing| async move { store.hotels(&missing).await })
+            .await?)
     }
 
     pub async fn images(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, ImageRecord>> {
-        Ok(self.store.images(ids).await?)
+        let store = &self.store;
+        Ok(self
+            .cache
+            .images(ids, |missing| async move { store.images(&missing).await })
+            .await?)
     }
 
     pub async fn tags(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, Vec<Tag>>> {
@@ -101,6 +112,10 @@ impl Catalog {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// Whether the database answers (readiness).

@@ -5,7 +5,13 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::ServiceResult;
+use chrono::Utc;
+use sea_orm::TransactionTrait as _;
+use serde_json::json;
+
+use super::manage::{Caller, ManageError, audit_entry, commit, curate};
+use super::{ServiceError, ServiceResult};
+use crate::cache::Cache;
 use crate::domain::catalog::HotelId;
 use crate::domain::curation::Rules;
 use crate::store::Store;
@@ -16,6 +22,8 @@ use crate::store::publish::PublishedChange;
 pub struct Curator {
     store: Store,
     rules: Arc<Rules>,
+    /// Told which hotels a recomputation changed.
+    cache: Cache,
 }
 
 /// How `recompute_all` splits its work.
@@ -28,10 +36,11 @@ pub struct RecomputePlan {
 }
 
 impl Curator {
-    pub fn new(store: Store, rules: Rules) -> Self {
+    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
+            cache,
         }
     }
 
@@ -39,12 +48,33 @@ impl Curator {
         &self.rules
     }
 
-    /// Curates `hotels` now, in one transaction.
+    /// Curates `hotels` now, in one transaction that also writes the events of what changed
+    /// and an audit row; the cache forgets the hotels it rewrote.
     pub async fn publish(&self, hotels: &[HotelId]) -> ServiceResult<Vec<PublishedChange>> {
-        Ok(self
-            .store
-            .publish_in_transaction(hotels, &self.rules)
-            .await?)
+        let now = Utc::now();
+        let run = async {
+            let txn = self.store.connection().begin().await?;
+            let changes = curate(&txn, &self.rules, hotels, now).await?;
+            if changes.is_empty() {
+                // Nothing written: no audit row either (and on SQLite, no write at all, so
+                // that parallel chunks do not contend for the one writer).
+                txn.commit().await?;
+                return Ok(changes);
+            }
+            let audit = audit_entry(
+                &Caller::system("recompute"),
+                "recompute",
+                json!({ "hotels": hotels.len() }),
+            );
+            commit(&self.cache, txn, audit, Vec::new(), &changes, now).await?;
+            Ok::<_, ManageError>(changes)
+        };
+        run.await.map_err(|error| match error {
+            ManageError::Unexpected(cause) => ServiceError::Unexpected(cause),
+            ManageError::Forbidden => ServiceError::Forbidden,
+            // Curation alone has no expected failures.
+            ManageError::User(user) => ServiceError::Task(user.to_string()),
+        })
     }
 
     pub async fn hotel_count(&self) -> ServiceResult<u64> {

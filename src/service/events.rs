@@ -11,6 +11,10 @@ use crate::store::publish::PublishedChange;
 
 /// The current version of every payload.
 pub const SCHEMA_VERSION: u32 = 1;
+/// Aggregate type of the events about one hotel's published view.
+pub const HOTEL: &str = "Hotel";
+/// Aggregate type of the events about one image.
+pub const IMAGE: &str = "Image";
 
 fn ids(images: &[ImageId]) -> Vec<String> {
     images.iter().map(ToString::to_string).collect()
@@ -23,7 +27,7 @@ pub fn curation_events(changes: &[PublishedChange], at: DateTime<Utc>) -> Vec<Ou
         let hotel = change.hotel_id.to_string();
         if change.main_changed() {
             events.push(OutboxEvent {
-                aggregate_type: "Hotel",
+                aggregate_type: HOTEL,
                 aggregate_id: hotel.clone(),
                 event_type: "MainImageChanged",
                 payload: json!({
@@ -38,7 +42,7 @@ pub fn curation_events(changes: &[PublishedChange], at: DateTime<Utc>) -> Vec<Ou
         }
         if change.gallery_changed {
             events.push(OutboxEvent {
-                aggregate_type: "Hotel",
+                aggregate_type: HOTEL,
                 aggregate_id: hotel.clone(),
                 event_type: "GalleryChanged",
                 payload: json!({
@@ -63,7 +67,7 @@ pub fn status_event(
     at: DateTime<Utc>,
 ) -> OutboxEvent {
     OutboxEvent {
-        aggregate_type: "Image",
+        aggregate_type: IMAGE,
         aggregate_id: image.to_string(),
         event_type: if active {
             "ImageActivated"
@@ -83,7 +87,7 @@ pub fn status_event(
 /// `ImageUpdated`: which fields changed.
 pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> OutboxEvent {
     OutboxEvent {
-        aggregate_type: "Image",
+        aggregate_type: IMAGE,
         aggregate_id: image.to_string(),
         event_type: "ImageUpdated",
         payload: json!({
@@ -104,7 +108,7 @@ pub fn image_created(
     at: DateTime<Utc>,
 ) -> OutboxEvent {
     OutboxEvent {
-        aggregate_type: "Image",
+        aggregate_type: IMAGE,
         aggregate_id: image.to_string(),
         event_type: "ImageCreated",
         payload: json!({

@@ -25,6 +25,7 @@ use super::events;
 use super::manage::{
     Caller, ManageError, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate,
 };
+use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
 use crate::domain::curation::Rules;
 use crate::domain::ingest::{
@@ -83,13 +84,16 @@ pub struct Retirement {
 pub struct Ingestor {
     store: Store,
     rules: Arc<Rules>,
+    /// Told what each committed batch made stale.
+    cache: Cache,
 }
 
 impl Ingestor {
-    pub fn new(store: Store, rules: Rules) -> Self {
+    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
+            cache,
         }
     }
 
@@ -139,7 +143,7 @@ impl Ingestor {
             "kind": record.kind.as_str(),
             "urlRewrites": input.url_rewrites,
         }));
-        commit(txn, entry, Vec::new(), &changes, now).await?;
+        commit(&self.cache, txn, entry, Vec::new(), &changes, now).await?;
         Ok(record)
     }
 
@@ -236,7 +240,7 @@ impl Ingestor {
         );
         entry.after = Some(summary(&results));
         let events = batch_events(&plan, &created, partner, now);
-        commit(txn, entry, events, &changes, now).await?;
+        commit(&self.cache, txn, entry, events, &changes, now).await?;
         Ok(results)
     }
 
@@ -307,7 +311,7 @@ impl Ingestor {
             })
             .collect();
         let hotels_changed = changes.len() as u64;
-        commit(txn, entry, events, &changes, now).await?;
+        commit(&self.cache, txn, entry, events, &changes, now).await?;
         Ok(Retirement {
             sources,
             images: deactivated.len() as u64,

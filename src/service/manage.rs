@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::auth::Actor;
 use super::events;
+use crate::cache::{Cache, CacheKey};
 use crate::domain::catalog::{HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin};
 use crate::domain::curation::Rules;
 use crate::store::manage::{self as writes, AuditEntry, OutboxEvent, VersionCheck};
@@ -146,6 +147,8 @@ pub struct StatusChange {
 pub struct Manager {
     store: Store,
     rules: Arc<Rules>,
+    /// Told what each committed change made stale.
+    cache: Cache,
 }
 
 fn check_text(value: Option<&str>, field: &str) -> Result<(), UserError> {
@@ -196,10 +199,11 @@ fn tags(inputs: &[TagInput], origin: TagOrigin, field: &str) -> Result<Vec<Tag>,
 }
 
 impl Manager {
-    pub fn new(store: Store, rules: Rules) -> Self {
+    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
+            cache,
         }
     }
 
@@ -315,7 +319,7 @@ impl Manager {
         );
         audit.before = Some(json!({ "version": before }));
         audit.after = Some(json!({ "mainImageId": image.to_string(), "origin": origin.as_str() }));
-        commit(txn, audit, Vec::new(), &changes, now).await
+        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Back to the computed main image.
@@ -336,7 +340,7 @@ impl Manager {
             json!({ "hotelId": hotel.to_string() }),
         );
         audit.before = Some(json!({ "version": before }));
-        commit(txn, audit, Vec::new(), &changes, now).await
+        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// These images lead the gallery, in this order, after the main image.
@@ -389,7 +393,7 @@ impl Manager {
         audit.before = Some(json!({ "version": before }));
         audit.after =
             Some(json!({ "pins": images.iter().map(ToString::to_string).collect::<Vec<_>>() }));
-        commit(txn, audit, Vec::new(), &changes, now).await
+        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
@@ -465,7 +469,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "status": status.as_str(), "reason": reason }));
         let event = events::status_event(image, active, reason, hotels, now);
-        commit(txn, audit, vec![event], &changes, now).await?;
+        commit(&self.cache, txn, audit, vec![event], &changes, now).await?;
         Ok(StatusChange {
             image,
             affected_hotels: affected,
@@ -511,7 +515,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "changedFields": fields }));
         let event = events::image_updated(image, &fields, now);
-        commit(txn, audit, vec![event], &changes, now).await
+        commit(&self.cache, txn, audit, vec![event], &changes, now).await
     }
 
     /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
@@ -567,7 +571,7 @@ impl Manager {
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
         );
-        commit(txn, audit, events, &changes, now).await?;
+        commit(&self.cache, txn, audit, events, &changes, now).await?;
         Ok(images)
     }
 }
@@ -586,8 +590,10 @@ pub(crate) async fn curate(
     Ok(changes)
 }
 
-/// Writes the audit row and the events (with the curation events of `changes`), then commits.
+/// Writes the audit row and the events (with the curation events of `changes`), commits, then
+/// tells the cache what the change made stale.
 pub(crate) async fn commit(
+    cache: &Cache,
     txn: DatabaseTransaction,
     audit: AuditEntry,
     mut events: Vec<OutboxEvent>,
@@ -595,10 +601,25 @@ pub(crate) async fn commit(
     now: DateTime<Utc>,
 ) -> ManageResult<()> {
     events.extend(events::curation_events(changes, now));
+    let stale = stale_keys(changes, &events);
     writes::append_audit(&txn, audit, now).await?;
     writes::append_events(&txn, events, now).await?;
     txn.commit().await?;
+    cache.invalidate(&stale).await;
     Ok(())
+}
+
+/// What a change made stale: every hotel whose published row it wrote, and every image an
+/// event names (the events name each image whose stored fields changed).
+pub(crate) fn stale_keys(changes: &[PublishedChange], events: &[OutboxEvent]) -> Vec<CacheKey> {
+    let hotels = changes.iter().map(|c| CacheKey::Hotel(c.hotel_id));
+    let images = events
+        .iter()
+        .filter(|e| e.aggregate_type == events::IMAGE)
+        .filter_map(|e| e.aggregate_id.parse().ok())
+        .map(CacheKey::Image);
+    let keys: BTreeSet<CacheKey> = hotels.chain(images).collect();
+    keys.into_iter().collect()
 }
 
 /// An audit row of `operation` by `caller` (before/after left to the use case).

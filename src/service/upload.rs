@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::events;
 use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
+use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::curation::Rules;
 use crate::domain::upload::{UploadError, inspect};
@@ -20,6 +21,8 @@ use crate::store::{Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct Uploader {
     store: Store,
+    /// Told what each committed upload made stale.
+    cache: Cache,
     objects: Objects,
     rules: Rules,
     /// Largest accepted file.
@@ -31,6 +34,7 @@ pub struct Uploader {
 impl Uploader {
     pub fn new(
         store: Store,
+        cache: Cache,
         objects: Objects,
         rules: Rules,
         max_bytes: usize,
@@ -38,6 +42,7 @@ impl Uploader {
     ) -> Self {
         Self {
             store,
+            cache,
             objects,
             rules,
             max_bytes,
@@ -119,6 +124,7 @@ impl Uploader {
             request_id: caller.request_id.clone(),
         };
         commit(
+            &self.cache,
             txn,
             audit,
             created_event.into_iter().collect(),

@@ -107,7 +107,7 @@ impl Store {
 }
 
 /// A hotel as this subgraph publishes it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HotelRecord {
     pub id: HotelId,
     pub version: i64,
@@ -119,7 +119,7 @@ pub struct HotelRecord {
 }
 
 /// The published main image and who chose it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PublishedMain {
     pub image_id: ImageId,
     pub origin: MainImageOrigin,
@@ -128,7 +128,7 @@ pub struct PublishedMain {
 }
 
 /// One image with the fields the read API serves.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageRecord {
     pub id: ImageId,
     pub canonical_url: String,

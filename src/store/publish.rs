@@ -48,7 +48,9 @@ struct StoredOverride {
 }
 
 /// Curates `hotels` and writes the published view of each one whose outcome changed.
-/// Hotels without a row get one. Returns the hotels whose main image or gallery changed.
+/// Hotels without a row get one. Returns every hotel whose published row it wrote: its main
+/// image or gallery changed (and its version with them), or only its image count (events are
+/// only for the former; the cache must forget both).
 pub async fn publish<C: ConnectionTrait>(
     conn: &C,
     hotels: &[HotelId],
@@ -103,16 +105,14 @@ pub async fn publish<C: ConnectionTrait>(
         if old == Some(&record) {
             continue;
         }
-        if version_bump > 0 {
-            changes.push(PublishedChange {
-                hotel_id: hotel,
-                version,
-                previous_main: old_main.map(|m| m.image_id),
-                main: main.map(|m| m.image_id),
-                gallery_changed,
-                gallery: record.gallery.clone(),
-            });
-        }
+        changes.push(PublishedChange {
+            hotel_id: hotel,
+            version,
+            previous_main: old_main.map(|m| m.image_id),
+            main: main.map(|m| m.image_id),
+            gallery_changed,
+            gallery: record.gallery.clone(),
+        });
         new_rows.push(hotel_row(&record, now));
     }
 

@@ -2,10 +2,12 @@
 //! PostgreSQL/MySQL database created on the server named by `TEST_DATABASE_URL`), migrated and
 //! seeded the real way, served on port 0, spoken to over HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use images_subgraph::app::{Application, Core};
+use images_subgraph::cache::Cache;
 use images_subgraph::config::Settings;
 use images_subgraph::http::auth::{Claims, mint};
 use images_subgraph::store::StatementCounter;
@@ -24,7 +26,9 @@ pub struct TestApp {
     /// A second handle on the same database, for direct checks and changes.
     pub core: Core,
     pub settings: Settings,
-    _db: TestDatabase,
+    /// The running app's own cache (for tests that pause or inspect it).
+    pub cache: Cache,
+    _db: Arc<TestDatabase>,
     /// The object store directory of uploads.
     _media: tempfile::TempDir,
 }
@@ -95,34 +99,71 @@ async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (url, db) = test_database().await;
-    let mut settings = Settings::for_database(&url);
+    let mut settings = test_settings(&url);
+    configure(&mut settings);
+    launch(settings, Arc::new(db), shutdown).await
+}
+
+/// `n` replicas of the app: one database (the demo catalog, seeded once), one Redis prefix.
+pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<TestApp> {
+    let (url, db) = test_database().await;
+    let db = Arc::new(db);
+    let mut settings = test_settings(&url);
+    configure(&mut settings);
+    let mut replicas = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (app, _server) = launch(settings.clone(), db.clone(), std::future::pending()).await;
+        replicas.push(app);
+    }
+    replicas
+}
+
+/// The Redis every Redis test uses (CI exports it; a developer's machine has it here).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL_FOR_TESTS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::for_database(database_url);
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.jwt_secret = Some(JWT_SECRET.parse().expect("secret"));
     settings.seed_demo = Some(true);
     settings.database_max_connections = 4;
-    let media = tempfile::tempdir().expect("temp dir");
-    settings.object_store_url = Some(
-        url::Url::from_directory_path(media.path())
-            .expect("a URL")
-            .to_string(),
-    );
     settings.serve_media = Some(true);
     if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
         settings.redis_url = Some(redis.parse().expect("TEST_REDIS_URL"));
     }
     // Keys, channels and streams of this test only, on a shared Redis.
     settings.redis_prefix = format!("isg_t_{}", uuid::Uuid::new_v4().simple());
-    configure(&mut settings);
+    settings
+}
+
+async fn launch(
+    mut settings: Settings,
+    db: Arc<TestDatabase>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let media = tempfile::tempdir().expect("temp dir");
+    settings.object_store_url = Some(
+        url::Url::from_directory_path(media.path())
+            .expect("a URL")
+            .to_string(),
+    );
     let app = Application::build(&settings).await.expect("the app builds");
     let addr = app.local_addr().expect("bound");
     let statements = app.core().statements.clone();
+    let cache = app.core().cache.clone();
     let server = tokio::spawn(app.run_until(shutdown));
-    let core = Core::open(&settings).await.expect("second handle");
+    // Shares the app's cache, so that changes made through it are seen by the app at once.
+    let core = Core::open_with_cache(&settings, cache.clone())
+        .await
+        .expect("second handle");
     let app = TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         statements,
         core,
+        cache,
         settings,
         _db: db,
         _media: media,

@@ -3,6 +3,7 @@
 //! on which each test creates its own database.
 
 mod authz;
+mod cache;
 mod curation;
 mod federation;
 mod fuzz;
@@ -12,7 +13,9 @@ mod ingest;
 mod mutations;
 mod observability;
 mod operations;
+mod persisted;
 mod protection;
+mod proxy;
 mod read_api;
 mod shutdown;
 mod upload;

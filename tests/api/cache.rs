@@ -1,0 +1,327 @@
+//! The read cache: warm hot reads cost no SQL, a change is visible on every replica in the very
+//! next request, a slow reader cannot store old data over a change, and Redis going away
+//! costs neither answers nor freshness. Tests named `..._with_redis` use the local Redis
+//! whatever the engine; the others run as the engine's suite is configured (the embedded
+//! in-process cache on SQLite, Redis on the server engines).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use images_subgraph::cache::CacheKey;
+use images_subgraph::config::Settings;
+use images_subgraph::domain::catalog::HotelId;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::helpers::{
+    TestApp, operation, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas,
+};
+use crate::proxy::Proxy;
+
+fn with_redis(settings: &mut Settings) {
+    settings.redis_url = Some(redis_url().parse().expect("Redis URL"));
+}
+
+fn representations(hotels: std::ops::RangeInclusive<i64>) -> Value {
+    json!({
+        "representations": hotels
+            .map(|id| json!({ "__typename": "Hotel", "id": id.to_string() }))
+            .collect::<Vec<_>>()
+    })
+}
+
+async fn search_page(app: &TestApp) -> Value {
+    app.graphql(
+        &operation("frontend/SearchResultsMainImages.graphql"),
+        representations(1..=50),
+    )
+    .await
+    .ok()
+}
+
+async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
+    let data = app
+        .graphql(
+            "query($id: ID!) { hotel(id: $id) { mainImage { id } } }",
+            json!({ "id": hotel.to_string() }),
+        )
+        .await
+        .ok();
+    data["hotel"]["mainImage"]["id"].as_str().map(str::to_owned)
+}
+
+/// Two images of `hotel`'s gallery: both may be its main image.
+async fn two_eligible_images(app: &TestApp, hotel: i64) -> (String, String) {
+    let data = app
+        .graphql(
+            "query($id: ID!) { hotel(id: $id) { gallery(first: 2) { nodes { id } } } }",
+            json!({ "id": hotel.to_string() }),
+        )
+        .await
+        .ok();
+    let nodes = data["hotel"]["gallery"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(nodes.len(), 2, "hotel {hotel} has two gallery images");
+    (
+        nodes[0]["id"].as_str().unwrap().to_owned(),
+        nodes[1]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn set_main(app: &TestApp, hotel: i64, image: &str) {
+    let body = app
+        .graphql_as(
+            &app.admin(),
+            &operation("studio/SetMainImage.graphql"),
+            json!({ "input": { "hotelId": hotel.to_string(), "imageId": image } }),
+        )
+        .await
+        .ok();
+    assert_eq!(body["setMainImage"]["userErrors"], json!([]), "{body}");
+}
+
+async fn ready_status(app: &TestApp) -> Value {
+    app.client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn search_page_costs_no_sql_once_warm(app: &TestApp) {
+    let cold = search_page(app).await;
+    let (warm, statements) = app.count_statements(search_page(app)).await;
+    assert_eq!(warm, cold);
+    assert_eq!(statements, 0, "a warm search page sent SQL");
+}
+
+#[tokio::test]
+async fn a_warm_search_page_of_fifty_hotels_and_a_warm_hotel_page_send_no_sql() {
+    let app = spawn_app().await;
+    search_page_costs_no_sql_once_warm(&app).await;
+    let gallery = operation("frontend/HotelGallery.graphql");
+    let hotel_page = || app.graphql(&gallery, json!({ "id": "2", "first": 30 }));
+    let cold = hotel_page().await.ok();
+    let (warm, statements) = app.count_statements(hotel_page()).await;
+    assert_eq!(warm.ok(), cold);
+    assert_eq!(statements, 0, "a warm hotel page sent SQL");
+    let metrics = app.metrics().await;
+    let hits = sample(&metrics, r#"cache_requests_total{level="l1",result="hit"}"#).unwrap();
+    assert!(hits >= 50.0, "{hits} L1 hits");
+}
+
+#[tokio::test]
+async fn a_search_page_warm_in_redis_alone_sends_no_sql_with_redis() {
+    let app = spawn_app_with(|s| {
+        with_redis(s);
+        s.cache_l1_entries = 0;
+    })
+    .await;
+    search_page_costs_no_sql_once_warm(&app).await;
+    let metrics = app.metrics().await;
+    let hits = sample(&metrics, r#"cache_requests_total{level="l2",result="hit"}"#).unwrap();
+    assert!(hits >= 50.0, "{hits} L2 hits");
+}
+
+#[tokio::test]
+async fn a_main_image_set_on_one_replica_shows_on_the_other_in_the_next_request_with_redis() {
+    let replicas = spawn_replicas(2, with_redis).await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let hotel = 1;
+    let (first, second) = two_eligible_images(a, hotel).await;
+    let mut visible_after = Vec::new();
+    for round in 0..40 {
+        let image = if round % 2 == 0 { &first } else { &second };
+        // B has the current state cached (L1 and Redis).
+        let before = main_image(b, hotel).await;
+        let start = Instant::now();
+        set_main(a, hotel, image).await;
+        let seen = main_image(b, hotel).await;
+        visible_after.push(start.elapsed());
+        assert_eq!(
+            seen.as_deref(),
+            Some(image.as_str()),
+            "round {round}, before {before:?}"
+        );
+    }
+    visible_after.sort();
+    let percentile = |p: usize| visible_after[(visible_after.len() * p / 100).min(39)];
+    eprintln!(
+        "write on A to visible on B (mutation + next read): p50 {:?}, p99 {:?}",
+        percentile(50),
+        percentile(99)
+    );
+}
+
+/// A pause that holds the first batch reaching it until released, and says when one did.
+struct OnePause {
+    reached: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl OnePause {
+    fn install(app: &TestApp) -> Self {
+        let reached = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let used = Arc::new(AtomicBool::new(false));
+        let (r, l) = (reached.clone(), release.clone());
+        app.cache.set_fill_pause(Some(Arc::new(move || {
+            if used.swap(true, Ordering::SeqCst) {
+                return async {}.boxed();
+            }
+            let (r, l) = (r.clone(), l.clone());
+            async move {
+                r.notify_one();
+                l.notified().await;
+            }
+            .boxed()
+        })));
+        Self { reached, release }
+    }
+}
+
+/// A reader loads the old main image, pauses before storing it; a writer changes the main
+/// image meanwhile; the reader's fill must not land.
+async fn a_paused_reader_cannot_store_the_old_main_image(app: TestApp) {
+    let hotel = 9;
+    let (first, second) = two_eligible_images(&app, hotel).await;
+    set_main(&app, hotel, &first).await;
+    // Cold, so that the reader's hotel batch reads the database, then pauses.
+    app.cache
+        .invalidate(&[CacheKey::Hotel(HotelId::new(hotel).unwrap())])
+        .await;
+    let pause = OnePause::install(&app);
+    let reader = {
+        let (client, url) = (app.client.clone(), app.url("/graphql"));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({ "query": "{ hotel(id: \"9\") { mainImage { id } } }" }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), pause.reached.notified())
+        .await
+        .expect("the reader reached the pause");
+    set_main(&app, hotel, &second).await;
+    pause.release.notify_one();
+    let old = reader.await.unwrap();
+    assert_eq!(old["data"]["hotel"]["mainImage"]["id"], first.as_str());
+    app.cache.set_fill_pause(None);
+    for _ in 0..3 {
+        assert_eq!(
+            main_image(&app, hotel).await.as_deref(),
+            Some(second.as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paused_reader_cannot_store_the_old_main_image_in_process() {
+    let app = spawn_app_with(|s| s.redis_url = None).await;
+    a_paused_reader_cannot_store_the_old_main_image(app).await;
+}
+
+#[tokio::test]
+async fn a_paused_reader_cannot_store_the_old_main_image_in_redis_with_redis() {
+    // L1 off: only Redis's fill guard stands between the reader and a stale entry.
+    let app = spawn_app_with(|s| {
+        with_redis(s);
+        s.cache_l1_entries = 0;
+    })
+    .await;
+    a_paused_reader_cannot_store_the_old_main_image(app).await;
+}
+
+#[tokio::test]
+async fn a_paused_reader_cannot_store_the_old_main_image_in_either_level_with_redis() {
+    let app = spawn_app_with(with_redis).await;
+    a_paused_reader_cannot_store_the_old_main_image(app).await;
+}
+
+async fn wait_until_ready(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = ready_status(app).await;
+        if status["status"] == "ready" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn reads_survive_redis_going_away_and_serve_nothing_stale_after_it_returns_with_redis() {
+    let target = redis_url().trim_start_matches("redis://").to_owned();
+    let proxy = Proxy::start(target).await;
+    let replicas = spawn_replicas(2, |s| {
+        s.redis_url = Some(proxy.url().parse().expect("URL"));
+        s.redis_timeout_ms = 100;
+        s.redis_retry_ms = 100;
+    })
+    .await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    wait_until_ready(a).await;
+    wait_until_ready(b).await;
+    let hotel = 4;
+    let (first, second) = two_eligible_images(a, hotel).await;
+    set_main(a, hotel, &first).await;
+    // Both replicas and Redis hold the first image.
+    assert_eq!(main_image(a, hotel).await.as_deref(), Some(first.as_str()));
+    assert_eq!(main_image(b, hotel).await.as_deref(), Some(first.as_str()));
+    let warm = search_page(b).await;
+
+    proxy.cut();
+    for app in [a, b] {
+        let start = Instant::now();
+        assert_eq!(search_page(app).await, warm);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "a read took {:?} without Redis",
+            start.elapsed()
+        );
+    }
+    // The change commits; its invalidation cannot reach Redis.
+    set_main(a, hotel, &second).await;
+    for app in [a, b] {
+        assert_eq!(
+            main_image(app, hotel).await.as_deref(),
+            Some(second.as_str())
+        );
+        let status = ready_status(app).await;
+        assert_eq!(status["status"], "degraded", "{status}");
+        assert_eq!(status["cache"], "down");
+    }
+    let metrics = a.metrics().await;
+    assert_eq!(sample(&metrics, "cache_degraded"), Some(1.0));
+    assert!(sample(&metrics, "cache_redis_errors_total").unwrap() >= 1.0);
+
+    proxy.restore();
+    wait_until_ready(a).await;
+    wait_until_ready(b).await;
+    for app in [a, b] {
+        assert_eq!(
+            main_image(app, hotel).await.as_deref(),
+            Some(second.as_str())
+        );
+        assert_eq!(
+            main_image(app, hotel).await.as_deref(),
+            Some(second.as_str())
+        );
+    }
+    // And the cache works again: warm reads cost no SQL.
+    search_page_costs_no_sql_once_warm(b).await;
+}
