@@ -132,12 +132,13 @@ async fn a_search_page_warm_in_redis_alone_sends_no_sql_with_redis() {
 
 #[tokio::test]
 async fn a_main_image_set_on_one_replica_shows_on_the_other_in_the_next_request_with_redis() {
+    const ROUNDS: usize = 100;
     let replicas = spawn_replicas(2, with_redis).await;
     let (a, b) = (&replicas[0], &replicas[1]);
     let hotel = 1;
     let (first, second) = two_eligible_images(a, hotel).await;
     let mut visible_after = Vec::new();
-    for round in 0..40 {
+    for round in 0..ROUNDS {
         let image = if round % 2 == 0 { &first } else { &second };
         // B has the current state cached (L1 and Redis).
         let before = main_image(b, hotel).await;
@@ -152,7 +153,7 @@ async fn a_main_image_set_on_one_replica_shows_on_the_other_in_the_next_request_
         );
     }
     visible_after.sort();
-    let percentile = |p: usize| visible_after[(visible_after.len() * p / 100).min(39)];
+    let percentile = |p: usize| visible_after[(ROUNDS * p / 100).min(ROUNDS - 1)];
     eprintln!(
         "write on A to visible on B (mutation + next read): p50 {:?}, p99 {:?}",
         percentile(50),
