@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::domain::catalog::PartnerId;
 use crate::domain::curation::Rules;
 use crate::domain::media::{Cdn, Imgproxy, SizeTable};
+use crate::graphql::documents::Documents;
 use crate::graphql::limits::DocumentLimits;
 use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
 use crate::http::auth::{Authenticator, TokenKey};
@@ -297,6 +298,7 @@ impl Application {
             )
             .context("invalid REDIS_URL")?,
             public_max_age: settings.cache_control_max_age,
+            documents: Documents::default(),
         };
         let listener = TcpListener::bind(settings.listen)
             .await

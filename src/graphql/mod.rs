@@ -15,6 +15,7 @@
 //! - [`error`]: how failures reach clients.
 
 pub mod connection;
+pub mod documents;
 pub mod error;
 pub mod ingest;
 pub mod limits;

@@ -84,13 +84,17 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(64).collect::<String>());
     let prepared = match batch {
-        BatchRequest::Single(request) => {
+        BatchRequest::Single(mut request) => {
+            state.documents.attach(&mut request);
             BatchRequest::Single(prepare(&state.schema, request, actor, request_id))
         }
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|request| prepare(&state.schema, request, actor.clone(), request_id.clone()))
+                .map(|mut request| {
+                    state.documents.attach(&mut request);
+                    prepare(&state.schema, request, actor.clone(), request_id.clone())
+                })
                 .collect(),
         ),
     };

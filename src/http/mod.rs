@@ -36,6 +36,7 @@ use tower_http::trace::TraceLayer;
 use crate::cache::persisted::PersistedQueries;
 use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
+use crate::graphql::documents::Documents;
 use crate::service::catalog::Catalog;
 use crate::store::objects::{Objects, ObjectsError};
 use crate::telemetry::Metrics;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub persisted: PersistedQueries,
     /// `max-age` of cacheable (public, successful) query responses; 0: nothing is cacheable.
     pub public_max_age: u32,
+    /// Parsed documents of recent queries.
+    pub documents: Documents,
 }
 
 /// Limits applied before a request reaches the schema.
