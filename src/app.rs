@@ -7,12 +7,14 @@
 
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::cache::Cache;
 use crate::cache::persisted::PersistedQueries;
@@ -30,9 +32,12 @@ use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::service::ingest::Ingestor;
+use crate::service::freshness::{self, Freshness, Replaying};
 use crate::service::manage::Manager;
+use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
 use crate::service::upload::Uploader;
 use crate::store::objects::Objects;
+use crate::store::stream::{EventBus, EventSink, RedisStream};
 use crate::store::{StatementCounter, Store, connect, pool_figures};
 use crate::telemetry::Metrics;
 
@@ -57,6 +62,10 @@ pub struct Core {
     pub ingestor: Ingestor,
     /// Statements executed so far (metrics, and the statement-count tests).
     pub statements: StatementCounter,
+    /// What every committed change tells: the cache, and this process's outbox relay.
+    pub freshness: Freshness,
+    /// Wakes this process's outbox relay (through `freshness` after every commit).
+    pub outbox_wake: Arc<Notify>,
 }
 
 impl Core {
@@ -93,14 +102,18 @@ impl Core {
             .await
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());
+        let outbox_wake = Arc::new(Notify::new());
+        let freshness = Freshness::new(cache.clone(), outbox_wake.clone());
         Ok(Self {
             catalog: Catalog::new(store.clone(), cache.clone()),
-            curator: Curator::new(store.clone(), curation_rules(settings), cache.clone()),
-            ingestor: Ingestor::new(store.clone(), curation_rules(settings), cache.clone()),
+            curator: Curator::new(store.clone(), curation_rules(settings), freshness.clone()),
+            ingestor: Ingestor::new(store.clone(), curation_rules(settings), freshness.clone()),
             cache,
             store,
             db,
             statements,
+            freshness,
+            outbox_wake,
         })
     }
 }
@@ -145,6 +158,7 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
 pub fn schema(
     settings: &Settings,
     catalog: Catalog,
+    freshness: Freshness,
     uploader: Option<Uploader>,
     metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
@@ -152,13 +166,13 @@ pub fn schema(
         manager: Manager::new(
             catalog.store().clone(),
             curation_rules(settings),
-            catalog.cache().clone(),
+            freshness.clone(),
         ),
         uploader,
         ingestor: Ingestor::new(
             catalog.store().clone(),
             curation_rules(settings),
-            catalog.cache().clone(),
+            freshness,
         ),
         catalog,
         media: media(settings)?,
@@ -220,12 +234,82 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     .context("invalid JWT_PUBLIC_KEY")
 }
 
+/// The event sink for `settings`: the Redis stream when `REDIS_URL` is set, else the
+/// in-process bus (returned too, for in-process subscribers).
+pub fn event_sink(settings: &Settings) -> anyhow::Result<(Arc<dyn EventSink>, Option<EventBus>)> {
+    match &settings.redis_url {
+        Some(url) => {
+            let stream = RedisStream::new(
+                url.expose(),
+                &settings.redis_prefix,
+                settings.outbox_stream_maxlen,
+                Duration::from_millis(settings.outbox_publish_timeout_ms),
+            )
+            .context("invalid REDIS_URL")?;
+            Ok((Arc::new(stream), None))
+        }
+        None => {
+            let bus = EventBus::new();
+            Ok((Arc::new(bus.clone()), Some(bus)))
+        }
+    }
+}
+
+/// The outbox relay of this replica (unless `OUTBOX_RELAY=off`), on a pool of its own (one
+/// connection for its rounds, one for the cache replay's reads), its figures fed to `metrics`. With Redis, it also replays the cache invalidations
+/// a Redis outage made fail, and the cache waits for that replay before it is used again (see
+/// [`crate::service::freshness`]).
+async fn outbox_relay(
+    settings: &Settings,
+    core: &Core,
+    sink: Arc<dyn EventSink>,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Relay>> {
+    if !settings.outbox_relay {
+        return Ok(None);
+    }
+    let (db, _) = connect(
+        &settings.database_url(),
+        2,
+        Duration::from_millis(settings.database_statement_timeout_ms),
+    )
+    .await
+    .context("cannot connect the outbox relay to the database")?;
+    let sink: Arc<dyn EventSink> = if core.cache.is_shared() {
+        let store = Store::new(db.clone());
+        core.cache
+            .set_recovery_check(freshness::recovery_check(store.clone()));
+        Arc::new(Replaying::new(sink, core.cache.clone(), store))
+    } else {
+        sink
+    };
+    let relay = Relay::new(
+        db,
+        sink,
+        core.outbox_wake.clone(),
+        RelaySettings {
+            batch_size: settings.outbox_batch_size,
+            poll: Duration::from_millis(settings.outbox_poll_ms),
+            holder: holder_name(),
+        },
+    );
+    let figures = relay.figures();
+    metrics.on_scrape(move |metrics| {
+        metrics.set_outbox(figures.lag_seconds(chrono::Utc::now()), figures.published());
+    });
+    Ok(Some(relay))
+}
+
 /// A running subgraph: its listener and routes.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     core: Core,
     stopping: Stopping,
+    /// Publishes the outbox's events while the server runs (none with `OUTBOX_RELAY=off`).
+    relay: Option<Relay>,
+    /// The in-process event bus of a deployment without Redis.
+    events: Option<EventBus>,
 }
 
 /// How the server stops once told to.
@@ -245,16 +329,18 @@ impl Application {
                 .await
                 .context("cannot seed the demo catalog")?;
         }
+        let metrics = Metrics::new();
+        core.report_to(&metrics);
+        let (sink, events) = event_sink(settings)?;
+        let relay = outbox_relay(settings, &core, sink, &metrics).await?;
         if !core.cache.settle(CACHE_SETTLE).await {
             tracing::warn!("Redis is not reachable yet: serving from the database until it is");
         }
-        let metrics = Metrics::new();
-        core.report_to(&metrics);
         let objects =
             Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         let uploader = Uploader::new(
             core.store.clone(),
-            core.cache.clone(),
+            core.freshness.clone(),
             objects.clone(),
             curation_rules(settings),
             settings.upload_max_bytes,
@@ -265,6 +351,7 @@ impl Application {
             schema: schema(
                 settings,
                 core.catalog.clone(),
+                core.freshness.clone(),
                 Some(uploader),
                 metrics.clone(),
             )?,
@@ -311,6 +398,8 @@ impl Application {
                 delay: Duration::from_millis(settings.shutdown_delay_ms),
                 drain: Duration::from_millis(settings.shutdown_drain_ms),
             },
+            relay,
+            events: events.filter(|_| settings.outbox_relay),
         })
     }
 
@@ -322,10 +411,16 @@ impl Application {
         &self.core
     }
 
+    /// The in-process event bus the relay publishes to when there is no Redis (`None` with
+    /// Redis, or with the relay off).
+    pub fn event_bus(&self) -> Option<EventBus> {
+        self.events.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops in order: readiness turns false at once;
     /// the listener keeps accepting for the shutdown delay, then closes; requests in flight get
-    /// the drain timeout to finish, after which they are cut off (503); last, the database pool
-    /// closes.
+    /// the drain timeout to finish, after which they are cut off (503); then the outbox relay
+    /// publishes what is left and stops; last, the database pool closes.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -335,9 +430,17 @@ impl Application {
             state,
             core,
             stopping,
+            relay,
+            events: _,
         } = self;
         let draining = state.draining.clone();
         let upkeep = tokio::spawn(state.metrics.clone().run_upkeep(METRICS_UPKEEP));
+        let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay = relay.map(|relay| {
+            tokio::spawn(relay.run(async move {
+                let _ = relay_stopped.await;
+            }))
+        });
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let close_listener = {
             let draining = draining.clone();
@@ -358,6 +461,11 @@ impl Application {
             .into_future();
         let served = drain(server, closed_rx, &draining, stopping.drain).await;
         upkeep.abort();
+        let _ = stop_relay.send(());
+        if let Some(relay) = relay {
+            // The relay bounds its last drain itself; this only guards against a hang.
+            let _ = tokio::time::timeout(STOP_DRAIN + POOL_CLOSE_TIMEOUT, relay).await;
+        }
         served.context("server failed")?;
         match tokio::time::timeout(POOL_CLOSE_TIMEOUT, core.db.close()).await {
             Ok(closed) => closed.context("cannot close the database pool")?,

@@ -182,7 +182,13 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
     let core = Core::open(&settings).await?;
     print!(
         "{}",
-        published_sdl(&schema(&settings, core.catalog, None, Metrics::new())?)?
+        published_sdl(&schema(
+            &settings,
+            core.catalog,
+            core.freshness,
+            None,
+            Metrics::new()
+        )?)?
     );
     Ok(())
 }

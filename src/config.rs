@@ -206,6 +206,60 @@ pub struct Settings {
     /// How long a registered persisted query (APQ) is kept, in seconds.
     #[arg(long, env = "APQ_TTL_SECS", default_value_t = 7 * 24 * 3600, global = true)]
     pub apq_ttl_secs: u64,
+    /// Run the built-in outbox relay (`on`/`off`). Turn it off when Debezium's outbox event
+    /// router reads the `outbox` table instead (see the README, "Events").
+    #[arg(
+        long,
+        env = "OUTBOX_RELAY",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub outbox_relay: bool,
+
+    /// How often the relay looks for unpublished events when no commit woke it, in
+    /// milliseconds (events written by another replica or by the `import` command).
+    #[arg(
+        long,
+        env = "OUTBOX_POLL_MS",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u64).range(1..=60_000),
+        global = true
+    )]
+    pub outbox_poll_ms: u64,
+
+    /// Most events the relay publishes in one round (one sink call, one transaction).
+    #[arg(
+        long,
+        env = "OUTBOX_BATCH_SIZE",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=10_000),
+        global = true
+    )]
+    pub outbox_batch_size: u64,
+
+    /// Approximate length the Redis event stream `{REDIS_PREFIX}:events` is trimmed to
+    /// (`XADD ... MAXLEN ~`): consumers further behind than this lose the oldest entries.
+    #[arg(
+        long,
+        env = "OUTBOX_STREAM_MAXLEN",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub outbox_stream_maxlen: u64,
+
+    /// How long Redis may take to accept a batch of events, in milliseconds; past it the batch
+    /// counts as failed and is published again later.
+    #[arg(
+        long,
+        env = "OUTBOX_PUBLISH_TIMEOUT_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub outbox_publish_timeout_ms: u64,
 
     /// Base URL of the image CDN; `url(size)` is `{base}/{size}/{storage key}`. Default: this
     /// server's `/media` in the embedded default, else `https://images.example.com`.

@@ -18,6 +18,11 @@
 //! | `dataloader_batch_size` | histogram | `kind` (what the loader loads) |
 //! | `db_statements_total` | counter | |
 //! | `db_pool_connections`, `db_pool_idle_connections` | gauges | |
+//! | `cache_requests_total` | counter | `level` (`l1`, `l2`), `result` (`hit`, `miss`) |
+//! | `cache_redis_errors_total`, `cache_degradations_total` | counters | (Redis calls that failed or timed out; times the breaker opened) |
+//! | `cache_degraded` | gauge | (1 while the breaker is open and reads bypass the cache) |
+//! | `outbox_lag_seconds` | gauge | (age of the oldest unpublished outbox event; 0 when none) |
+//! | `outbox_published_total` | counter | (events this replica's relay published) |
 //!
 //! Database figures are read when `/metrics` is scraped, through hooks the start-up code
 //! registers with [`Metrics::on_scrape`], so this module knows nothing of the database.
@@ -46,6 +51,8 @@ pub const CACHE_REQUESTS: &str = "cache_requests_total";
 pub const CACHE_REDIS_ERRORS: &str = "cache_redis_errors_total";
 pub const CACHE_DEGRADATIONS: &str = "cache_degradations_total";
 pub const CACHE_DEGRADED: &str = "cache_degraded";
+pub const OUTBOX_LAG: &str = "outbox_lag_seconds";
+pub const OUTBOX_PUBLISHED: &str = "outbox_published_total";
 
 /// The `operation` label of an operation without a (usable) name.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -230,6 +237,18 @@ impl Metrics {
             .set(f64::from(u8::from(figures.degraded)));
     }
 
+    /// The outbox relay's figures (read at scrape time): the age of the oldest unpublished
+    /// event in seconds, and the events published since start.
+    pub fn set_outbox(&self, lag_seconds: f64, published: u64) {
+        let recorder = &self.0.recorder;
+        recorder
+            .register_gauge(&Key::from_static_name(OUTBOX_LAG), &METADATA)
+            .set(lag_seconds);
+        recorder
+            .register_counter(&Key::from_static_name(OUTBOX_PUBLISHED), &METADATA)
+            .absolute(published);
+    }
+
     /// Runs `hook` before every scrape, to refresh figures that are read rather than counted.
     pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
         self.0
@@ -371,6 +390,16 @@ fn describe(recorder: &PrometheusRecorder) {
         KeyName::from_const_str(CACHE_DEGRADED),
         None,
         help("1 while the cache serves from the database because Redis failed"),
+    );
+    recorder.describe_gauge(
+        KeyName::from_const_str(OUTBOX_LAG),
+        Some(Unit::Seconds),
+        help("Age of the oldest unpublished outbox event, 0 when none"),
+    );
+    recorder.describe_counter(
+        KeyName::from_const_str(OUTBOX_PUBLISHED),
+        None,
+        help("Outbox events this replica's relay published"),
     );
 }
 

@@ -15,4 +15,5 @@ pub mod image_tag;
 pub mod legacy_image_id;
 pub mod main_image_override;
 pub mod outbox;
+pub mod outbox_relay;
 pub mod partner;

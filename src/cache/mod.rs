@@ -111,6 +111,11 @@ fn jittered(ttl: Duration) -> Duration {
     ttl + ttl.mul_f64(rand::random::<f64>() * 0.1)
 }
 
+/// Redis could not be reached (or did not answer in time).
+#[derive(Debug, thiserror::Error)]
+#[error("cache invalidation failed: {0}")]
+pub struct CacheError(String);
+
 /// A kind of record the cache holds.
 pub(crate) trait Record:
     Clone + Serialize + DeserializeOwned + Send + Sync + 'static
@@ -171,8 +176,9 @@ fn add(counter: &AtomicU64, n: usize) {
 /// stale-fill guard pause a reader there).
 pub type FillPause = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
-/// Whether the state missed while degraded has been repaired (see the module doc).
-pub type RecoveryCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+/// Whether the state missed while degraded has been repaired (see the module doc). It gets
+/// the episode (the count of degradations so far), so that it can note where it started.
+pub type RecoveryCheck = Arc<dyn Fn(u64) -> BoxFuture<'static, bool> + Send + Sync>;
 
 /// The cache. Clones share everything.
 #[derive(Clone)]
@@ -416,6 +422,23 @@ impl Cache {
         }
     }
 
+    /// Drops `keys` everywhere again, for the outbox relay's replay: like [`Cache::invalidate`],
+    /// but a failure is returned (the relay keeps the events and replays them later) instead
+    /// of being remembered here.
+    pub async fn replay(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.0.local.invalidate(keys);
+        if let Some(shared) = &self.0.shared
+            && let Err(error) = shared.invalidate(keys).await
+        {
+            self.failed(&error);
+            return Err(CacheError(error.to_string()));
+        }
+        Ok(())
+    }
+
     /// Whether reads may use the cache (the breaker is closed).
     fn usable(&self) -> bool {
         !self.0.degraded.load(Ordering::SeqCst)
@@ -534,8 +557,9 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let episode = self.counters.degradations.load(Ordering::SeqCst);
         if let Some(check) = check
-            && !check().await
+            && !check(episode).await
         {
             return;
         }

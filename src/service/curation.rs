@@ -6,12 +6,11 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use chrono::Utc;
-use sea_orm::TransactionTrait as _;
 use serde_json::json;
 
 use super::manage::{Caller, ManageError, audit_entry, commit, curate};
 use super::{ServiceError, ServiceResult};
-use crate::cache::Cache;
+use super::freshness::Freshness;
 use crate::domain::catalog::HotelId;
 use crate::domain::curation::Rules;
 use crate::store::Store;
@@ -23,7 +22,7 @@ pub struct Curator {
     store: Store,
     rules: Arc<Rules>,
     /// Told which hotels a recomputation changed.
-    cache: Cache,
+    freshness: Freshness,
 }
 
 /// How `recompute_all` splits its work.
@@ -36,11 +35,11 @@ pub struct RecomputePlan {
 }
 
 impl Curator {
-    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
+    pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
-            cache,
+            freshness,
         }
     }
 
@@ -53,7 +52,7 @@ impl Curator {
     pub async fn publish(&self, hotels: &[HotelId]) -> ServiceResult<Vec<PublishedChange>> {
         let now = Utc::now();
         let run = async {
-            let txn = self.store.connection().begin().await?;
+            let txn = self.store.begin_write().await?;
             let changes = curate(&txn, &self.rules, hotels, now).await?;
             if changes.is_empty() {
                 // Nothing written: no audit row either (and on SQLite, no write at all, so
@@ -66,7 +65,7 @@ impl Curator {
                 "recompute",
                 json!({ "hotels": hotels.len() }),
             );
-            commit(&self.cache, txn, audit, Vec::new(), &changes, now).await?;
+            commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await?;
             Ok::<_, ManageError>(changes)
         };
         run.await.map_err(|error| match error {

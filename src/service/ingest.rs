@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use serde_json::json;
 
 use super::auth::Scope;
@@ -25,7 +25,7 @@ use super::events;
 use super::manage::{
     Caller, ManageError, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate,
 };
-use crate::cache::Cache;
+use super::freshness::Freshness;
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
 use crate::domain::curation::Rules;
 use crate::domain::ingest::{
@@ -85,20 +85,20 @@ pub struct Ingestor {
     store: Store,
     rules: Arc<Rules>,
     /// Told what each committed batch made stale.
-    cache: Cache,
+    freshness: Freshness,
 }
 
 impl Ingestor {
-    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
+    pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
-            cache,
+            freshness,
         }
     }
 
     async fn begin(&self) -> ManageResult<DatabaseTransaction> {
-        Ok(self.store.connection().begin().await?)
+        Ok(self.store.begin_write().await?)
     }
 
     /// Creates or updates a partner and its URL rewrite rules (admin). A change of kind
@@ -143,7 +143,7 @@ impl Ingestor {
             "kind": record.kind.as_str(),
             "urlRewrites": input.url_rewrites,
         }));
-        commit(&self.cache, txn, entry, Vec::new(), &changes, now).await?;
+        commit(&self.freshness, txn, entry, Vec::new(), &changes, now).await?;
         Ok(record)
     }
 
@@ -240,7 +240,7 @@ impl Ingestor {
         );
         entry.after = Some(summary(&results));
         let events = batch_events(&plan, &created, partner, now);
-        commit(&self.cache, txn, entry, events, &changes, now).await?;
+        commit(&self.freshness, txn, entry, events, &changes, now).await?;
         Ok(results)
     }
 
@@ -311,7 +311,7 @@ impl Ingestor {
             })
             .collect();
         let hotels_changed = changes.len() as u64;
-        commit(&self.cache, txn, entry, events, &changes, now).await?;
+        commit(&self.freshness, txn, entry, events, &changes, now).await?;
         Ok(Retirement {
             sources,
             images: deactivated.len() as u64,

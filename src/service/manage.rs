@@ -10,12 +10,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use serde_json::json;
 
 use super::auth::Actor;
 use super::events;
-use crate::cache::{Cache, CacheKey};
+use super::freshness::Freshness;
+use crate::cache::CacheKey;
 use crate::domain::catalog::{HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin};
 use crate::domain::curation::Rules;
 use crate::store::manage::{self as writes, AuditEntry, OutboxEvent, VersionCheck};
@@ -148,7 +149,7 @@ pub struct Manager {
     store: Store,
     rules: Arc<Rules>,
     /// Told what each committed change made stale.
-    cache: Cache,
+    freshness: Freshness,
 }
 
 fn check_text(value: Option<&str>, field: &str) -> Result<(), UserError> {
@@ -199,16 +200,16 @@ fn tags(inputs: &[TagInput], origin: TagOrigin, field: &str) -> Result<Vec<Tag>,
 }
 
 impl Manager {
-    pub fn new(store: Store, rules: Rules, cache: Cache) -> Self {
+    pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
         Self {
             store,
             rules: Arc::new(rules),
-            cache,
+            freshness,
         }
     }
 
     async fn begin(&self) -> ManageResult<DatabaseTransaction> {
-        Ok(self.store.connection().begin().await?)
+        Ok(self.store.begin_write().await?)
     }
 
     /// Locks `hotel` at `expected` (see [`writes::lock_hotel`]).
@@ -319,7 +320,7 @@ impl Manager {
         );
         audit.before = Some(json!({ "version": before }));
         audit.after = Some(json!({ "mainImageId": image.to_string(), "origin": origin.as_str() }));
-        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
+        commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Back to the computed main image.
@@ -340,7 +341,7 @@ impl Manager {
             json!({ "hotelId": hotel.to_string() }),
         );
         audit.before = Some(json!({ "version": before }));
-        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
+        commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// These images lead the gallery, in this order, after the main image.
@@ -393,7 +394,7 @@ impl Manager {
         audit.before = Some(json!({ "version": before }));
         audit.after =
             Some(json!({ "pins": images.iter().map(ToString::to_string).collect::<Vec<_>>() }));
-        commit(&self.cache, txn, audit, Vec::new(), &changes, now).await
+        commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
     /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
@@ -469,7 +470,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "status": status.as_str(), "reason": reason }));
         let event = events::status_event(image, active, reason, hotels, now);
-        commit(&self.cache, txn, audit, vec![event], &changes, now).await?;
+        commit(&self.freshness, txn, audit, vec![event], &changes, now).await?;
         Ok(StatusChange {
             image,
             affected_hotels: affected,
@@ -515,7 +516,7 @@ impl Manager {
         );
         audit.after = Some(json!({ "changedFields": fields }));
         let event = events::image_updated(image, &fields, now);
-        commit(&self.cache, txn, audit, vec![event], &changes, now).await
+        commit(&self.freshness, txn, audit, vec![event], &changes, now).await
     }
 
     /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
@@ -571,7 +572,7 @@ impl Manager {
             "classifyImages",
             json!({ "imageIds": images.iter().map(ToString::to_string).collect::<Vec<_>>() }),
         );
-        commit(&self.cache, txn, audit, events, &changes, now).await?;
+        commit(&self.freshness, txn, audit, events, &changes, now).await?;
         Ok(images)
     }
 }
@@ -591,9 +592,9 @@ pub(crate) async fn curate(
 }
 
 /// Writes the audit row and the events (with the curation events of `changes`), commits, then
-/// tells the cache what the change made stale.
+/// tells the cache what the change made stale and wakes the outbox relay.
 pub(crate) async fn commit(
-    cache: &Cache,
+    freshness: &Freshness,
     txn: DatabaseTransaction,
     audit: AuditEntry,
     mut events: Vec<OutboxEvent>,
@@ -605,7 +606,7 @@ pub(crate) async fn commit(
     writes::append_audit(&txn, audit, now).await?;
     writes::append_events(&txn, events, now).await?;
     txn.commit().await?;
-    cache.invalidate(&stale).await;
+    freshness.committed(&stale).await;
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Use cases of the images subgraph, and who may run them.
 //!
-//! The GraphQL layer talks to this layer only; this layer talks to the store (and, later, the
-//! cache). Reads are batched: every method takes a set of keys, so that a request-scoped
-//! loader above turns N lookups into one call here.
+//! The GraphQL layer talks to this layer only; this layer talks to the store and the cache.
+//! Reads are batched: every method takes a set of keys, so that a request-scoped loader above
+//! turns N lookups into one call here.
 //!
 //! # Layout
 //! - [`auth`]: the [`Actor`](auth::Actor) behind a request and what it may see or do.
@@ -12,13 +12,18 @@
 //! - [`upload`]: hotelier uploads into the object store.
 //! - [`ingest`]: partners, partner imports (unified IDs, legacy IDs) and snapshot retirement.
 //! - [`events`]: the outbox events those changes emit.
+//! - [`freshness`]: after a commit, the cache invalidation and the relay's wake-up; the
+//!   relay's replay of invalidations that Redis missed.
+//! - [`relay`]: the built-in outbox relay publishing those events to the event stream.
 
 pub mod auth;
 pub mod catalog;
 pub mod curation;
 pub mod events;
+pub mod freshness;
 pub mod ingest;
 pub mod manage;
+pub mod relay;
 pub mod upload;
 
 use crate::store::StoreError;

@@ -3,13 +3,12 @@
 //! HOTELIER partner as its source and curates the hotel.
 
 use chrono::Utc;
-use sea_orm::TransactionTrait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
 use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
-use crate::cache::Cache;
+use super::freshness::Freshness;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::curation::Rules;
 use crate::domain::upload::{UploadError, inspect};
@@ -22,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub struct Uploader {
     store: Store,
     /// Told what each committed upload made stale.
-    cache: Cache,
+    freshness: Freshness,
     objects: Objects,
     rules: Rules,
     /// Largest accepted file.
@@ -34,7 +33,7 @@ pub struct Uploader {
 impl Uploader {
     pub fn new(
         store: Store,
-        cache: Cache,
+        freshness: Freshness,
         objects: Objects,
         rules: Rules,
         max_bytes: usize,
@@ -42,7 +41,7 @@ impl Uploader {
     ) -> Self {
         Self {
             store,
-            cache,
+            freshness,
             objects,
             rules,
             max_bytes,
@@ -90,12 +89,7 @@ impl Uploader {
         let url_key = hex::encode(Sha256::digest(format!("upload:{}", inspected.sha256)));
         let source_url = self.objects.source_url(&storage_key);
         let now = Utc::now();
-        let txn = self
-            .store
-            .connection()
-            .begin()
-            .await
-            .map_err(StoreError::from)?;
+        let txn = self.store.begin_write().await?;
         let (image, created) = writes::record_upload(
             &txn,
             &UploadRecord {
@@ -124,7 +118,7 @@ impl Uploader {
             request_id: caller.request_id.clone(),
         };
         commit(
-            &self.cache,
+            &self.freshness,
             txn,
             audit,
             created_event.into_iter().collect(),

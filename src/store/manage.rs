@@ -166,7 +166,7 @@ pub async fn existing_images(
 
 /// Every hotel `image` is linked to, by ID.
 pub async fn linked_hotels(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     images: &[ImageId],
 ) -> StoreResult<Vec<HotelId>> {
     let ids: Vec<i64> = hotel_image::Entity::find()

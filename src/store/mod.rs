@@ -13,17 +13,24 @@
 //! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row inserts for seeding and imports.
 //! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
+//! - [`outbox`]: the relay's side of the outbox: its lock, unpublished events, marks, lag.
+//! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
 
 pub mod bulk;
 pub mod connect;
 pub mod ingest;
 pub mod manage;
 pub mod objects;
+pub mod outbox;
 pub mod publish;
 pub mod read;
+pub mod stream;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
+};
 
 use crate::domain::catalog::{
     Category, HotelId, ImageId, MainImageOrigin, ParseError, PartnerId, PartnerKind, Status,
@@ -100,10 +107,33 @@ impl Store {
         &self.db
     }
 
+    /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting for it up to the busy timeout: a deferred transaction that read
+    /// first would fail at its first write whenever another connection wrote since its read
+    /// (`SQLITE_BUSY`, which the busy timeout does not cover). Other engines ignore the mode.
+    pub async fn begin_write(&self) -> StoreResult<DatabaseTransaction> {
+        Ok(begin_write(&self.db, None).await?)
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> StoreResult<()> {
         Ok(self.db.ping().await?)
     }
+}
+
+/// [`Store::begin_write`] on any connection, at `isolation` (the engine's default when
+/// `None`; SQLite ignores it).
+pub async fn begin_write(
+    db: &DatabaseConnection,
+    isolation: Option<IsolationLevel>,
+) -> Result<DatabaseTransaction, DbErr> {
+    let sqlite = db.get_database_backend() == DatabaseBackend::Sqlite;
+    db.begin_with_options(TransactionOptions {
+        isolation_level: isolation.filter(|_| !sqlite),
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
 }
 
 /// A hotel as this subgraph publishes it.

@@ -326,3 +326,51 @@ async fn reads_survive_redis_going_away_and_serve_nothing_stale_after_it_returns
     // And the cache works again: warm reads cost no SQL.
     search_page_costs_no_sql_once_warm(b).await;
 }
+
+#[tokio::test]
+async fn an_invalidation_one_replica_could_not_send_is_replayed_from_the_outbox_with_redis() {
+    // A reaches Redis through a proxy that is about to fail; B reaches it directly and keeps
+    // serving from it. Without a replay, B would serve A's change stale until the TTL.
+    let target = redis_url().trim_start_matches("redis://").to_owned();
+    let proxy = Proxy::start(target).await;
+    let spawned = std::sync::atomic::AtomicUsize::new(0);
+    let replicas = spawn_replicas(2, |s| {
+        with_redis(s);
+        if spawned.fetch_add(1, Ordering::SeqCst) == 0 {
+            s.redis_url = Some(proxy.url().parse().expect("URL"));
+        }
+        s.redis_timeout_ms = 100;
+        s.redis_retry_ms = 100;
+        s.outbox_poll_ms = 50;
+    })
+    .await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    wait_until_ready(a).await;
+    wait_until_ready(b).await;
+    let hotel = 6;
+    let (first, second) = two_eligible_images(b, hotel).await;
+    set_main(b, hotel, &first).await;
+    // B's L1 and Redis hold the first image.
+    assert_eq!(main_image(b, hotel).await.as_deref(), Some(first.as_str()));
+    assert_eq!(main_image(b, hotel).await.as_deref(), Some(first.as_str()));
+
+    proxy.cut();
+    // The change commits on A; A's invalidation cannot reach Redis.
+    set_main(a, hotel, &second).await;
+    assert_eq!(ready_status(a).await["status"], "degraded");
+    assert_eq!(ready_status(b).await["status"], "ready");
+    // A relay publishes the change's event and invalidates its keys on the way.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while main_image(b, hotel).await.as_deref() != Some(second.as_str()) {
+        assert!(Instant::now() < deadline, "B still serves the old main image");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.restore();
+    wait_until_ready(a).await;
+    for app in [a, b] {
+        assert_eq!(
+            main_image(app, hotel).await.as_deref(),
+            Some(second.as_str())
+        );
+    }
+}

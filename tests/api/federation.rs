@@ -103,6 +103,7 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
         &images_subgraph::app::schema(
             &app.settings,
             app.core.catalog.clone(),
+            app.core.freshness.clone(),
             None,
             images_subgraph::telemetry::Metrics::new(),
         )

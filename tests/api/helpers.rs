@@ -11,6 +11,7 @@ use images_subgraph::cache::Cache;
 use images_subgraph::config::Settings;
 use images_subgraph::http::auth::{Claims, mint};
 use images_subgraph::store::StatementCounter;
+use images_subgraph::store::stream::EventBus;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -28,9 +29,12 @@ pub struct TestApp {
     pub settings: Settings,
     /// The running app's own cache (for tests that pause or inspect it).
     pub cache: Cache,
+    /// The in-process event bus the relay publishes to (no Redis, relay on).
+    pub events: Option<EventBus>,
+    /// Shared by replicas (see [`spawn_replicas`]).
     _db: Arc<TestDatabase>,
-    /// The object store directory of uploads.
-    _media: tempfile::TempDir,
+    /// The object store directory of uploads, shared by replicas.
+    _media: Arc<tempfile::TempDir>,
 }
 
 /// How a test's database was made; keeps a SQLite file's directory alive.
@@ -94,28 +98,24 @@ pub async fn spawn_stoppable_app_with(configure: impl FnOnce(&mut Settings)) -> 
     StoppableApp { app, stop, server }
 }
 
-async fn start(
-    configure: impl FnOnce(&mut Settings),
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let (url, db) = test_database().await;
-    let mut settings = test_settings(&url);
-    configure(&mut settings);
-    launch(settings, Arc::new(db), shutdown).await
-}
-
-/// `n` replicas of the app: one database (the demo catalog, seeded once), one Redis prefix.
+/// `n` replicas: apps sharing one database (created once, seeded by the first), one Redis
+/// prefix and one object store, each with its own pool, caches and relay, as in production.
+/// `configure` applies to each.
 pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<TestApp> {
     let (url, db) = test_database().await;
-    let db = Arc::new(db);
-    let mut settings = test_settings(&url);
-    configure(&mut settings);
-    let mut replicas = Vec::with_capacity(n);
+    let shared = Shared {
+        url,
+        db: Arc::new(db),
+        media: Arc::new(tempfile::tempdir().expect("temp dir")),
+        redis_prefix: format!("isg_t_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let mut apps = Vec::with_capacity(n);
+    // One after the other: the first migrates and seeds, the others find it done.
     for _ in 0..n {
-        let (app, _server) = launch(settings.clone(), db.clone(), std::future::pending()).await;
-        replicas.push(app);
+        let (app, _server) = launch(&shared, &configure, std::future::pending()).await;
+        apps.push(app);
     }
-    replicas
+    apps
 }
 
 /// The Redis every Redis test uses (CI exports it; a developer's machine has it here).
@@ -123,35 +123,61 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL_FOR_TESTS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::for_database(database_url);
+/// What replicas share.
+struct Shared {
+    url: String,
+    db: Arc<TestDatabase>,
+    media: Arc<tempfile::TempDir>,
+    redis_prefix: String,
+}
+
+async fn start(
+    configure: impl FnOnce(&mut Settings),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let (url, db) = test_database().await;
+    let shared = Shared {
+        url,
+        db: Arc::new(db),
+        media: Arc::new(tempfile::tempdir().expect("temp dir")),
+        // Keys, channels and streams of this test only, on a shared Redis.
+        redis_prefix: format!("isg_t_{}", uuid::Uuid::new_v4().simple()),
+    };
+    launch(&shared, configure, shutdown).await
+}
+
+async fn launch(
+    shared: &Shared,
+    configure: impl FnOnce(&mut Settings),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    if std::env::var_os("TEST_LOG").is_some() {
+        // The apps' logs on stderr (`TEST_LOG=1 RUST_LOG=warn cargo test ... -- --nocapture`).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let mut settings = Settings::for_database(&shared.url);
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.jwt_secret = Some(JWT_SECRET.parse().expect("secret"));
     settings.seed_demo = Some(true);
     settings.database_max_connections = 4;
+    settings.object_store_url = Some(
+        url::Url::from_directory_path(shared.media.path())
+            .expect("a URL")
+            .to_string(),
+    );
     settings.serve_media = Some(true);
     if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
         settings.redis_url = Some(redis.parse().expect("TEST_REDIS_URL"));
     }
-    // Keys, channels and streams of this test only, on a shared Redis.
-    settings.redis_prefix = format!("isg_t_{}", uuid::Uuid::new_v4().simple());
-    settings
-}
-
-async fn launch(
-    mut settings: Settings,
-    db: Arc<TestDatabase>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let media = tempfile::tempdir().expect("temp dir");
-    settings.object_store_url = Some(
-        url::Url::from_directory_path(media.path())
-            .expect("a URL")
-            .to_string(),
-    );
+    settings.redis_prefix = shared.redis_prefix.clone();
+    configure(&mut settings);
     let app = Application::build(&settings).await.expect("the app builds");
     let addr = app.local_addr().expect("bound");
     let statements = app.core().statements.clone();
+    let events = app.event_bus();
     let cache = app.core().cache.clone();
     let server = tokio::spawn(app.run_until(shutdown));
     // Shares the app's cache, so that changes made through it are seen by the app at once.
@@ -165,8 +191,9 @@ async fn launch(
         core,
         cache,
         settings,
-        _db: db,
-        _media: media,
+        events,
+        _db: shared.db.clone(),
+        _media: shared.media.clone(),
     };
     (app, server)
 }

@@ -5,6 +5,7 @@
 mod authz;
 mod cache;
 mod curation;
+mod events;
 mod federation;
 mod fuzz;
 mod helpers;
