@@ -31,8 +31,8 @@ use crate::http::scan::ScanLimits;
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
-use crate::service::ingest::Ingestor;
 use crate::service::freshness::{self, Freshness, Replaying};
+use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
 use crate::service::upload::Uploader;
@@ -169,11 +169,7 @@ pub fn schema(
             freshness.clone(),
         ),
         uploader,
-        ingestor: Ingestor::new(
-            catalog.store().clone(),
-            curation_rules(settings),
-            freshness,
-        ),
+        ingestor: Ingestor::new(catalog.store().clone(), curation_rules(settings), freshness),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),

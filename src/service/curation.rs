@@ -8,9 +8,9 @@ use tokio::task::JoinSet;
 use chrono::Utc;
 use serde_json::json;
 
+use super::freshness::Freshness;
 use super::manage::{Caller, ManageError, audit_entry, commit, curate};
 use super::{ServiceError, ServiceResult};
-use super::freshness::Freshness;
 use crate::domain::catalog::HotelId;
 use crate::domain::curation::Rules;
 use crate::store::Store;

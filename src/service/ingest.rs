@@ -14,7 +14,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -22,10 +21,10 @@ use serde_json::json;
 
 use super::auth::Scope;
 use super::events;
-use super::manage::{
-    Caller, ManageError, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate,
-};
 use super::freshness::Freshness;
+use super::manage::{
+    Caller, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate, retrying,
+};
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
 use crate::domain::curation::Rules;
 use crate::domain::ingest::{
@@ -44,8 +43,6 @@ pub const MAX_REWRITES: usize = 50;
 pub const MAX_PARTNER_NAME: usize = 200;
 /// Sources retired per transaction by a snapshot import.
 const RETIRE_CHUNK: u64 = 1_000;
-/// Runs of one transaction before a transient failure is given up on.
-const MAX_ATTEMPTS: u32 = 6;
 
 /// What happened to one item of an import.
 #[derive(Debug, Clone, PartialEq)]
@@ -355,26 +352,6 @@ fn check_rewrites(rules: &[UrlRewrite]) -> Result<(), UserError> {
         ));
     }
     Ok(())
-}
-
-/// Runs `attempt` again while it fails with a transient store error, backing off a little.
-async fn retrying<T, F, Fut>(mut attempt: F) -> ManageResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ManageResult<T>>,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(ManageError::Unexpected(error)) if error.is_transient() && tries < MAX_ATTEMPTS => {
-                tracing::debug!(%error, tries, "transient failure; running the transaction again");
-                let jitter = u64::from(rand::random::<u8>() % 20);
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(tries) + jitter)).await;
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// One result per item, in order; `created` holds the IDs of the plan's new images.

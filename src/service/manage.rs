@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -199,6 +200,8 @@ fn tags(inputs: &[TagInput], origin: TagOrigin, field: &str) -> Result<Vec<Tag>,
         .collect()
 }
 
+/// Each use case below is one transaction, run again (whole) when it fails with a transient
+/// error such as a deadlock between concurrent changes of one hotel (see [`retrying`]).
 impl Manager {
     pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
         Self {
@@ -206,6 +209,71 @@ impl Manager {
             rules: Arc::new(rules),
             freshness,
         }
+    }
+
+    /// The hotelier's (own hotels) or admin's choice of main image.
+    pub async fn set_main_image(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        retrying(|| self.set_main_image_once(caller, hotel, image, expected_version)).await
+    }
+
+    /// Back to the computed main image.
+    pub async fn reset_main_image(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        retrying(|| self.reset_main_image_once(caller, hotel, expected_version)).await
+    }
+
+    /// These images lead the gallery, in this order, after the main image.
+    pub async fn set_gallery_pins(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        images: &[ImageId],
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        retrying(|| self.set_gallery_pins_once(caller, hotel, images, expected_version)).await
+    }
+
+    /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
+    /// for some hotels only; curates every hotel affected.
+    pub async fn set_image_status(
+        &self,
+        caller: &Caller,
+        image: ImageId,
+        active: bool,
+        reason: Option<&str>,
+        hotels: Option<&[HotelId]>,
+    ) -> ManageResult<StatusChange> {
+        retrying(|| self.set_image_status_once(caller, image, active, reason, hotels)).await
+    }
+
+    /// An admin's edit: caption (`Some(None)` clears it) and manual tags (which beat model tags).
+    pub async fn update_image(
+        &self,
+        caller: &Caller,
+        image: ImageId,
+        caption: Option<Option<&str>>,
+        manual_tags: Option<&[TagInput]>,
+    ) -> ManageResult<()> {
+        retrying(|| self.update_image_once(caller, image, caption, manual_tags)).await
+    }
+
+    /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
+    pub async fn classify_images(
+        &self,
+        caller: &Caller,
+        items: &[Classification],
+    ) -> ManageResult<Vec<ImageId>> {
+        retrying(|| self.classify_images_once(caller, items)).await
     }
 
     async fn begin(&self) -> ManageResult<DatabaseTransaction> {
@@ -259,8 +327,7 @@ impl Manager {
         Ok((txn, now, before))
     }
 
-    /// The hotelier's (own hotels) or admin's choice of main image.
-    pub async fn set_main_image(
+    async fn set_main_image_once(
         &self,
         caller: &Caller,
         hotel: HotelId,
@@ -323,8 +390,7 @@ impl Manager {
         commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
-    /// Back to the computed main image.
-    pub async fn reset_main_image(
+    async fn reset_main_image_once(
         &self,
         caller: &Caller,
         hotel: HotelId,
@@ -344,8 +410,7 @@ impl Manager {
         commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
-    /// These images lead the gallery, in this order, after the main image.
-    pub async fn set_gallery_pins(
+    async fn set_gallery_pins_once(
         &self,
         caller: &Caller,
         hotel: HotelId,
@@ -397,9 +462,7 @@ impl Manager {
         commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await
     }
 
-    /// Deactivates (`active` false) or activates an image everywhere (`hotels` is `None`) or
-    /// for some hotels only; curates every hotel affected.
-    pub async fn set_image_status(
+    async fn set_image_status_once(
         &self,
         caller: &Caller,
         image: ImageId,
@@ -477,8 +540,7 @@ impl Manager {
         })
     }
 
-    /// An admin's edit: caption (`Some(None)` clears it) and manual tags (which beat model tags).
-    pub async fn update_image(
+    async fn update_image_once(
         &self,
         caller: &Caller,
         image: ImageId,
@@ -519,8 +581,7 @@ impl Manager {
         commit(&self.freshness, txn, audit, vec![event], &changes, now).await
     }
 
-    /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
-    pub async fn classify_images(
+    async fn classify_images_once(
         &self,
         caller: &Caller,
         items: &[Classification],
@@ -621,6 +682,31 @@ pub(crate) fn stale_keys(changes: &[PublishedChange], events: &[OutboxEvent]) ->
         .map(CacheKey::Image);
     let keys: BTreeSet<CacheKey> = hotels.chain(images).collect();
     keys.into_iter().collect()
+}
+
+/// Runs of one transaction before a transient failure is given up on.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Runs `attempt` again while it fails with a transient store error (a deadlock, a
+/// serialization failure, SQLite's busy database), backing off a little: every use case is one
+/// transaction that can simply run again.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> ManageResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ManageResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(ManageError::Unexpected(error)) if error.is_transient() && tries < MAX_ATTEMPTS => {
+                tracing::debug!(%error, tries, "transient failure; running the transaction again");
+                let jitter = u64::from(rand::random::<u8>() % 20);
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(tries) + jitter)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// An audit row of `operation` by `caller` (before/after left to the use case).

@@ -7,8 +7,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
-use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
 use super::freshness::Freshness;
+use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::curation::Rules;
 use crate::domain::upload::{UploadError, inspect};

@@ -28,8 +28,8 @@ pub mod stream;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
 };
 
 use crate::domain::catalog::{

@@ -38,8 +38,8 @@ use chrono::{DateTime, Utc};
 use entity::{outbox, outbox_relay};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::StoreResult;

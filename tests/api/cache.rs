@@ -362,7 +362,10 @@ async fn an_invalidation_one_replica_could_not_send_is_replayed_from_the_outbox_
     // A relay publishes the change's event and invalidates its keys on the way.
     let deadline = Instant::now() + Duration::from_secs(10);
     while main_image(b, hotel).await.as_deref() != Some(second.as_str()) {
-        assert!(Instant::now() < deadline, "B still serves the old main image");
+        assert!(
+            Instant::now() < deadline,
+            "B still serves the old main image"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     proxy.restore();
