@@ -180,11 +180,10 @@ fn root_fields<'a>(
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
-                if visited.insert(name) {
-                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node)
-                    {
-                        root_fields(document, &fragment.node.selection_set.node, visited, out);
-                    }
+                if visited.insert(name)
+                    && let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node)
+                {
+                    root_fields(document, &fragment.node.selection_set.node, visited, out);
                 }
             }
         }

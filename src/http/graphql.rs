@@ -184,14 +184,14 @@ async fn resolve_persisted(
 
 /// The batch size and the pre-parse scan of every document.
 fn check_before_parsing(batch: &BatchRequest, protection: &Protection) -> Result<(), String> {
-    if let BatchRequest::Batch(requests) = batch {
-        if requests.len() > protection.max_batch {
-            return Err(format!(
-                "a batch may hold at most {} operations; this one has {}",
-                protection.max_batch,
-                requests.len()
-            ));
-        }
+    if let BatchRequest::Batch(requests) = batch
+        && requests.len() > protection.max_batch
+    {
+        return Err(format!(
+            "a batch may hold at most {} operations; this one has {}",
+            protection.max_batch,
+            requests.len()
+        ));
     }
     batch
         .iter()

@@ -115,6 +115,9 @@ fn aggregates(events: &[RelayedEvent]) -> (Vec<HotelId>, Vec<ImageId>) {
     (hotels.into_iter().collect(), images.into_iter().collect())
 }
 
+/// A degradation episode and the outbox's last `seq` when its recovery was first checked.
+type EpisodeMark = (u64, Option<i64>);
+
 /// The cache's recovery check with the relay on: at the first check of a degradation episode
 /// (Redis answers again) it notes the outbox's last `seq`; it passes once no event up to that
 /// mark is unpublished. A change whose invalidation failed committed before Redis came back,
@@ -122,7 +125,7 @@ fn aggregates(events: &[RelayedEvent]) -> (Vec<HotelId>, Vec<ImageId>) {
 /// published. Should Redis fail again, a new episode takes a
 /// new mark. A database error fails the check (it is tried again at the next probe).
 pub fn recovery_check(store: Store) -> RecoveryCheck {
-    let mark: Arc<Mutex<Option<(u64, Option<i64>)>>> = Arc::new(Mutex::new(None));
+    let mark: Arc<Mutex<Option<EpisodeMark>>> = Arc::new(Mutex::new(None));
     Arc::new(move |episode| {
         let store = store.clone();
         let mark = mark.clone();

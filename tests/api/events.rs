@@ -424,7 +424,8 @@ async fn the_schemas_refuse_unknown_types_and_payloads_that_break_their_contract
         change(&mut row);
         schemas.check(&row)
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Row)>)> = vec![
+    type Break = Box<dyn Fn(&mut Row)>;
+    let cases: Vec<(&str, Break)> = vec![
         (
             "unknown type",
             Box::new(|r| r.event_type = "HotelRenamed".into()),
