@@ -252,9 +252,9 @@ pub fn event_sink(settings: &Settings) -> anyhow::Result<(Arc<dyn EventSink>, Op
 }
 
 /// The outbox relay of this replica (unless `OUTBOX_RELAY=off`), on a pool of its own (one
-/// connection for its rounds, one for the cache replay's reads), its figures fed to `metrics`. With Redis, it also replays the cache invalidations
-/// a Redis outage made fail, and the cache waits for that replay before it is used again (see
-/// [`crate::service::freshness`]).
+/// connection for its rounds, one for the cache replay's reads), its figures fed to `metrics`.
+/// With Redis, it also replays the cache invalidations a Redis outage made fail, and the cache
+/// waits for that replay before it is used again (see [`crate::service::freshness`]).
 async fn outbox_relay(
     settings: &Settings,
     core: &Core,
