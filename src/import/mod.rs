@@ -1,13 +1,16 @@
 //! The bulk `import` command: streams a partner feed file through the same use case as the
 //! `importImages` mutation, batch by batch.
 //!
-//! A reader thread parses the file record by record ([`feed`]) and hands batches over a
-//! bounded channel, so the next batch is parsed while the current one is written and memory
-//! holds at most a few batches whatever the file's size. Each batch is grouped by partner (a
-//! line's `partner_id`, else `--partner-id`), each group in the order its partner first
-//! appears and its lines in file order, and imported in one transaction that also curates the
-//! touched hotels. Lines that cannot be read or are rejected go to the rejects file with their
-//! number and reason; they never stop the import. Re-running a file changes nothing.
+//! Three stages joined by bounded channels, so memory holds at most a few batches whatever the
+//! file's size: a reader thread parses the file record by record ([`feed`]) into batches; a
+//! preparing task groups each batch by partner (a line's `partner_id`, else `--partner-id`),
+//! each group in the order its partner first appears and its lines in file order, and
+//! validates it ([`Ingestor::prepare_batch`]: URL canonicalization runs on a blocking thread);
+//! the importer writes each group in one transaction that also curates the touched hotels
+//! ([`Ingestor::import_prepared`]). So the next batch is parsed and validated while the current
+//! one is written. Lines that cannot be read or are rejected go to the rejects file with their
+//! number and reason; they never stop the import. Re-running a file changes nothing. The
+//! summary tells the time spent per phase (see `BENCHMARKS.md`).
 //!
 //! `--snapshot`: after the whole file, the partner's sources that this run did not see are
 //! retired, images left with no active source go inactive (hotelier uploads excepted), and
