@@ -85,19 +85,19 @@ for engine in $ENGINES; do
     postgres)
       psql -h "$PG_SOCKET" -U "$PGU" -d postgres -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
       url="postgres:///$DB?host=$PG_SOCKET&user=$PGU"
-      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null
+      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null 2>&1
       psql -h "$PG_SOCKET" -U "$PGU" -d "$DB" -qc "$PARTNERS_SQL"
       ;;
     mariadb)
       mysql -uroot -S "$MYSQL_SOCKET" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
       url="mysql://root@localhost/$DB?socket=$MYSQL_SOCKET"
-      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null
+      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null 2>&1
       mysql -uroot -S "$MYSQL_SOCKET" "$DB" -e "$PARTNERS_SQL"
       ;;
     sqlite)
       rm -f "$FEED_DIR"/bench.db*
       url="sqlite://$(realpath "$FEED_DIR")/bench.db?mode=rwc"
-      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null
+      DATABASE_URL=$url SEED_DEMO=false "$BIN" migrate >/dev/null 2>&1
       python3 - "$FEED_DIR/bench.db" "$PARTNERS_SQL" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1]); db.execute(sys.argv[2]); db.commit()

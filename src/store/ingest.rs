@@ -239,10 +239,9 @@ pub async fn load_known(
     if known.images.is_empty() {
         return Ok(known);
     }
-    // The (hotel, image) pairs of the batch whose image exists: looked up as pairs, not as
-    // `hotel_id IN (...) AND image_id IN (...)`, whose cross product of ranges the engines
-    // scan (PostgreSQL descends the index once per combination; MariaDB gives up on the
-    // ranges and scans the table).
+    // The (hotel, image) pairs of the batch whose image exists, looked up as pairs: the
+    // earlier `hotel_id IN (...) AND image_id IN (...)` matched every combination of the two
+    // lists and took most of an import's time (see BENCHMARKS.md).
     let pairs: BTreeSet<(i64, i64)> = deliveries
         .iter()
         .filter_map(|d| {
