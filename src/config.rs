@@ -102,8 +102,8 @@ pub struct ImportArgs {
     /// Write each rejected line's number and reason here, as JSON Lines.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
-    /// Lines per transaction (at most 1000).
-    #[arg(long, default_value_t = 1_000)]
+    /// Lines per batch: one transaction each, curating the hotels it touched (at most 15000).
+    #[arg(long, default_value_t = 10_000)]
     pub batch_size: usize,
     /// The feed file.
     pub file: PathBuf,

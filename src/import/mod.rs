@@ -1,13 +1,16 @@
 //! The bulk `import` command: streams a partner feed file through the same use case as the
 //! `importImages` mutation, batch by batch.
 //!
-//! A reader thread parses the file record by record ([`feed`]) and hands batches over a
-//! bounded channel, so the next batch is parsed while the current one is written and memory
-//! holds at most a few batches whatever the file's size. Each batch is grouped by partner (a
-//! line's `partner_id`, else `--partner-id`), each group in the order its partner first
-//! appears and its lines in file order, and imported in one transaction that also curates the
-//! touched hotels. Lines that cannot be read or are rejected go to the rejects file with their
-//! number and reason; they never stop the import. Re-running a file changes nothing.
+//! Three stages joined by bounded channels, so memory holds at most a few batches whatever the
+//! file's size: a reader thread parses the file record by record ([`feed`]) into batches; a
+//! preparing task groups each batch by partner (a line's `partner_id`, else `--partner-id`),
+//! each group in the order its partner first appears and its lines in file order, and
+//! validates it ([`Ingestor::prepare_batch`]: URL canonicalization runs on a blocking thread);
+//! the importer writes each group in one transaction that also curates the touched hotels
+//! ([`Ingestor::import_prepared`]). So the next batch is parsed and validated while the current
+//! one is written. Lines that cannot be read or are rejected go to the rejects file with their
+//! number and reason; they never stop the import. Re-running a file changes nothing. The
+//! summary tells the time spent per phase (see `BENCHMARKS.md`).
 //!
 //! `--snapshot`: after the whole file, the partner's sources that this run did not see are
 //! retired, images left with no active source go inactive (hotelier uploads excepted), and
@@ -26,8 +29,8 @@ use tokio::sync::mpsc;
 
 use crate::domain::catalog::PartnerId;
 use crate::domain::ingest::{Outcome, RawItem};
-use crate::service::ingest::{Ingestor, MAX_IMPORT_ITEMS, Retirement};
-use crate::service::manage::{Caller, ManageError};
+use crate::service::ingest::{Ingestor, MAX_BATCH_ITEMS, Prepared, Retirement};
+use crate::service::manage::{Caller, ManageError, ManageResult};
 pub use feed::Format;
 use feed::{FeedReader, Record};
 
@@ -42,7 +45,7 @@ pub struct ImportOptions {
     pub format: Format,
     /// Retire the partner's sources the feed does not contain (needs `partner`).
     pub snapshot: bool,
-    /// Lines per batch (1..=1000).
+    /// Lines per batch and transaction (1..=[`MAX_BATCH_ITEMS`]).
     pub batch_size: usize,
 }
 
@@ -76,6 +79,9 @@ pub struct Summary {
     /// What `--snapshot` retired.
     pub retirement: Option<Retirement>,
     pub seconds: f64,
+    /// Seconds per phase: the use case's batch phases, then `wait_input` (the importer
+    /// waiting for the reader thread to parse the next batch).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 impl Summary {
@@ -101,6 +107,12 @@ impl std::fmt::Display for Summary {
             write!(f, " {} {outcome}", self.count(outcome))?;
             if outcome != Outcome::Rejected {
                 f.write_str(",")?;
+            }
+        }
+        if !self.phases.is_empty() {
+            f.write_str("\nphases (s):")?;
+            for (phase, seconds) in &self.phases {
+                write!(f, " {phase} {seconds:.2}")?;
             }
         }
         if let Some(r) = &self.retirement {
@@ -137,8 +149,8 @@ where
     R: Read + Send + 'static,
 {
     anyhow::ensure!(
-        (1..=MAX_IMPORT_ITEMS).contains(&options.batch_size),
-        "the batch size must be between 1 and {MAX_IMPORT_ITEMS}"
+        (1..=MAX_BATCH_ITEMS).contains(&options.batch_size),
+        "the batch size must be between 1 and {MAX_BATCH_ITEMS}"
     );
     anyhow::ensure!(
         !options.snapshot || options.partner.is_some(),
@@ -149,25 +161,44 @@ where
     let caller = Caller::system("cli:import");
     let mut summary = Summary::default();
 
-    let (sender, mut batches) = mpsc::channel(BATCHES_AHEAD);
+    let (sender, batches) = mpsc::channel(BATCHES_AHEAD);
     let format = options.format;
     let batch_size = options.batch_size;
     let reader =
         tokio::task::spawn_blocking(move || read_batches(input, format, batch_size, &sender));
+    // The next batch is grouped and validated while the current one is written.
+    let (ready, mut prepared) = mpsc::channel(1);
+    let preparer = tokio::spawn(prepare_batches(
+        ingestor.clone(),
+        caller.clone(),
+        options.partner,
+        batches,
+        ready,
+    ));
 
-    while let Some((records, at)) = batches.recv().await {
-        summary.lines += records.len() as u64;
+    let before: Vec<f64> = ingestor.profile().seconds().iter().map(|p| p.1).collect();
+    let mut waiting = 0.0;
+    loop {
+        let wait = Instant::now();
+        let Some(batch) = prepared.recv().await else {
+            break;
+        };
+        waiting += wait.elapsed().as_secs_f64();
+        summary.lines += batch.lines;
+        let at = batch.at;
         let mut report = Report {
             summary: &mut summary,
             rejects: &mut *rejects,
             observer: &mut *observer,
         };
-        import_batch(ingestor, &caller, options, records, &mut report).await?;
+        import_batch(ingestor, &caller, batch, &mut report).await?;
         observer.progress(Progress {
             bytes: at,
             lines: summary.lines,
         });
     }
+    drop(prepared);
+    preparer.await.context("the batch preparer stopped")?;
     reader.await.context("the feed reader stopped")??;
     rejects.flush().context("cannot write the rejects file")?;
 
@@ -181,6 +212,14 @@ where
         summary.retirement = Some(retirement);
     }
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.phases = ingestor
+        .profile()
+        .seconds()
+        .into_iter()
+        .zip(before)
+        .map(|((phase, total), before)| (phase.as_str(), total - before))
+        .chain([("wait_input", waiting)])
+        .collect();
     Ok(summary)
 }
 
@@ -210,60 +249,104 @@ fn read_batches<R: Read>(
     }
 }
 
-/// Imports one batch of records: grouped by partner, one use-case call per group. Outcomes
-/// are reported in line order.
+/// One batch of records, grouped by partner and validated.
+struct PreparedBatch {
+    /// Records in the batch.
+    lines: u64,
+    /// Bytes of the input consumed after it.
+    at: u64,
+    /// Lines rejected before their partner's use case saw them.
+    outcomes: Vec<(u64, Outcome, Option<String>)>,
+    /// Each partner's lines (numbers, in file order) and their validated items.
+    groups: Vec<(PartnerId, Vec<u64>, ManageResult<Prepared>)>,
+}
+
+/// The preparing stage: groups each batch of records by partner (a line's `partner_id`, else
+/// `--partner-id`, each group in the order its partner first appears) and validates every
+/// group, until the reader is done or the importer stops listening.
+async fn prepare_batches(
+    ingestor: Ingestor,
+    caller: Caller,
+    partner: Option<PartnerId>,
+    mut batches: mpsc::Receiver<(Vec<Record>, u64)>,
+    ready: mpsc::Sender<PreparedBatch>,
+) {
+    while let Some((records, at)) = batches.recv().await {
+        let mut batch = PreparedBatch {
+            lines: records.len() as u64,
+            at,
+            outcomes: Vec::new(),
+            groups: Vec::new(),
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        for record in records {
+            let line = record.line;
+            let parsed = record
+                .parsed
+                .and_then(|l| Ok((partner_of(l.partner_id, partner)?, l.item)));
+            let (partner, item) = match parsed {
+                Ok(parsed) => parsed,
+                Err(reason) => {
+                    batch.outcomes.push((line, Outcome::Rejected, Some(reason)));
+                    continue;
+                }
+            };
+            let at = match groups.iter().position(|g| g.partner == partner) {
+                Some(at) => at,
+                None => {
+                    groups.push(Group {
+                        partner,
+                        lines: Vec::new(),
+                        items: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            groups[at].lines.push(line);
+            groups[at].items.push(item);
+        }
+        for group in groups {
+            let prepared = ingestor
+                .prepare_batch(&caller, group.partner, group.items)
+                .await;
+            batch.groups.push((group.partner, group.lines, prepared));
+        }
+        if ready.send(batch).await.is_err() {
+            // The importer stopped (it failed): nothing left to do.
+            return;
+        }
+    }
+}
+
+/// Imports one prepared batch, one use-case call per partner. Outcomes are reported in line
+/// order.
 async fn import_batch(
     ingestor: &Ingestor,
     caller: &Caller,
-    options: &ImportOptions,
-    records: Vec<Record>,
+    batch: PreparedBatch,
     report: &mut Report<'_>,
 ) -> anyhow::Result<()> {
-    let mut outcomes: Vec<(u64, Outcome, Option<String>)> = Vec::with_capacity(records.len());
-    let mut groups: Vec<Group> = Vec::new();
-    for record in records {
-        let line = record.line;
-        let parsed = record
-            .parsed
-            .and_then(|l| Ok((partner_of(l.partner_id, options)?, l.item)));
-        let (partner, item) = match parsed {
-            Ok(parsed) => parsed,
-            Err(reason) => {
-                outcomes.push((line, Outcome::Rejected, Some(reason)));
-                continue;
-            }
+    let mut outcomes = batch.outcomes;
+    for (partner, lines, prepared) in batch.groups {
+        let imported = match prepared {
+            Ok(prepared) => ingestor.import_prepared(caller, prepared).await,
+            Err(error) => Err(error),
         };
-        let at = match groups.iter().position(|g| g.partner == partner) {
-            Some(at) => at,
-            None => {
-                groups.push(Group {
-                    partner,
-                    lines: Vec::new(),
-                    items: Vec::new(),
-                });
-                groups.len() - 1
-            }
-        };
-        groups[at].lines.push(line);
-        groups[at].items.push(item);
-    }
-    for group in groups {
-        match ingestor.import(caller, group.partner, &group.items).await {
+        match imported {
             Ok(results) => outcomes.extend(results.into_iter().map(|result| {
-                let line = group.lines.get(result.index).copied().unwrap_or(0);
+                let line = lines.get(result.index).copied().unwrap_or(0);
                 (line, result.outcome, result.reason)
             })),
             Err(ManageError::User(error)) => {
-                let reason = format!("partner {}: {}", group.partner, error.message);
+                let reason = format!("partner {partner}: {}", error.message);
                 outcomes.extend(
-                    group
-                        .lines
+                    lines
                         .iter()
                         .map(|line| (*line, Outcome::Rejected, Some(reason.clone()))),
                 );
             }
             Err(other) => {
-                let first = group.lines.first().copied().unwrap_or(0);
+                let first = lines.first().copied().unwrap_or(0);
                 return Err(failure(
                     other,
                     &format!("importing the batch from line {first}"),
@@ -279,11 +362,11 @@ async fn import_batch(
 }
 
 /// The partner of a line: its own `partner_id`, else `--partner-id`; they must agree.
-fn partner_of(named: Option<i64>, options: &ImportOptions) -> Result<PartnerId, String> {
+fn partner_of(named: Option<i64>, given: Option<PartnerId>) -> Result<PartnerId, String> {
     let named = named
         .map(|id| PartnerId::new(id).ok_or_else(|| format!("partner_id `{id}` is not positive")))
         .transpose()?;
-    match (named, options.partner) {
+    match (named, given) {
         (Some(named), Some(given)) if named != given => Err(format!(
             "partner_id {named} does not match --partner-id {given}"
         )),
@@ -365,7 +448,7 @@ mod tests {
         ];
         for (named, given, want) in cases {
             assert_eq!(
-                partner_of(named, &options(given)).map(PartnerId::get),
+                partner_of(named, options(given).partner).map(PartnerId::get),
                 want.map_err(str::to_owned),
                 "{named:?} {given:?}"
             );

@@ -121,3 +121,24 @@ pub fn image_created(
         }),
     }
 }
+
+/// `ImageLinked`: a partner delivered a known picture for a hotel it was not shown for yet.
+pub fn image_linked(
+    image: ImageId,
+    partner: PartnerId,
+    hotel: HotelId,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImageLinked",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "hotelId": hotel.to_string(),
+            "partnerId": partner.to_string(),
+            "occurredAt": at,
+        }),
+    }
+}

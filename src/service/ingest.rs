@@ -14,6 +14,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -35,8 +37,11 @@ use crate::store::ingest::{self as store, PartnerFeed};
 use crate::store::manage::{OutboxEvent, linked_hotels};
 use crate::store::{PartnerRecord, Store, StoreError};
 
-/// Most items one `importImages` call (and one batch of the import command) takes.
+/// Most items one `importImages` call takes.
 pub const MAX_IMPORT_ITEMS: usize = 1_000;
+/// Most items one batch of the import command takes: its IN lists (URL keys, legacy IDs,
+/// hotels) stay under SQLite's 32,766 bind parameters.
+pub const MAX_BATCH_ITEMS: usize = 15_000;
 /// Most URL rewrite rules of one partner.
 pub const MAX_REWRITES: usize = 50;
 /// Longest partner name, in characters (its column's width).
@@ -54,6 +59,13 @@ pub struct ImportResult {
     pub reason: Option<String>,
     /// The image it is (none when rejected).
     pub image: Option<ImageId>,
+}
+
+/// A batch of one partner's items, validated and waiting for its transaction.
+#[derive(Debug)]
+pub struct Prepared {
+    partner: PartnerId,
+    validated: Vec<Result<Delivery, Rejection>>,
 }
 
 /// A partner as an admin defines it.
@@ -76,6 +88,78 @@ pub struct Retirement {
     pub hotels: u64,
 }
 
+/// The phases of an import batch, as [`Profile`] times them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Validating items and canonicalizing their URLs (CPU).
+    Validate,
+    /// Locking (and creating) the batch's hotels.
+    Lock,
+    /// Reading what the catalog knows of the batch.
+    Known,
+    /// Deciding every item (CPU).
+    Plan,
+    /// Writing images, tags, links, sources, deliveries, legacy IDs.
+    Write,
+    /// Curating the touched hotels (reads and hotel rows).
+    Curate,
+    /// Audit row, outbox events and the commit.
+    Commit,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Validate,
+        Phase::Lock,
+        Phase::Known,
+        Phase::Plan,
+        Phase::Write,
+        Phase::Curate,
+        Phase::Commit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Validate => "validate",
+            Phase::Lock => "lock",
+            Phase::Known => "known",
+            Phase::Plan => "plan",
+            Phase::Write => "write",
+            Phase::Curate => "curate",
+            Phase::Commit => "commit",
+        }
+    }
+}
+
+/// Time spent per [`Phase`] by an ingestor's import batches since it was made (all attempts,
+/// retried ones included): what the import command reports as its profile.
+#[derive(Debug, Default)]
+pub struct Profile {
+    nanos: [AtomicU64; Phase::ALL.len()],
+}
+
+impl Profile {
+    fn add(&self, phase: Phase, since: Instant) -> Instant {
+        let now = Instant::now();
+        let nanos = u64::try_from((now - since).as_nanos()).unwrap_or(u64::MAX);
+        self.nanos[phase as usize].fetch_add(nanos, Ordering::Relaxed);
+        now
+    }
+
+    /// Seconds per phase, in [`Phase::ALL`] order.
+    pub fn seconds(&self) -> Vec<(Phase, f64)> {
+        Phase::ALL
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    self.nanos[*p as usize].load(Ordering::Relaxed) as f64 / 1e9,
+                )
+            })
+            .collect()
+    }
+}
+
 /// Imports partner deliveries into the catalog.
 #[derive(Clone, Debug)]
 pub struct Ingestor {
@@ -83,6 +167,7 @@ pub struct Ingestor {
     rules: Arc<Rules>,
     /// Told what each committed batch made stale.
     freshness: Freshness,
+    profile: Arc<Profile>,
 }
 
 impl Ingestor {
@@ -91,7 +176,13 @@ impl Ingestor {
             store,
             rules: Arc::new(rules),
             freshness,
+            profile: Arc::default(),
         }
+    }
+
+    /// Time spent per phase of import batches so far.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     async fn begin(&self) -> ManageResult<DatabaseTransaction> {
@@ -152,28 +243,86 @@ impl Ingestor {
         partner: PartnerId,
         items: &[RawItem],
     ) -> ManageResult<Vec<ImportResult>> {
-        caller.require(may_import(caller, partner))?;
-        if items.len() > MAX_IMPORT_ITEMS {
-            return Err(UserError::new(
-                UserErrorCode::TooManyItems,
-                &["items"],
-                format!("at most {MAX_IMPORT_ITEMS} items"),
-            )
-            .into());
-        }
-        let feed = self.partner_feed(partner).await?;
-        let rewrites = Rewrites::compile(&feed.rewrites).map_err(|e| {
+        self.check(caller, partner, items.len(), MAX_IMPORT_ITEMS)?;
+        let rewrites = self.rewrites(partner).await?;
+        let started = Instant::now();
+        let validated = items.iter().map(|item| validate(item, &rewrites)).collect();
+        self.profile.add(Phase::Validate, started);
+        self.import_prepared(caller, Prepared { partner, validated })
+            .await
+    }
+
+    /// The first half of [`Self::import`] for a batch of the import command (up to
+    /// [`MAX_BATCH_ITEMS`] items): checks the caller, reads the partner's rules and validates
+    /// the items on a blocking thread, so that the command prepares the next batch while the
+    /// current one is written. [`Self::import_prepared`] does the rest.
+    pub async fn prepare_batch(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        items: Vec<RawItem>,
+    ) -> ManageResult<Prepared> {
+        self.check(caller, partner, items.len(), MAX_BATCH_ITEMS)?;
+        let rewrites = self.rewrites(partner).await?;
+        let profile = self.profile.clone();
+        let validated = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let validated = items.iter().map(|item| validate(item, &rewrites)).collect();
+            profile.add(Phase::Validate, started);
+            validated
+        })
+        .await
+        .map_err(|e| {
             StoreError::Corrupt(ParseError {
-                what: "partner URL rewrite rules",
+                what: "validation of an import batch",
                 value: e.to_string(),
             })
         })?;
-        let validated: Vec<Result<Delivery, Rejection>> =
-            items.iter().map(|item| validate(item, &rewrites)).collect();
+        Ok(Prepared { partner, validated })
+    }
+
+    /// Imports a batch validated by [`Self::prepare_batch`] (or by [`Self::import`]): one
+    /// result per item, in order.
+    pub async fn import_prepared(
+        &self,
+        caller: &Caller,
+        prepared: Prepared,
+    ) -> ManageResult<Vec<ImportResult>> {
+        let Prepared { partner, validated } = prepared;
         if validated.iter().all(Result::is_err) {
             return Ok(results(plan(validated, &Default::default()), &[]));
         }
         retrying(|| self.import_once(caller, partner, validated.clone())).await
+    }
+
+    fn check(
+        &self,
+        caller: &Caller,
+        partner: PartnerId,
+        items: usize,
+        max: usize,
+    ) -> ManageResult<()> {
+        caller.require(may_import(caller, partner))?;
+        if items > max {
+            return Err(UserError::new(
+                UserErrorCode::TooManyItems,
+                &["items"],
+                format!("at most {max} items"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The partner's compiled URL rewrite rules (a user error for an unknown partner).
+    async fn rewrites(&self, partner: PartnerId) -> ManageResult<Rewrites> {
+        let feed = self.partner_feed(partner).await?;
+        Ok(Rewrites::compile(&feed.rewrites).map_err(|e| {
+            StoreError::Corrupt(ParseError {
+                what: "partner URL rewrite rules",
+                value: e.to_string(),
+            })
+        })?)
     }
 
     async fn partner_feed(&self, partner: PartnerId) -> ManageResult<PartnerFeed> {
@@ -199,10 +348,15 @@ impl Ingestor {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let profile = &self.profile;
+        let clock = Instant::now();
         let txn = self.begin().await?;
         store::lock_hotels(&txn, &hotels, now).await?;
+        let clock = profile.add(Phase::Lock, clock);
         let known = store::load_known(&txn, partner, &deliveries).await?;
+        let clock = profile.add(Phase::Known, clock);
         let plan = plan(validated, &known);
+        let clock = profile.add(Phase::Plan, clock);
         let created = store::write_plan(&txn, partner, &plan, now).await?;
 
         let accepted_hotels: BTreeSet<HotelId> =
@@ -215,8 +369,10 @@ impl Ingestor {
         store::drop_empty_hotels(&txn, &empty).await?;
 
         let results = results(plan.clone(), &created);
+        let clock = profile.add(Phase::Write, clock);
         if !plan.changes_catalog() {
             txn.commit().await?;
+            profile.add(Phase::Commit, clock);
             return Ok(results);
         }
         let mut touched: BTreeSet<HotelId> = plan
@@ -230,6 +386,7 @@ impl Ingestor {
         }
         let touched: Vec<HotelId> = touched.into_iter().collect();
         let changes = curate(&txn, &self.rules, &touched, now).await?;
+        let clock = profile.add(Phase::Curate, clock);
         let mut entry = audit_entry(
             caller,
             "importImages",
@@ -238,6 +395,7 @@ impl Ingestor {
         entry.after = Some(summary(&results));
         let events = batch_events(&plan, &created, partner, now);
         commit(&self.freshness, txn, entry, events, &changes, now).await?;
+        profile.add(Phase::Commit, clock);
         Ok(results)
     }
 
@@ -356,10 +514,7 @@ fn check_rewrites(rules: &[UrlRewrite]) -> Result<(), UserError> {
 
 /// One result per item, in order; `created` holds the IDs of the plan's new images.
 fn results(plan: Plan, created: &[ImageId]) -> Vec<ImportResult> {
-    let resolve = |image: ImageRef| match image {
-        ImageRef::Known(id) => Some(id),
-        ImageRef::New(n) => created.get(n).copied(),
-    };
+    let resolve = |image: ImageRef| resolve(image, created);
     let mut out: Vec<ImportResult> = plan
         .accepted
         .into_iter()
@@ -392,7 +547,16 @@ fn summary(results: &[ImportResult]) -> serde_json::Value {
     serde_json::Value::Object(counts)
 }
 
-/// `ImageCreated` for every new image and `ImageActivated` for every revived one.
+/// The ID of a plan's image; `created` holds the IDs of the plan's new images.
+fn resolve(image: ImageRef, created: &[ImageId]) -> Option<ImageId> {
+    match image {
+        ImageRef::Known(id) => Some(id),
+        ImageRef::New(n) => created.get(n).copied(),
+    }
+}
+
+/// `ImageCreated` for every new image, `ImageLinked` for every image newly shown for a hotel,
+/// and `ImageActivated` for every revived one.
 fn batch_events(
     plan: &Plan,
     created: &[ImageId],
@@ -411,6 +575,20 @@ fn batch_events(
             ));
         }
     }
+    out.extend(
+        plan.accepted
+            .iter()
+            .filter(|item| item.outcome == Outcome::Linked)
+            .filter_map(|item| {
+                let image = resolve(item.image, created)?;
+                Some(events::image_linked(
+                    image,
+                    partner,
+                    item.delivery.hotel,
+                    now,
+                ))
+            }),
+    );
     out.extend(
         plan.revived
             .iter()

@@ -28,6 +28,9 @@ use crate::domain::ingest::{
 };
 use crate::domain::url::{UrlKey, UrlRewrite};
 
+/// (hotel, image) pairs looked up per statement by [`load_known`].
+const PAIRS_PER_STATEMENT: usize = 5_000;
+
 /// `image_source.status` of a source a snapshot import no longer contains.
 pub const RETIRED: &str = "RETIRED";
 
@@ -179,14 +182,14 @@ pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) ->
     Ok(())
 }
 
-/// What the catalog holds about `deliveries` of `partner`: four statements at most.
+/// What the catalog holds about `deliveries` of `partner`: four statements at most (per
+/// [`PAIRS_PER_STATEMENT`] pairs of known images and hotels).
 pub async fn load_known(
     txn: &DatabaseTransaction,
     partner: PartnerId,
     deliveries: &[&Delivery],
 ) -> StoreResult<Known> {
     let keys: BTreeSet<&str> = deliveries.iter().map(|d| d.url_key.as_str()).collect();
-    let hotels: BTreeSet<i64> = deliveries.iter().map(|d| d.hotel.get()).collect();
     let legacy_ids: BTreeSet<&str> = deliveries
         .iter()
         .filter_map(|d| d.legacy_id.as_deref())
@@ -233,37 +236,75 @@ pub async fn load_known(
             known.legacy.insert(legacy, image_id(id)?);
         }
     }
-    let images: BTreeSet<i64> = known.images.values().map(|i| i.id.get()).collect();
-    if images.is_empty() {
+    if known.images.is_empty() {
         return Ok(known);
     }
-    let pairs = |rows: Vec<(i64, i64)>| -> StoreResult<HashSet<(HotelId, ImageId)>> {
-        rows.into_iter()
-            .map(|(hotel, image)| Ok((hotel_id(hotel)?, image_id(image)?)))
-            .collect()
-    };
-    known.deliveries = pairs(
-        delivery::Entity::find()
-            .select_only()
-            .columns([delivery::Column::HotelId, delivery::Column::ImageId])
-            .filter(delivery::Column::PartnerId.eq(partner.get()))
-            .filter(delivery::Column::HotelId.is_in(hotels.iter().copied()))
-            .filter(delivery::Column::ImageId.is_in(images.iter().copied()))
-            .into_tuple()
-            .all(txn)
-            .await?,
-    )?;
-    known.links = pairs(
-        hotel_image::Entity::find()
-            .select_only()
-            .columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
-            .filter(hotel_image::Column::HotelId.is_in(hotels.iter().copied()))
-            .filter(hotel_image::Column::ImageId.is_in(images.iter().copied()))
-            .into_tuple()
-            .all(txn)
-            .await?,
-    )?;
+    // The (hotel, image) pairs of the batch whose image exists, looked up as pairs: the
+    // earlier `hotel_id IN (...) AND image_id IN (...)` matched every combination of the two
+    // lists and took most of an import's time (see BENCHMARKS.md).
+    let pairs: BTreeSet<(i64, i64)> = deliveries
+        .iter()
+        .filter_map(|d| {
+            let image = known.images.get(&d.url_key)?;
+            Some((d.hotel.get(), image.id.get()))
+        })
+        .collect();
+    let pairs: Vec<(i64, i64)> = pairs.into_iter().collect();
+    known.deliveries = existing_pairs(txn, "delivery", Some(partner), &pairs).await?;
+    known.links = existing_pairs(txn, "hotel_image", None, &pairs).await?;
     Ok(known)
+}
+
+/// Which of `pairs` (hotel, image) have a row in `table` (`delivery` of `partner`, or
+/// `hotel_image`): one statement per chunk, the pairs passed as one JSON parameter so that the
+/// statement's text (and plan) is the same for every batch.
+async fn existing_pairs(
+    txn: &DatabaseTransaction,
+    table: &str,
+    partner: Option<PartnerId>,
+    pairs: &[(i64, i64)],
+) -> StoreResult<HashSet<(HotelId, ImageId)>> {
+    let backend = txn.get_database_backend();
+    let mut found = HashSet::new();
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        let json = serde_json::to_string(chunk).map_err(|e| ParseError {
+            what: "import pairs",
+            value: e.to_string(),
+        })?;
+        let partner_filter = match (partner, backend) {
+            (None, _) => "",
+            (Some(_), sea_orm::DbBackend::Postgres) => " AND t.partner_id = $2",
+            (Some(_), _) => " AND t.partner_id = ?",
+        };
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => format!(
+                "SELECT t.hotel_id, t.image_id FROM json_array_elements($1::json) AS q \
+                 JOIN {table} t ON t.hotel_id = (q.value->>0)::bigint AND t.image_id = (q.value->>1)::bigint{partner_filter}"
+            ),
+            sea_orm::DbBackend::MySql => format!(
+                "SELECT t.hotel_id, t.image_id FROM JSON_TABLE(?, '$[*]' COLUMNS (h BIGINT PATH '$[0]', i BIGINT PATH '$[1]')) AS q \
+                 JOIN {table} t ON t.hotel_id = q.h AND t.image_id = q.i{partner_filter}"
+            ),
+            _ => format!(
+                "SELECT t.hotel_id, t.image_id FROM json_each(?) AS q \
+                 JOIN {table} t ON t.hotel_id = json_extract(q.value, '$[0]') AND t.image_id = json_extract(q.value, '$[1]'){partner_filter}"
+            ),
+        };
+        let mut values: Vec<sea_orm::Value> = vec![json.into()];
+        values.extend(partner.map(|p| p.get().into()));
+        let rows = txn
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await?;
+        for row in rows {
+            found.insert((
+                hotel_id(row.try_get_by_index(0)?)?,
+                image_id(row.try_get_by_index(1)?)?,
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// Writes what `plan` decided for `partner`: new images (with their model tags), links,

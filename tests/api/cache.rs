@@ -96,6 +96,9 @@ async fn ready_status(app: &TestApp) -> Value {
 }
 
 async fn search_page_costs_no_sql_once_warm(app: &TestApp) {
+    // A replica whose Redis was not reached within its start-up patience serves from the
+    // database (nothing is filled) until the prober finds it.
+    wait_until_ready(app).await;
     let cold = search_page(app).await;
     let (warm, statements) = app.count_statements(search_page(app)).await;
     assert_eq!(warm, cold);

@@ -382,6 +382,7 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "ImageActivated",
         "MainImageChanged",
         "GalleryChanged",
+        "ImageLinked",
     ] {
         assert!(types.contains_key(emitted), "no {emitted} among {types:?}");
     }
@@ -391,6 +392,8 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
     assert!(types["ImageUpdated"] >= 4, "{types:?}");
     // Upload and import created one image each.
     assert_eq!(types["ImageCreated"], 2, "{types:?}");
+    // The import's second item showed the same picture for another hotel.
+    assert_eq!(types["ImageLinked"], 1, "{types:?}");
     let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), rows.len(), "event IDs are unique");
 }

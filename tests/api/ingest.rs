@@ -302,6 +302,75 @@ fn item(hotel: i64, url: &str) -> Value {
     json!({ "hotelId": hotel.to_string(), "url": url, "width": 1600, "height": 1067 })
 }
 
+#[tokio::test]
+async fn small_batches_give_the_same_outcomes_as_one_batch() {
+    // Batches of two lines: every batch is validated while the one before it is written, and
+    // each line sees what the earlier batches committed.
+    let whole = empty_app().await;
+    contract_partners(&whole).await;
+    let (_, in_one, _) = import(
+        &whole,
+        contract_feed(),
+        &options(None, Format::Jsonl, false),
+    )
+    .await;
+
+    let app = empty_app().await;
+    contract_partners(&app).await;
+    let small = ImportOptions {
+        batch_size: 2,
+        ..options(None, Format::Jsonl, false)
+    };
+    let (summary, in_pairs, rejects) = import(&app, contract_feed(), &small).await;
+    assert_eq!(in_pairs, in_one);
+    assert_eq!(summary.lines, 16);
+    assert_eq!(rejects.len(), 5);
+    assert_eq!(catalog_counts(&app).await, catalog_counts(&whole).await);
+    let phases: Vec<&str> = summary.phases.iter().map(|(phase, _)| *phase).collect();
+    assert!(
+        phases.contains(&"write") && phases.contains(&"wait_input"),
+        "{phases:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_import_command_takes_batches_of_up_to_fifteen_thousand_lines() {
+    let app = empty_app().await;
+    contract_partners(&app).await;
+    let mut rejects = Vec::new();
+    let too_big = ImportOptions {
+        batch_size: images_subgraph::service::ingest::MAX_BATCH_ITEMS + 1,
+        ..options(None, Format::Jsonl, false)
+    };
+    let refused = import_feed(
+        &app.core.ingestor,
+        Cursor::new(contract_feed()),
+        &too_big,
+        &mut rejects,
+        &mut (),
+    )
+    .await;
+    assert!(refused.is_err());
+    let biggest = ImportOptions {
+        batch_size: images_subgraph::service::ingest::MAX_BATCH_ITEMS,
+        ..options(None, Format::Jsonl, false)
+    };
+    let (summary, _, _) = import(&app, contract_feed(), &biggest).await;
+    assert_eq!(summary.count(Outcome::Created), 6);
+}
+
+/// Row counts of the catalog's tables (the audit log aside: one row per batch).
+async fn catalog_counts(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in TABLES
+        .iter()
+        .filter(|t| **t != "audit_log" && **t != "outbox")
+    {
+        counts.push(app.scalar(&format!("SELECT COUNT(*) FROM {table}")).await);
+    }
+    counts
+}
+
 async fn import_images(app: &TestApp, token: &str, partner: i64, items: Vec<Value>) -> Value {
     app.graphql_as(
         token,
