@@ -17,5 +17,6 @@ mod persisted;
 mod protection;
 mod proxy;
 mod read_api;
+mod seed;
 mod shutdown;
 mod upload;
