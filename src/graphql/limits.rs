@@ -1,13 +1,12 @@
-//! Limits on what one document may ask for, checked right after parsing, before validation
+//! Limits on what one document may ask for, checked right after parsing (by
+//! [`super::execute`]), before validation
 //! and execution: aliases, root fields, repeats of one field in a selection set, and the number
 //! of `_entities` representations (which `limit_complexity` does not see: 100,000 of them would
 //! all be resolved). Depth, complexity and directives are the schema's own limits (see
 //! [`super::build_schema`]); nesting and size are scanned before parsing by the HTTP layer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
 use async_graphql_value::Value as DocumentValue;
@@ -35,27 +34,6 @@ impl Default for DocumentLimits {
             max_repeats: 3,
             max_entities: 500,
         }
-    }
-}
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        check(&document, variables, self)?;
-        Ok(document)
     }
 }
 

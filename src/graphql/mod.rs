@@ -27,7 +27,7 @@ pub mod sdl;
 pub mod types;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
@@ -97,14 +97,20 @@ struct LoaderFactory {
 pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
     let limits = deps.limits;
     // The SDL depends on the types only: a bare schema exports the same text.
-    let published = published_sdl(&schema_builder().finish())?;
+    let bare = schema_builder().finish();
+    let sdl = sdl::ServePublishedSdl::new(
+        bare.sdl_with_options(SDLExportOptions::new().federation().compose_directive()),
+        published_sdl(&bare)?,
+    );
     let mut builder = schema_builder()
-        .extension(sdl::ServePublishedSdl::new(published))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
-        .extension(limits.document)
-        .extension(observe::OperationMetrics(deps.metrics.clone()))
+        .data(AroundExecution {
+            limits: limits.document,
+            sdl,
+            metrics: deps.metrics.clone(),
+        })
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.manager)
@@ -122,6 +128,84 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         builder = builder.disable_suggestions();
     }
     Ok(builder.finish())
+}
+
+/// What [`execute`] does around the library's execution (kept in the schema's data).
+struct AroundExecution {
+    limits: limits::DocumentLimits,
+    sdl: sdl::ServePublishedSdl,
+    metrics: Metrics,
+}
+
+/// Executes one request (prepared with [`prepare`]): the document limits right after parsing,
+/// the library's validation and execution, the published SDL in `_service`, and the
+/// operation's metrics.
+///
+/// These run around `Schema::execute` rather than as async-graphql extensions: with any
+/// extension installed, the library resolves every field through the extension chain (a boxed
+/// future per extension and two registry lookups per field), a sizeable share of the CPU of a
+/// search page (see BENCHMARKS.md).
+pub async fn execute(
+    schema: &AppSchema,
+    mut request: async_graphql::Request,
+) -> async_graphql::Response {
+    let Some(around) = schema.data::<AroundExecution>() else {
+        return schema.execute(request).await;
+    };
+    let started = Instant::now();
+    let mut operation = request.operation_name.clone();
+    // (The document borrows the request mutably: the variables step aside meanwhile.)
+    let variables = std::mem::take(&mut request.variables);
+    let checked = request.parsed_query().map(|document| {
+        if operation.is_none() {
+            operation = observe::only_operation_name(document);
+        }
+        limits::check(document, &variables, &around.limits)
+    });
+    request.variables = variables;
+    let (response, parse_failed) = match checked {
+        // The library reports the syntax error.
+        Err(_) => (schema.execute(request).await, true),
+        Ok(checked) => match checked {
+            Err(error) => (async_graphql::Response::from_errors(vec![error]), false),
+            Ok(()) => {
+                let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
+                let mut response = schema.execute(request).await;
+                if asks_for_sdl {
+                    around.sdl.patch(&mut response);
+                }
+                (response, false)
+            }
+        },
+    };
+    observe::record(
+        &around.metrics,
+        operation.as_deref(),
+        started.elapsed(),
+        &response,
+        parse_failed,
+    );
+    response
+}
+
+/// Executes a batch: each request through [`execute`], one after the other (as the library's
+/// `execute_batch` does).
+pub async fn execute_batch(
+    schema: &AppSchema,
+    batch: async_graphql::BatchRequest,
+) -> async_graphql::BatchResponse {
+    match batch {
+        async_graphql::BatchRequest::Single(request) => {
+            async_graphql::BatchResponse::Single(execute(schema, request).await)
+        }
+        async_graphql::BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(execute(schema, request).await);
+            }
+            async_graphql::BatchResponse::Batch(responses)
+        }
+    }
 }
 
 /// Attaches what one request needs: its caller, whether it may introspect, and its own loaders
