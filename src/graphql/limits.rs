@@ -144,7 +144,7 @@ fn check_repeats(set: &SelectionSet, max_repeats: usize) -> ServerResult<()> {
 
 /// The fields at the root of an operation, through inline fragments and fragment spreads
 /// (each fragment once, so a cycle cannot loop; validation reports cycles).
-fn root_fields<'a>(
+pub(super) fn root_fields<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
     visited: &mut HashSet<&'a str>,
@@ -166,6 +166,23 @@ fn root_fields<'a>(
                 }
             }
         }
+    }
+}
+
+/// The representations an `_entities` field is given through a variable (what gateways send).
+pub(super) fn variable_representations<'a>(
+    field: &async_graphql::parser::types::Field,
+    variables: &'a Variables,
+) -> &'a [async_graphql::Value] {
+    let Some(argument) = field.get_argument("representations") else {
+        return &[];
+    };
+    match &argument.node {
+        DocumentValue::Variable(name) => match variables.get(name) {
+            Some(async_graphql::Value::List(items)) => items,
+            _ => &[],
+        },
+        _ => &[],
     }
 }
 

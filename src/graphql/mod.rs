@@ -31,12 +31,14 @@ use std::time::{Duration, Instant};
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
+use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
+use loader::Loaders;
 pub use mutation::{Mutation, RequestId};
 pub use query::Query;
 pub use types::Media;
@@ -153,6 +155,16 @@ pub async fn execute(
         return schema.execute(request).await;
     };
     let started = Instant::now();
+    let loaders = schema.data::<LoaderFactory>().map(|factory| {
+        loader::loaders(
+            factory.catalog.clone(),
+            factory.metrics.clone(),
+            factory.delay,
+        )
+    });
+    if let Some(loaders) = &loaders {
+        request = request.data(loaders.clone());
+    }
     let mut operation = request.operation_name.clone();
     // (The document borrows the request mutably: the variables step aside meanwhile.)
     let variables = std::mem::take(&mut request.variables);
@@ -169,6 +181,9 @@ pub async fn execute(
         Ok(checked) => match checked {
             Err(error) => (async_graphql::Response::from_errors(vec![error]), false),
             Ok(()) => {
+                if let Some(loaders) = &loaders {
+                    prime(loaders, &mut request).await;
+                }
                 let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
                 let mut response = schema.execute(request).await;
                 if asks_for_sdl {
@@ -208,8 +223,8 @@ pub async fn execute_batch(
     }
 }
 
-/// Attaches what one request needs: its caller, whether it may introspect, and its own loaders
-/// (never shared between requests).
+/// Attaches what one request needs: its caller and whether it may introspect ([`execute`]
+/// gives it its own loaders, never shared between requests).
 pub fn prepare(
     schema: &AppSchema,
     request: async_graphql::Request,
@@ -222,14 +237,95 @@ pub fn prepare(
     if !introspection_allowed {
         request = request.disable_introspection();
     }
-    match schema.data::<LoaderFactory>() {
-        Some(factory) => request.data(loader::loaders(
-            factory.catalog.clone(),
-            factory.metrics.clone(),
-            factory.delay,
-        )),
-        None => request,
+    request
+}
+
+/// Loads, before execution, what a federation query's `_entities` will ask for: the hotels of
+/// its `Hotel` representations, and their main images when the document selects `mainImage`
+/// (the search page), each in one batch, into the request's loaders.
+///
+/// Executed field by field, the library registers these keys a few at a time: the selection
+/// set of each entity yields back to the scheduler after its first poll, and the list of
+/// entities yields after two such yields. Alone on a core a request is polled again at once
+/// and its loaders still see every key in one batch; under load other requests run in
+/// between, the batch delay elapses, and the batches split (measured: 23 statements per search
+/// page at 32 connections instead of 2). Primed, the resolvers find every record in the
+/// request's loader cache and never wait for a batch.
+async fn prime(loaders: &Loaders, request: &mut async_graphql::Request) {
+    let variables = std::mem::take(&mut request.variables);
+    let operation_name = request.operation_name.clone();
+    let hotels: Vec<HotelId> = match request.parsed_query() {
+        Ok(document) => entity_hotels(document, operation_name.as_deref(), &variables),
+        Err(_) => Vec::new(),
+    };
+    request.variables = variables;
+    if hotels.is_empty() {
+        return;
     }
+    // Failures are left to the resolvers, which load again and report them.
+    let Ok(found) = loaders.load_many(hotels).await else {
+        return;
+    };
+    if !request.query.contains("mainImage") {
+        return;
+    }
+    let mains: Vec<ImageId> = found
+        .values()
+        .filter_map(|hotel| hotel.main.as_ref().map(|main| main.image_id))
+        .collect();
+    let _ = loaders.load_many(mains).await;
+}
+
+/// The hotel IDs of the `Hotel` representations that the executed operation's `_entities`
+/// gets through a variable.
+fn entity_hotels(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &async_graphql::Variables,
+) -> Vec<HotelId> {
+    use async_graphql::parser::types::DocumentOperations;
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
+            Some(operation) => operation,
+            None => return Vec::new(),
+        },
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            match operations.values().next() {
+                Some(operation) => operation,
+                None => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let mut roots = Vec::new();
+    limits::root_fields(
+        document,
+        &operation.node.selection_set.node,
+        &mut std::collections::HashSet::new(),
+        &mut roots,
+    );
+    let mut hotels = Vec::new();
+    for field in roots.iter().filter(|f| f.name.node.as_str() == "_entities") {
+        for representation in limits::variable_representations(field, variables) {
+            let async_graphql::Value::Object(fields) = representation else {
+                continue;
+            };
+            let is_hotel = matches!(
+                fields.get("__typename"),
+                Some(async_graphql::Value::String(name)) if name == "Hotel"
+            );
+            let id = match fields.get("id") {
+                Some(async_graphql::Value::String(id)) => id.parse().ok(),
+                Some(async_graphql::Value::Number(id)) => id.as_i64().and_then(HotelId::new),
+                _ => None,
+            };
+            if let (true, Some(id)) = (is_hotel, id) {
+                hotels.push(id);
+            }
+        }
+    }
+    hotels
 }
 
 /// The federation SDL as published to the schema registry (and committed as `schema.graphql`),
