@@ -214,7 +214,7 @@ measure() { # target scenario rep
   cpu1=$(cpu_ticks "$SERVER_PID") st1=$(statements "$target")
   local rate
   rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"] / 2)))' "$stem-sat.json")
-  oha_run "$body" "$stem-fixed.json" -z "$DURATION" -q "$rate"
+  oha_run "$body" "$stem-fixed.json" -z "$DURATION" -q "$rate" --latency-correction
   python3 benches/summarize.py record "$stem-sat.json" "$stem-fixed.json" \
     target="$target" scenario="$scenario" rep="$rep" hotels="$hotels" engine="$engine" \
     state="$state" rate="$rate" cpu_ticks="$((cpu1 - cpu0))" clk_tck="$(getconf CLK_TCK)" \

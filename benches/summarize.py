@@ -49,7 +49,13 @@ def record(sat_path, fixed_path, pairs):
     for run in (sat, fixed):
         for code, n in run.get("statusCodeDistribution", {}).items():
             codes[code] = codes.get(code, 0) + n
-    errors = sum(n for run in (sat, fixed) for n in run.get("errorDistribution", {}).values())
+    # Requests still in flight when `-z` ends are cut off ("aborted due to deadline"): not errors.
+    errors = sum(
+        n
+        for run in (sat, fixed)
+        for kind, n in run.get("errorDistribution", {}).items()
+        if "deadline" not in kind
+    )
     out = {
         **meta,
         "rps": sat["summary"]["requestsPerSec"],
