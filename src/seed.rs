@@ -265,13 +265,13 @@ async fn copy_chunk(
         .map(|(hotel, candidates)| first_publication(hotel, &candidates, rules, now))
         .collect();
     let mut txn = db.get_postgres_connection_pool().begin().await?;
-    copy_in(&mut *txn, &rows.images).await?;
-    copy_in(&mut *txn, &rows.links).await?;
-    copy_in(&mut *txn, &rows.sources).await?;
-    copy_in(&mut *txn, &rows.deliveries).await?;
-    copy_in(&mut *txn, &rows.tags).await?;
-    copy_in(&mut *txn, &rows.legacy).await?;
-    copy_in(&mut *txn, &hotels).await?;
+    copy_in(&mut txn, &rows.images).await?;
+    copy_in(&mut txn, &rows.links).await?;
+    copy_in(&mut txn, &rows.sources).await?;
+    copy_in(&mut txn, &rows.deliveries).await?;
+    copy_in(&mut txn, &rows.tags).await?;
+    copy_in(&mut txn, &rows.legacy).await?;
+    copy_in(&mut txn, &hotels).await?;
     txn.commit().await?;
     Ok(())
 }
