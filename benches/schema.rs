@@ -29,6 +29,8 @@ async fn setup() -> AppSchema {
     let mut settings = Settings::for_database("sqlite::memory:");
     settings.database_max_connections = 1;
     settings.seed_demo = Some(false);
+    // No batch delay: it is a timer wait, not CPU, and would be most of what is measured.
+    settings.loader_delay_us = 0;
     let core = Core::open(&settings)
         .await
         .expect("open the in-memory catalog");
