@@ -10,22 +10,25 @@
 //! has a worse copy with the same bytes (same content hash) that curation leaves out; every 5th
 //! image has a legacy ID `L-{image id}`.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use entity::{delivery, hotel_image, image, image_source, image_tag, legacy_image_id, partner};
+use entity::{
+    delivery, hotel, hotel_image, image, image_source, image_tag, legacy_image_id, partner,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
 use tokio::task::JoinSet;
 
-use crate::domain::catalog::{Category, HotelId, PartnerKind, Status, TagOrigin};
-use crate::domain::curation::Rules;
+use crate::domain::catalog::{Category, HotelId, ImageId, PartnerKind, Status, TagOrigin};
+use crate::domain::curation::{Candidate, Rules};
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
-use crate::store::bulk::{insert_chunked, sync_sequences};
-use crate::store::publish::publish;
+use crate::store::bulk::{copy_in, insert_chunked, sync_sequences};
+use crate::store::publish::{first_publication, publish};
 
 /// The four demo partners: (id, name, kind).
 pub const PARTNERS: [(i64, &str, PartnerKind); 4] = [
@@ -44,6 +47,9 @@ pub struct Plan {
     /// Hotels per transaction.
     pub chunk: u64,
     pub random_seed: u64,
+    /// On PostgreSQL, load with `COPY` and curate in memory (the default); `false` takes the
+    /// multi-row inserts and `publish` of the other engines (to compare the two).
+    pub copy: bool,
 }
 
 impl Plan {
@@ -54,6 +60,7 @@ impl Plan {
             images_per_hotel: (10, 30),
             chunk: 100,
             random_seed: 7,
+            copy: true,
         }
     }
 
@@ -63,6 +70,7 @@ impl Plan {
             images_per_hotel: (images_per_hotel, images_per_hotel),
             chunk: chunk.max(1),
             random_seed: 7,
+            copy: true,
         }
     }
 
@@ -224,6 +232,10 @@ async fn seed_chunk(
         generate_hotel(plan, hotel, now, &mut rows)?;
     }
     let written = rows.count();
+    if plan.copy && db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        copy_chunk(db, plan, rules, &hotel_ids, rows, now).await?;
+        return Ok((hotel_ids.len() as u64, written));
+    }
     let txn = db.begin().await?;
     insert_chunked(&txn, rows.images).await?;
     insert_chunked(&txn, rows.links).await?;
@@ -234,6 +246,111 @@ async fn seed_chunk(
     publish(&txn, &hotel_ids, rules, now).await?;
     txn.commit().await?;
     Ok((hotel_ids.len() as u64, written))
+}
+
+/// PostgreSQL: the chunk's rows by `COPY`, with its curation computed in memory (the same
+/// rules and the same rows as `publish` would read back), in one transaction. About three
+/// times as fast as the multi-row inserts, which matters at a million hotels.
+async fn copy_chunk(
+    db: &DatabaseConnection,
+    plan: &Plan,
+    rules: &Rules,
+    hotel_ids: &[HotelId],
+    rows: Rows,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let hotels: Vec<hotel::ActiveModel> = candidates(plan, &rows, now)?
+        .into_iter()
+        .filter(|(hotel, _)| hotel_ids.contains(hotel))
+        .map(|(hotel, candidates)| first_publication(hotel, &candidates, rules, now))
+        .collect();
+    let mut txn = db.get_postgres_connection_pool().begin().await?;
+    copy_in(&mut txn, &rows.images).await?;
+    copy_in(&mut txn, &rows.links).await?;
+    copy_in(&mut txn, &rows.sources).await?;
+    copy_in(&mut txn, &rows.deliveries).await?;
+    copy_in(&mut txn, &rows.tags).await?;
+    copy_in(&mut txn, &rows.legacy).await?;
+    copy_in(&mut txn, &hotels).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// What curation needs to know of each hotel's linked images, from the generated rows (every
+/// link, image and source is active). A link to an image of a hotel outside the chunk (shared
+/// inventory) regenerates that hotel's rows: generation is deterministic.
+fn candidates(
+    plan: &Plan,
+    rows: &Rows,
+    now: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<HotelId, Vec<Candidate>>> {
+    let mut best_kind: HashMap<i64, PartnerKind> = HashMap::new();
+    let mut images: HashMap<i64, &image::ActiveModel> = HashMap::new();
+    let generated: HashSet<i64> = rows
+        .images
+        .iter()
+        .map(|image| value(&image.id).copied())
+        .collect::<anyhow::Result<_>>()?;
+    let mut owners = BTreeSet::new();
+    for link in &rows.links {
+        let image = *value(&link.image_id)?;
+        if !generated.contains(&image) {
+            // Image IDs of hotel `h` start at `(h-1) * stride + 1`.
+            owners.insert((image - 1) / plan.id_stride() + 1);
+        }
+    }
+    let mut elsewhere = Rows::default();
+    for owner in owners {
+        generate_hotel(plan, owner, now, &mut elsewhere)?;
+    }
+    for image in rows.images.iter().chain(&elsewhere.images) {
+        images.insert(*value(&image.id)?, image);
+    }
+    for source in rows.sources.iter().chain(&elsewhere.sources) {
+        let partner = *value(&source.partner_id)?;
+        let kind = PARTNERS
+            .iter()
+            .find(|(id, _, _)| *id == partner)
+            .map(|(_, _, kind)| *kind)
+            .ok_or_else(|| anyhow::anyhow!("unknown partner {partner}"))?;
+        best_kind
+            .entry(*value(&source.image_id)?)
+            .and_modify(|best| {
+                if kind.rank() < best.rank() {
+                    *best = kind;
+                }
+            })
+            .or_insert(kind);
+    }
+    let mut out: BTreeMap<HotelId, Vec<Candidate>> = BTreeMap::new();
+    for link in &rows.links {
+        let hotel = HotelId::new(*value(&link.hotel_id)?)
+            .ok_or_else(|| anyhow::anyhow!("hotel IDs start at 1"))?;
+        let id = *value(&link.image_id)?;
+        let image = images
+            .get(&id)
+            .ok_or_else(|| anyhow::anyhow!("link to image {id}, which was not generated"))?;
+        out.entry(hotel).or_default().push(Candidate {
+            image_id: ImageId::new(id).ok_or_else(|| anyhow::anyhow!("image IDs start at 1"))?,
+            link_status: Status::Active,
+            image_status: Status::Active,
+            width: value(&image.width)?.and_then(|w| u32::try_from(w).ok()),
+            height: value(&image.height)?.and_then(|h| u32::try_from(h).ok()),
+            category: value(&image.category)?.parse()?,
+            quality: *value(&image.quality_score)?,
+            best_partner_kind: best_kind.get(&id).copied(),
+            content_sha256: value(&image.content_sha256)?.clone(),
+            perceptual_hash: None,
+        });
+    }
+    Ok(out)
+}
+
+/// A column the generator sets.
+fn value<V: Into<sea_orm::Value>>(column: &sea_orm::ActiveValue<V>) -> anyhow::Result<&V> {
+    column
+        .try_as_ref()
+        .ok_or_else(|| anyhow::anyhow!("a generated column is not set"))
 }
 
 fn generate_hotel(

@@ -1,13 +1,12 @@
-//! Limits on what one document may ask for, checked right after parsing, before validation
+//! Limits on what one document may ask for, checked right after parsing (by
+//! [`super::execute`]), before validation
 //! and execution: aliases, root fields, repeats of one field in a selection set, and the number
 //! of `_entities` representations (which `limit_complexity` does not see: 100,000 of them would
 //! all be resolved). Depth, complexity and directives are the schema's own limits (see
 //! [`super::build_schema`]); nesting and size are scanned before parsing by the HTTP layer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
 use async_graphql_value::Value as DocumentValue;
@@ -35,27 +34,6 @@ impl Default for DocumentLimits {
             max_repeats: 3,
             max_entities: 500,
         }
-    }
-}
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        check(&document, variables, self)?;
-        Ok(document)
     }
 }
 
@@ -166,7 +144,7 @@ fn check_repeats(set: &SelectionSet, max_repeats: usize) -> ServerResult<()> {
 
 /// The fields at the root of an operation, through inline fragments and fragment spreads
 /// (each fragment once, so a cycle cannot loop; validation reports cycles).
-fn root_fields<'a>(
+pub(super) fn root_fields<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
     visited: &mut HashSet<&'a str>,
@@ -187,6 +165,23 @@ fn root_fields<'a>(
                 }
             }
         }
+    }
+}
+
+/// The representations an `_entities` field is given through a variable (what gateways send).
+pub(super) fn variable_representations<'a>(
+    field: &async_graphql::parser::types::Field,
+    variables: &'a Variables,
+) -> &'a [async_graphql::Value] {
+    let Some(argument) = field.get_argument("representations") else {
+        return &[];
+    };
+    match &argument.node {
+        DocumentValue::Variable(name) => match variables.get(name) {
+            Some(async_graphql::Value::List(items)) => items,
+            _ => &[],
+        },
+        _ => &[],
     }
 }
 

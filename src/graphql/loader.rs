@@ -25,18 +25,21 @@ use crate::telemetry::{LoaderKind, Metrics};
 pub type LoadError = Arc<ServiceError>;
 
 /// The loaders of one request. Never shared between requests: its cache is per request.
-pub type Loaders = DataLoader<CatalogLoader, HashMapCache>;
+/// (Behind an `Arc`: [`super::execute`] primes them before the request's execution.)
+pub type Loaders = Arc<DataLoader<CatalogLoader, HashMapCache>>;
 
 /// Builds the loaders of one request. `delay` is how long a batch waits for more keys.
 pub fn loaders(catalog: Catalog, metrics: Metrics, delay: Duration) -> Loaders {
-    DataLoader::with_cache(
-        CatalogLoader { catalog, metrics },
-        // A batch runs in a task of its own: keep it in the request's span, so that what it
-        // logs carries the request ID.
-        |batch| tokio::spawn(batch.in_current_span()),
-        HashMapCache::default(),
+    Arc::new(
+        DataLoader::with_cache(
+            CatalogLoader { catalog, metrics },
+            // A batch runs in a task of its own: keep it in the request's span, so that what it
+            // logs carries the request ID.
+            |batch| tokio::spawn(batch.in_current_span()),
+            HashMapCache::default(),
+        )
+        .delay(delay),
     )
-    .delay(delay)
 }
 
 pub struct CatalogLoader {

@@ -27,16 +27,18 @@ pub mod sdl;
 pub mod types;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
+use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
+use loader::Loaders;
 pub use mutation::{Mutation, RequestId};
 pub use query::Query;
 pub use types::Media;
@@ -97,14 +99,20 @@ struct LoaderFactory {
 pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
     let limits = deps.limits;
     // The SDL depends on the types only: a bare schema exports the same text.
-    let published = published_sdl(&schema_builder().finish())?;
+    let bare = schema_builder().finish();
+    let sdl = sdl::ServePublishedSdl::new(
+        bare.sdl_with_options(SDLExportOptions::new().federation().compose_directive()),
+        published_sdl(&bare)?,
+    );
     let mut builder = schema_builder()
-        .extension(sdl::ServePublishedSdl::new(published))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
-        .extension(limits.document)
-        .extension(observe::OperationMetrics(deps.metrics.clone()))
+        .data(AroundExecution {
+            limits: limits.document,
+            sdl,
+            metrics: deps.metrics.clone(),
+        })
         .data(Arc::new(deps.media))
         .data(deps.catalog.clone())
         .data(deps.manager)
@@ -124,8 +132,99 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
     Ok(builder.finish())
 }
 
-/// Attaches what one request needs: its caller, whether it may introspect, and its own loaders
-/// (never shared between requests).
+/// What [`execute`] does around the library's execution (kept in the schema's data).
+struct AroundExecution {
+    limits: limits::DocumentLimits,
+    sdl: sdl::ServePublishedSdl,
+    metrics: Metrics,
+}
+
+/// Executes one request (prepared with [`prepare`]): the document limits right after parsing,
+/// the library's validation and execution, the published SDL in `_service`, and the
+/// operation's metrics.
+///
+/// These run around `Schema::execute` rather than as async-graphql extensions: with any
+/// extension installed, the library resolves every field through the extension chain (a boxed
+/// future per extension and two registry lookups per field), a sizeable share of the CPU of a
+/// search page (see BENCHMARKS.md).
+pub async fn execute(
+    schema: &AppSchema,
+    mut request: async_graphql::Request,
+) -> async_graphql::Response {
+    let Some(around) = schema.data::<AroundExecution>() else {
+        return schema.execute(request).await;
+    };
+    let started = Instant::now();
+    let loaders = schema.data::<LoaderFactory>().map(|factory| {
+        loader::loaders(
+            factory.catalog.clone(),
+            factory.metrics.clone(),
+            factory.delay,
+        )
+    });
+    if let Some(loaders) = &loaders {
+        request = request.data(loaders.clone());
+    }
+    let mut operation = request.operation_name.clone();
+    // (The document borrows the request mutably: the variables step aside meanwhile.)
+    let variables = std::mem::take(&mut request.variables);
+    let checked = request.parsed_query().map(|document| {
+        if operation.is_none() {
+            operation = observe::only_operation_name(document);
+        }
+        limits::check(document, &variables, &around.limits)
+    });
+    request.variables = variables;
+    let (response, parse_failed) = match checked {
+        // The library reports the syntax error.
+        Err(_) => (schema.execute(request).await, true),
+        Ok(checked) => match checked {
+            Err(error) => (async_graphql::Response::from_errors(vec![error]), false),
+            Ok(()) => {
+                if let Some(loaders) = &loaders {
+                    prime(loaders, &mut request).await;
+                }
+                let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
+                let mut response = schema.execute(request).await;
+                if asks_for_sdl {
+                    around.sdl.patch(&mut response);
+                }
+                (response, false)
+            }
+        },
+    };
+    observe::record(
+        &around.metrics,
+        operation.as_deref(),
+        started.elapsed(),
+        &response,
+        parse_failed,
+    );
+    response
+}
+
+/// Executes a batch: each request through [`execute`], one after the other (as the library's
+/// `execute_batch` does).
+pub async fn execute_batch(
+    schema: &AppSchema,
+    batch: async_graphql::BatchRequest,
+) -> async_graphql::BatchResponse {
+    match batch {
+        async_graphql::BatchRequest::Single(request) => {
+            async_graphql::BatchResponse::Single(execute(schema, request).await)
+        }
+        async_graphql::BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(execute(schema, request).await);
+            }
+            async_graphql::BatchResponse::Batch(responses)
+        }
+    }
+}
+
+/// Attaches what one request needs: its caller and whether it may introspect ([`execute`]
+/// gives it its own loaders, never shared between requests).
 pub fn prepare(
     schema: &AppSchema,
     request: async_graphql::Request,
@@ -138,14 +237,95 @@ pub fn prepare(
     if !introspection_allowed {
         request = request.disable_introspection();
     }
-    match schema.data::<LoaderFactory>() {
-        Some(factory) => request.data(loader::loaders(
-            factory.catalog.clone(),
-            factory.metrics.clone(),
-            factory.delay,
-        )),
-        None => request,
+    request
+}
+
+/// Loads, before execution, what a federation query's `_entities` will ask for: the hotels of
+/// its `Hotel` representations, and their main images when the document selects `mainImage`
+/// (the search page), each in one batch, into the request's loaders.
+///
+/// Executed field by field, the library registers these keys a few at a time: the selection
+/// set of each entity yields back to the scheduler after its first poll, and the list of
+/// entities yields after two such yields. Alone on a core a request is polled again at once
+/// and its loaders still see every key in one batch; under load other requests run in
+/// between, the batch delay elapses, and the batches split (measured: 23 statements per search
+/// page at 32 connections instead of 2). Primed, the resolvers find every record in the
+/// request's loader cache and never wait for a batch.
+async fn prime(loaders: &Loaders, request: &mut async_graphql::Request) {
+    let variables = std::mem::take(&mut request.variables);
+    let operation_name = request.operation_name.clone();
+    let hotels: Vec<HotelId> = match request.parsed_query() {
+        Ok(document) => entity_hotels(document, operation_name.as_deref(), &variables),
+        Err(_) => Vec::new(),
+    };
+    request.variables = variables;
+    if hotels.is_empty() {
+        return;
     }
+    // Failures are left to the resolvers, which load again and report them.
+    let Ok(found) = loaders.load_many(hotels).await else {
+        return;
+    };
+    if !request.query.contains("mainImage") {
+        return;
+    }
+    let mains: Vec<ImageId> = found
+        .values()
+        .filter_map(|hotel| hotel.main.as_ref().map(|main| main.image_id))
+        .collect();
+    let _ = loaders.load_many(mains).await;
+}
+
+/// The hotel IDs of the `Hotel` representations that the executed operation's `_entities`
+/// gets through a variable.
+fn entity_hotels(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &async_graphql::Variables,
+) -> Vec<HotelId> {
+    use async_graphql::parser::types::DocumentOperations;
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
+            Some(operation) => operation,
+            None => return Vec::new(),
+        },
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            match operations.values().next() {
+                Some(operation) => operation,
+                None => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let mut roots = Vec::new();
+    limits::root_fields(
+        document,
+        &operation.node.selection_set.node,
+        &mut std::collections::HashSet::new(),
+        &mut roots,
+    );
+    let mut hotels = Vec::new();
+    for field in roots.iter().filter(|f| f.name.node.as_str() == "_entities") {
+        for representation in limits::variable_representations(field, variables) {
+            let async_graphql::Value::Object(fields) = representation else {
+                continue;
+            };
+            let is_hotel = matches!(
+                fields.get("__typename"),
+                Some(async_graphql::Value::String(name)) if name == "Hotel"
+            );
+            let id = match fields.get("id") {
+                Some(async_graphql::Value::String(id)) => id.parse().ok(),
+                Some(async_graphql::Value::Number(id)) => id.as_i64().and_then(HotelId::new),
+                _ => None,
+            };
+            if let (true, Some(id)) = (is_hotel, id) {
+                hotels.push(id);
+            }
+        }
+    }
+    hotels
 }
 
 /// The federation SDL as published to the schema registry (and committed as `schema.graphql`),

@@ -14,20 +14,19 @@
 //! field that does not exist is an error at start-up (and in the tests), never a silently
 //! missing rule. Composition with the neighbouring subgraphs is checked by `schema/compose.mjs`.
 //!
-//! `_service { sdl }` is answered by [`ServePublishedSdl`], an extension that resolves the `sdl`
-//! field of `_Service` with the published text. The alternative, dropping `enable_federation()`
+//! `_service { sdl }` is answered with the published text by [`ServePublishedSdl`], which
+//! replaces the library's text in the response. The alternative, dropping `enable_federation()`
 //! and writing `_service` by hand, would also mean writing `_entities` (representation parsing,
-//! `_Entity` union, `_Any` scalar) by hand; the extension keeps the library's `_entities`.
+//! `_Entity` union, `_Any` scalar) by hand. It is not an async-graphql extension: with any
+//! extension installed the library resolves every field through the extension chain, which
+//! cost the hot operations a sizeable share of their CPU (see BENCHMARKS.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo,
-};
+use async_graphql::Value;
 use async_graphql::parser::parse_schema;
 use async_graphql::parser::types::{FieldDefinition, TypeKind, TypeSystemDefinition};
-use async_graphql::{ServerResult, Value};
 
 /// The federation version async-graphql links.
 const LIBRARY_FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.5";
@@ -252,34 +251,43 @@ fn check(sdl: &str, table: &DirectiveTable) -> Result<(), SdlError> {
     Ok(())
 }
 
-/// Answers `_service { sdl }` with the published SDL instead of the library's export.
+/// Answers `_service { sdl }` with the published SDL instead of the library's export: after
+/// execution, the library's SDL text, wherever the response carries it (under any alias), is
+/// replaced by the published one. Only documents that mention `_service` are looked at.
 #[derive(Clone)]
-pub struct ServePublishedSdl(Arc<str>);
+pub struct ServePublishedSdl {
+    /// What async-graphql answers for `_service { sdl }`.
+    library: Arc<str>,
+    published: Arc<str>,
+}
 
 impl ServePublishedSdl {
-    pub fn new(published: String) -> Self {
-        Self(published.into())
-    }
-}
-
-impl ExtensionFactory for ServePublishedSdl {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ServePublishedSdl {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        if info.parent_type == "_Service" && info.name == "sdl" {
-            return Ok(Some(Value::String(self.0.to_string())));
+    pub fn new(library: String, published: String) -> Self {
+        Self {
+            library: library.into(),
+            published: published.into(),
         }
-        next.run(ctx, info).await
+    }
+
+    /// Whether a response to `query` may carry the library's SDL.
+    pub fn concerns(query: &str) -> bool {
+        query.contains("_service")
+    }
+
+    /// Replaces the library's SDL in `response` by the published one.
+    pub fn patch(&self, response: &mut async_graphql::Response) {
+        self.replace(&mut response.data);
+    }
+
+    fn replace(&self, value: &mut Value) {
+        match value {
+            Value::String(text) if *text == *self.library => {
+                *text = self.published.to_string();
+            }
+            Value::Object(fields) => fields.values_mut().for_each(|v| self.replace(v)),
+            Value::List(items) => items.iter_mut().for_each(|v| self.replace(v)),
+            _ => {}
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use super::scan::scan;
 use super::{AppState, Protection};
 use crate::cache::persisted::PersistedQueries;
 use crate::graphql::limits::LIMIT_EXCEEDED;
-use crate::graphql::prepare;
+use crate::graphql::{execute_batch, prepare};
 use crate::telemetry::Metrics;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -98,7 +98,7 @@ pub async fn handle(
                 .collect(),
         ),
     };
-    let response = state.schema.execute_batch(prepared).await;
+    let response = execute_batch(&state.schema, prepared).await;
     respond(response, media_type, state.public_max_age)
 }
 

@@ -112,3 +112,81 @@ pub async fn sync_sequences<C: ConnectionTrait>(conn: &C) -> StoreResult<()> {
     .await?;
     Ok(())
 }
+
+/// PostgreSQL's `COPY ... FROM STDIN` of `rows` (text format) on `conn`: several times faster
+/// than multi-row inserts for the bulk loads of the `seed` command. The columns are those set
+/// in the first row (a column left `NotSet`, such as a serial ID, takes its default).
+pub async fn copy_in<A: ActiveModelTrait>(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    rows: &[A],
+) -> StoreResult<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+        .filter(|column| !first.get(*column).is_not_set())
+        .collect();
+    let names: Vec<String> = columns
+        .iter()
+        .map(|column| format!("\"{}\"", sea_orm::IdenStatic::as_str(column)))
+        .collect();
+    let table = sea_orm::EntityName::table_name(&A::Entity::default());
+    let mut text = String::with_capacity(rows.len() * 64 * columns.len().max(1));
+    for row in rows {
+        for (n, column) in columns.iter().enumerate() {
+            if n > 0 {
+                text.push('\t');
+            }
+            copy_field(&mut text, row.get(*column).into_value());
+        }
+        text.push('\n');
+    }
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY \"{table}\" ({}) FROM STDIN",
+            names.join(", ")
+        ))
+        .await
+        .map_err(copy_error)?;
+    if let Err(error) = copy.send(text.into_bytes()).await {
+        copy.abort("seed").await.ok();
+        return Err(copy_error(error));
+    }
+    copy.finish().await.map_err(copy_error)?;
+    Ok(())
+}
+
+fn copy_error(error: sea_orm::sqlx::Error) -> super::StoreError {
+    sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error))).into()
+}
+
+/// One field of COPY's text format: `\N` for NULL, backslash escapes for the delimiters.
+fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
+    use sea_orm::Value;
+    use std::fmt::Write as _;
+    let null = |out: &mut String| out.push_str("\\N");
+    match value {
+        Some(Value::BigInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
+        Some(Value::Int(Some(v))) => write!(out, "{v}").unwrap_or(()),
+        Some(Value::SmallInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
+        Some(Value::Double(Some(v))) => write!(out, "{v:?}").unwrap_or(()),
+        Some(Value::Float(Some(v))) => write!(out, "{v:?}").unwrap_or(()),
+        Some(Value::Bool(Some(v))) => out.push_str(if v { "t" } else { "f" }),
+        // Microseconds, truncated, as sqlx binds them.
+        Some(Value::ChronoDateTimeUtc(Some(v))) => {
+            write!(out, "{}", v.format("%Y-%m-%d %H:%M:%S%.6f+00")).unwrap_or(())
+        }
+        Some(Value::String(Some(v))) => {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+        _ => null(out),
+    }
+}

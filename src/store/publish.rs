@@ -120,6 +120,33 @@ pub async fn publish<C: ConnectionTrait>(
     Ok(changes)
 }
 
+/// The row [`publish`] writes for a hotel that has no row, pins or override yet, from its
+/// candidates: for bulk loads that curate in memory (the `seed` command's COPY path).
+pub fn first_publication(
+    hotel: HotelId,
+    candidates: &[Candidate],
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> hotel::ActiveModel {
+    let outcome = curate(candidates, &[], None, rules);
+    let main = outcome.main.map(|choice| PublishedMain {
+        image_id: choice.image_id,
+        origin: choice.origin,
+        chosen_by: None,
+        chosen_at: None,
+    });
+    // Version 0 plus one for the change from nothing, as `publish` counts it.
+    let version = i64::from(main.is_some() || !outcome.gallery.is_empty());
+    let record = HotelRecord {
+        id: hotel,
+        version,
+        main,
+        image_count: outcome.active_image_count as i64,
+        gallery: outcome.gallery,
+    };
+    hotel_row(&record, now)
+}
+
 fn hotel_row(record: &HotelRecord, now: DateTime<Utc>) -> hotel::ActiveModel {
     let main = record.main.as_ref();
     hotel::ActiveModel {

@@ -68,6 +68,23 @@ async fn test_database() -> (String, TestDatabase) {
     }
 }
 
+/// An empty database of the engine under test (not migrated), kept while this lives.
+pub struct ScratchDatabase {
+    pub url: String,
+    _db: TestDatabase,
+}
+
+impl ScratchDatabase {
+    pub async fn new() -> Self {
+        let (url, db) = test_database().await;
+        Self { url, _db: db }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
 /// The app with the demo catalog (500 hotels, IDs 1..=500).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

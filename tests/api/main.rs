@@ -18,5 +18,6 @@ mod persisted;
 mod protection;
 mod proxy;
 mod read_api;
+mod seed;
 mod shutdown;
 mod upload;
