@@ -42,7 +42,14 @@ async fn setup() -> AppSchema {
     )
     .await
     .expect("seed");
-    schema(&settings, core.catalog.clone(), None, Metrics::new()).expect("schema")
+    schema(
+        &settings,
+        core.catalog.clone(),
+        core.freshness.clone(),
+        None,
+        Metrics::new(),
+    )
+    .expect("schema")
 }
 
 fn request(documents: &Documents, schema: &AppSchema, first: u64) -> async_graphql::Request {

@@ -132,7 +132,7 @@ pub async fn generate(
     while next <= plan.hotels || !in_flight.is_empty() {
         while next <= plan.hotels && in_flight.len() < parallelism {
             let end = (next + plan.chunk - 1).min(plan.hotels);
-            let (db, plan, rules) = (db.clone(), plan.clone(), rules.clone());
+            let (db, plan, rules) = (db.clone(), plan.clone(), *rules);
             in_flight.spawn(async move { seed_chunk(&db, &plan, &rules, next..=end).await });
             next = end + 1;
         }
