@@ -64,8 +64,6 @@ pub struct Core {
     pub statements: StatementCounter,
     /// What every committed change tells: the cache, and this process's outbox relay.
     pub freshness: Freshness,
-    /// Wakes this process's outbox relay (through `freshness` after every commit).
-    pub outbox_wake: Arc<Notify>,
 }
 
 impl Core {
@@ -102,8 +100,7 @@ impl Core {
             .await
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());
-        let outbox_wake = Arc::new(Notify::new());
-        let freshness = Freshness::new(cache.clone(), outbox_wake.clone());
+        let freshness = Freshness::new(cache.clone(), Arc::new(Notify::new()));
         Ok(Self {
             catalog: Catalog::new(store.clone(), cache.clone()),
             curator: Curator::new(store.clone(), curation_rules(settings), freshness.clone()),
@@ -113,7 +110,6 @@ impl Core {
             db,
             statements,
             freshness,
-            outbox_wake,
         })
     }
 }
@@ -282,7 +278,7 @@ async fn outbox_relay(
     let relay = Relay::new(
         db,
         sink,
-        core.outbox_wake.clone(),
+        core.freshness.outbox_wake(),
         RelaySettings {
             batch_size: settings.outbox_batch_size,
             poll: Duration::from_millis(settings.outbox_poll_ms),

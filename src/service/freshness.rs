@@ -53,6 +53,11 @@ impl Freshness {
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
+
+    /// What wakes the outbox relay of this process (the relay listens on it).
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.outbox.clone()
+    }
 }
 
 /// The relay's sink behind the cache replay (see the module doc). Its `store` should be on the

@@ -156,6 +156,20 @@ async fn gallery(app: &TestApp, hotel: i64) -> (Vec<String>, i64) {
     (ids, data["hotel"]["version"].as_i64().unwrap())
 }
 
+/// An admin sets the main image of a hotel with a big gallery (a change with events).
+async fn change_a_main_image(app: &TestApp) {
+    let hotel = big_galleries(app, 1).await[0];
+    let (ids, _) = gallery(app, hotel).await;
+    mutate(
+        app,
+        &app.admin(),
+        "setMainImage",
+        SET_MAIN,
+        json!({ "hotelId": hotel.to_string(), "imageId": ids[3] }),
+    )
+    .await;
+}
+
 /// `count` hotels whose galleries hold at least 10 images (room for every kind of change).
 async fn big_galleries(app: &TestApp, count: usize) -> Vec<i64> {
     let ids: Vec<String> = (1..=100).map(|i: i64| i.to_string()).collect();
@@ -764,16 +778,7 @@ async fn metrics_show_the_lag_growing_while_the_stream_is_unreachable_and_zero_a
     let proxy = Proxy::closed().await;
     let app = spawn_app_with(|s| s.redis_url = Some(proxy.url().parse().unwrap())).await;
     assert_eq!(lag(&app.metrics().await), 0.0);
-    let hotel = big_galleries(&app, 1).await[0];
-    let (ids, _) = gallery(&app, hotel).await;
-    mutate(
-        &app,
-        &app.admin(),
-        "setMainImage",
-        SET_MAIN,
-        json!({ "hotelId": hotel.to_string(), "imageId": ids[3] }),
-    )
-    .await;
+    change_a_main_image(&app).await;
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let first = app.metrics().await;
@@ -820,16 +825,7 @@ async fn with_the_relay_off_events_stay_in_the_outbox_for_debezium() {
     })
     .await;
     assert!(app.events.is_none());
-    let hotel = big_galleries(&app, 1).await[0];
-    let (ids, _) = gallery(&app, hotel).await;
-    mutate(
-        &app,
-        &app.admin(),
-        "setMainImage",
-        SET_MAIN,
-        json!({ "hotelId": hotel.to_string(), "imageId": ids[3] }),
-    )
-    .await;
+    change_a_main_image(&app).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let rows = outbox(&app).await;
     assert!(

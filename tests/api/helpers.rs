@@ -119,13 +119,7 @@ pub async fn spawn_stoppable_app_with(configure: impl FnOnce(&mut Settings)) -> 
 /// prefix and one object store, each with its own pool, caches and relay, as in production.
 /// `configure` applies to each.
 pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<TestApp> {
-    let (url, db) = test_database().await;
-    let shared = Shared {
-        url,
-        db: Arc::new(db),
-        media: Arc::new(tempfile::tempdir().expect("temp dir")),
-        redis_prefix: format!("isg_t_{}", uuid::Uuid::new_v4().simple()),
-    };
+    let shared = Shared::fresh().await;
     let mut apps = Vec::with_capacity(n);
     // One after the other: the first migrates and seeds, the others find it done.
     for _ in 0..n {
@@ -148,19 +142,25 @@ struct Shared {
     redis_prefix: String,
 }
 
+impl Shared {
+    /// A database, an object store and a Redis prefix of this test only.
+    async fn fresh() -> Self {
+        let (url, db) = test_database().await;
+        Self {
+            url,
+            db: Arc::new(db),
+            media: Arc::new(tempfile::tempdir().expect("temp dir")),
+            // Keys, channels and streams of this test only, on a shared Redis.
+            redis_prefix: format!("isg_t_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
 async fn start(
     configure: impl FnOnce(&mut Settings),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let (url, db) = test_database().await;
-    let shared = Shared {
-        url,
-        db: Arc::new(db),
-        media: Arc::new(tempfile::tempdir().expect("temp dir")),
-        // Keys, channels and streams of this test only, on a shared Redis.
-        redis_prefix: format!("isg_t_{}", uuid::Uuid::new_v4().simple()),
-    };
-    launch(&shared, configure, shutdown).await
+    launch(&Shared::fresh().await, configure, shutdown).await
 }
 
 async fn launch(
