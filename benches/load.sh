@@ -16,7 +16,8 @@
 #
 # Environment (defaults):
 #   QUICK=0 SKIP_BUILD=0 REPS=3 DURATION=10s WARMUP=3s CONNECTIONS=32
-#   HOTELS=200000 (large catalog) SMALL_HOTELS=10000 IMAGES_PER_HOTEL=20
+#   HOTELS=1000000 (large PostgreSQL catalog) SMALL_HOTELS=10000 (small PostgreSQL catalog)
+#   SQLITE_HOTELS=200000 (the SQLite catalog) IMAGES_PER_HOTEL=20
 #   PG=postgres://postgres@127.0.0.1:5432 REDIS=redis://127.0.0.1:6379
 #   DATA=/tmp/isg-bench (SQLite files, bodies)  OUT=benches/results/<UTC time>
 #   TARGETS="..." (a subset, by name; see `all_targets`)  SCENARIOS="S1 S2 MIX"
@@ -32,8 +33,9 @@ else
   REPS=${REPS:-3} DURATION=${DURATION:-10s} WARMUP=${WARMUP:-3s}
 fi
 CONNECTIONS=${CONNECTIONS:-32}
-HOTELS=${HOTELS:-200000}
+HOTELS=${HOTELS:-1000000}
 SMALL_HOTELS=${SMALL_HOTELS:-10000}
+SQLITE_HOTELS=${SQLITE_HOTELS:-200000}
 IMAGES_PER_HOTEL=${IMAGES_PER_HOTEL:-20}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 REDIS=${REDIS:-redis://127.0.0.1:6379}
@@ -49,7 +51,7 @@ SERVER_CORE=1 CLIENT_CORE=0
 
 PG_LARGE="$PG/bench"
 PG_SMALL="$PG/bench_small"
-SQLITE_LARGE="sqlite://$DATA/bench-$HOTELS.db?mode=rwc"
+SQLITE_LARGE="sqlite://$DATA/bench-$SQLITE_HOTELS.db?mode=rwc"
 
 all_targets() {
   echo "pg-db pg-redis pg-l1 sqlite-db sqlite-redis sqlite-l1 pg-small-db pg-small-l1 b0 b2"
@@ -96,10 +98,10 @@ seed_sqlite() { # file hotels
 needs() { [[ " $TARGETS " == *" $1"* ]]; }
 if needs pg- || needs b2; then seed_pg bench "$HOTELS"; fi
 if needs pg-small; then seed_pg bench_small "$SMALL_HOTELS"; fi
-if needs sqlite; then seed_sqlite "$DATA/bench-$HOTELS.db" "$HOTELS"; fi
+if needs sqlite; then seed_sqlite "$DATA/bench-$SQLITE_HOTELS.db" "$SQLITE_HOTELS"; fi
 
 for scenario in $SCENARIOS; do
-  for hotels in "$HOTELS" "$SMALL_HOTELS"; do
+  for hotels in $(printf '%s\n' "$HOTELS" "$SMALL_HOTELS" "$SQLITE_HOTELS" | sort -u); do
     body=$DATA/bodies-$scenario-$hotels.jsonl
     [[ -s $body ]] || python3 benches/bodies.py "$scenario" "$hotels" 2000 >"$body"
   done
@@ -192,7 +194,8 @@ measure() { # target scenario rep
   local target=$1 scenario=$2 rep=$3 hotels=$HOTELS engine state
   case $target in
     pg-small-*) hotels=$SMALL_HOTELS engine=pg-small state=${target#pg-small-} ;;
-    pg-* | sqlite-*) engine=${target%%-*} state=${target#*-} ;;
+    sqlite-*) hotels=$SQLITE_HOTELS engine=sqlite state=${target#*-} ;;
+    pg-*) engine=pg state=${target#*-} ;;
     b0) engine=none state=none ;;
     b2) engine=pg state=db ;;
   esac
@@ -231,7 +234,7 @@ if needs b0; then capture_responses; fi
   echo "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
   echo "oha=$(oha --version)"
   echo "node=$(node --version)"
-  echo "command=QUICK=$QUICK REPS=$REPS DURATION=$DURATION HOTELS=$HOTELS SMALL_HOTELS=$SMALL_HOTELS benches/load.sh"
+  echo "command=QUICK=$QUICK REPS=$REPS DURATION=$DURATION HOTELS=$HOTELS SMALL_HOTELS=$SMALL_HOTELS SQLITE_HOTELS=$SQLITE_HOTELS benches/load.sh"
   echo "start_load=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/machine.txt"
 

@@ -10,6 +10,7 @@
 //! shared generation that every key's generation includes.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,8 @@ use crate::store::{HotelRecord, ImageRecord};
 const STRIPES: usize = 4096;
 
 pub(crate) struct Local {
-    hotels: moka::sync::Cache<crate::domain::catalog::HotelId, Option<HotelRecord>>,
-    images: moka::sync::Cache<crate::domain::catalog::ImageId, Option<ImageRecord>>,
+    hotels: moka::sync::Cache<crate::domain::catalog::HotelId, Option<Arc<HotelRecord>>>,
+    images: moka::sync::Cache<crate::domain::catalog::ImageId, Option<Arc<ImageRecord>>>,
     stripes: Box<[AtomicU64]>,
     /// Bumped by every flush; part of every key's generation.
     flushes: AtomicU64,
@@ -73,8 +74,9 @@ impl Local {
         stripe.wrapping_add(self.flushes.load(Ordering::SeqCst))
     }
 
-    /// `Some(entry)` on a hit (the entry itself may say "does not exist").
-    pub(crate) fn get<R: Record>(&self, id: R::Id) -> Option<Option<R>> {
+    /// `Some(entry)` on a hit (the entry itself may say "does not exist"). Records are shared,
+    /// not copied: a hit costs a reference count, whatever the record's size.
+    pub(crate) fn get<R: Record>(&self, id: R::Id) -> Option<Option<Arc<R>>> {
         if !self.enabled {
             return None;
         }
@@ -82,7 +84,7 @@ impl Local {
     }
 
     /// Stores `entry` unless `key` was invalidated since `generation` was noted.
-    pub(crate) fn fill<R: Record>(&self, id: R::Id, entry: Option<R>, generation: u64) {
+    pub(crate) fn fill<R: Record>(&self, id: R::Id, entry: Option<Arc<R>>, generation: u64) {
         if !self.enabled {
             return;
         }
@@ -119,7 +121,7 @@ impl Record for HotelRecord {
         CacheKey::Hotel(id)
     }
 
-    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Self>> {
+    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Arc<Self>>> {
         &local.hotels
     }
 }
@@ -131,7 +133,7 @@ impl Record for ImageRecord {
         CacheKey::Image(id)
     }
 
-    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Self>> {
+    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Arc<Self>>> {
         &local.images
     }
 }
@@ -141,14 +143,14 @@ mod tests {
     use super::*;
     use crate::domain::catalog::HotelId;
 
-    fn hotel(id: i64, version: i64) -> HotelRecord {
-        HotelRecord {
+    fn hotel(id: i64, version: i64) -> Arc<HotelRecord> {
+        Arc::new(HotelRecord {
             id: HotelId::new(id).expect("id"),
             version,
             main: None,
             image_count: 0,
             gallery: Vec::new(),
-        }
+        })
     }
 
     fn id(n: i64) -> HotelId {

@@ -122,7 +122,7 @@ pub(crate) trait Record:
 {
     type Id: Copy + Eq + Hash + fmt::Debug + Send + Sync + 'static;
     fn key(id: Self::Id) -> CacheKey;
-    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Self>>;
+    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Arc<Self>>>;
 }
 
 /// How the cache is set up.
@@ -164,6 +164,11 @@ struct Counters {
     shared_misses: AtomicU64,
     redis_errors: AtomicU64,
     degradations: AtomicU64,
+}
+
+/// Records read from the database, made shareable with the cache.
+fn shared_records<K: Eq + Hash, R>(records: HashMap<K, R>) -> HashMap<K, Arc<R>> {
+    records.into_iter().map(|(k, r)| (k, Arc::new(r))).collect()
 }
 
 fn add(counter: &AtomicU64, n: usize) {
@@ -261,12 +266,13 @@ impl Cache {
         }))
     }
 
-    /// Hotels by ID through the cache; `load` reads the ones no level has.
+    /// Hotels by ID through the cache; `load` reads the ones no level has. The records are
+    /// shared with the cache (read-only).
     pub async fn hotels<E, F>(
         &self,
         ids: &[HotelId],
         load: impl FnOnce(Vec<HotelId>) -> F,
-    ) -> Result<HashMap<HotelId, HotelRecord>, E>
+    ) -> Result<HashMap<HotelId, Arc<HotelRecord>>, E>
     where
         F: Future<Output = Result<HashMap<HotelId, HotelRecord>, E>>,
     {
@@ -278,7 +284,7 @@ impl Cache {
         &self,
         ids: &[ImageId],
         load: impl FnOnce(Vec<ImageId>) -> F,
-    ) -> Result<HashMap<ImageId, ImageRecord>, E>
+    ) -> Result<HashMap<ImageId, Arc<ImageRecord>>, E>
     where
         F: Future<Output = Result<HashMap<ImageId, ImageRecord>, E>>,
     {
@@ -289,7 +295,7 @@ impl Cache {
         &self,
         ids: &[R::Id],
         load: impl FnOnce(Vec<R::Id>) -> F,
-    ) -> Result<HashMap<R::Id, R>, E>
+    ) -> Result<HashMap<R::Id, Arc<R>>, E>
     where
         F: Future<Output = Result<HashMap<R::Id, R>, E>>,
     {
@@ -298,7 +304,7 @@ impl Cache {
             return Ok(HashMap::new());
         }
         if !self.usable() {
-            return load(ids.to_vec()).await;
+            return Ok(shared_records(load(ids.to_vec()).await?));
         }
         let mut found = HashMap::with_capacity(ids.len());
         // L1, noting each missing key's generation before looking further. (Callers pass
@@ -330,6 +336,7 @@ impl Cache {
                 for ((id, generation), result) in missing.into_iter().zip(results) {
                     match result.entry {
                         Some(entry) => {
+                            let entry = entry.map(Arc::new);
                             inner.local.fill(id, entry.clone(), generation);
                             if let Some(record) = entry {
                                 found.insert(id, record);
@@ -344,7 +351,7 @@ impl Cache {
         if to_load.is_empty() {
             return Ok(found);
         }
-        let loaded = load(to_load.iter().map(|(id, _, _)| *id).collect()).await?;
+        let loaded = shared_records(load(to_load.iter().map(|(id, _, _)| *id).collect()).await?);
 
         self.pause_before_fill().await;
         if self.usable() {
@@ -381,7 +388,7 @@ impl Cache {
     async fn shared_fill<R: Record>(
         &self,
         to_load: &[(R::Id, u64, Option<String>)],
-        loaded: &HashMap<R::Id, R>,
+        loaded: &HashMap<R::Id, Arc<R>>,
     ) {
         let Some(shared) = &self.0.shared else {
             return;
@@ -391,7 +398,7 @@ impl Cache {
             .filter_map(|(id, _, generation)| {
                 generation
                     .as_ref()
-                    .map(|g| (*id, loaded.get(id), g.clone()))
+                    .map(|g| (*id, loaded.get(id).map(|r| &**r), g.clone()))
             })
             .collect();
         if let Err(error) = shared.fill::<R>(&entries).await {

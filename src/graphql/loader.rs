@@ -126,24 +126,39 @@ macro_rules! keyed_loader {
     };
 }
 
-keyed_loader!(
-    "hotel",
-    HotelId,
-    HotelId,
-    HotelRecord,
-    hotels,
-    |k| k,
-    |k: &HotelId| *k
-);
-keyed_loader!(
-    "image",
-    ImageId,
-    ImageId,
-    ImageRecord,
-    images,
-    |k| k,
-    |k: &ImageId| *k
-);
+/// Implements `Loader` for the cached records (hotels, images): every key gets an answer,
+/// `None` when the record does not exist, so that the request's cache remembers misses too
+/// (a hotel this subgraph has no images for is common, and asked for again by several fields).
+macro_rules! record_loader {
+    ($kind:literal, $key:ty, $record:ty, $method:ident) => {
+        impl Loader<$key> for CatalogLoader {
+            type Value = Option<Arc<$record>>;
+            type Error = LoadError;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, LoadError> {
+                static KIND: LoaderKind = LoaderKind::new($kind);
+                self.record_batch(&KIND, keys.len());
+                let found = self.catalog.$method(keys).await.map_err(failed)?;
+                Ok(every_key(keys, found))
+            }
+        }
+    };
+}
+
+record_loader!("hotel", HotelId, HotelRecord, hotels);
+record_loader!("image", ImageId, ImageRecord, images);
+
+/// An entry for each of `keys`: the record found, or `None`.
+pub fn every_key<K: Copy + Eq + std::hash::Hash, R>(
+    keys: &[K],
+    found: HashMap<K, R>,
+) -> HashMap<K, Option<R>> {
+    let mut answers: HashMap<K, Option<R>> = found.into_iter().map(|(k, r)| (k, Some(r))).collect();
+    for key in keys {
+        answers.entry(*key).or_insert(None);
+    }
+    answers
+}
 keyed_loader!(
     "image_tags",
     TagsOf,

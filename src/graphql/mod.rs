@@ -155,7 +155,8 @@ pub async fn execute(
         return schema.execute(request).await;
     };
     let started = Instant::now();
-    let loaders = schema.data::<LoaderFactory>().map(|factory| {
+    let factory = schema.data::<LoaderFactory>();
+    let loaders = factory.map(|factory| {
         loader::loaders(
             factory.catalog.clone(),
             factory.metrics.clone(),
@@ -181,8 +182,8 @@ pub async fn execute(
         Ok(checked) => match checked {
             Err(error) => (async_graphql::Response::from_errors(vec![error]), false),
             Ok(()) => {
-                if let Some(loaders) = &loaders {
-                    prime(loaders, &mut request).await;
+                if let (Some(factory), Some(loaders)) = (factory, &loaders) {
+                    prime(&factory.catalog, loaders, &mut request).await;
                 }
                 let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
                 let mut response = schema.execute(request).await;
@@ -242,7 +243,8 @@ pub fn prepare(
 
 /// Loads, before execution, what a federation query's `_entities` will ask for: the hotels of
 /// its `Hotel` representations, and their main images when the document selects `mainImage`
-/// (the search page), each in one batch, into the request's loaders.
+/// (the search page), each in one call to the catalog, and feeds them into the request's
+/// loaders (with "not found" for the hotels that do not exist).
 ///
 /// Executed field by field, the library registers these keys a few at a time: the selection
 /// set of each entity yields back to the scheduler after its first poll, and the list of
@@ -250,11 +252,12 @@ pub fn prepare(
 /// and its loaders still see every key in one batch; under load other requests run in
 /// between, the batch delay elapses, and the batches split (measured: 23 statements per search
 /// page at 32 connections instead of 2). Primed, the resolvers find every record in the
-/// request's loader cache and never wait for a batch.
-async fn prime(loaders: &Loaders, request: &mut async_graphql::Request) {
+/// request's loader cache: no batch runs, so no field waits for the batch delay's timer
+/// (which tokio rounds up to a whole millisecond, twice per search page).
+async fn prime(catalog: &Catalog, loaders: &Loaders, request: &mut async_graphql::Request) {
     let variables = std::mem::take(&mut request.variables);
     let operation_name = request.operation_name.clone();
-    let hotels: Vec<HotelId> = match request.parsed_query() {
+    let mut hotels: Vec<HotelId> = match request.parsed_query() {
         Ok(document) => entity_hotels(document, operation_name.as_deref(), &variables),
         Err(_) => Vec::new(),
     };
@@ -262,18 +265,29 @@ async fn prime(loaders: &Loaders, request: &mut async_graphql::Request) {
     if hotels.is_empty() {
         return;
     }
+    hotels.sort_unstable();
+    hotels.dedup();
     // Failures are left to the resolvers, which load again and report them.
-    let Ok(found) = loaders.load_many(hotels).await else {
+    let Ok(found) = catalog.hotels(&hotels).await else {
         return;
     };
-    if !request.query.contains("mainImage") {
+    let mut mains: Vec<ImageId> = if request.query.contains("mainImage") {
+        found
+            .values()
+            .filter_map(|hotel| hotel.main.as_ref().map(|main| main.image_id))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    loaders.feed_many(loader::every_key(&hotels, found)).await;
+    if mains.is_empty() {
         return;
     }
-    let mains: Vec<ImageId> = found
-        .values()
-        .filter_map(|hotel| hotel.main.as_ref().map(|main| main.image_id))
-        .collect();
-    let _ = loaders.load_many(mains).await;
+    mains.sort_unstable();
+    mains.dedup();
+    if let Ok(images) = catalog.images(&mains).await {
+        loaders.feed_many(loader::every_key(&mains, images)).await;
+    }
 }
 
 /// The hotel IDs of the `Hotel` representations that the executed operation's `_entities`

@@ -37,7 +37,7 @@ async fn known_hotels(ctx: &Context<'_>, ids: &[Option<HotelId>]) -> Result<Vec<
     Ok(ids
         .iter()
         .map(|id| {
-            id.filter(|id| found.contains_key(id))
+            id.filter(|id| found.get(id).is_some_and(Option::is_some))
                 .map(|id| Hotel { id })
         })
         .collect())

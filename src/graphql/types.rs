@@ -131,7 +131,13 @@ pub async fn load_images(ctx: &Context<'_>, ids: &[ImageId]) -> Result<Vec<Image
         .map_err(load)?;
     Ok(ids
         .iter()
-        .filter_map(|id| found.get(id).cloned().map(Image::new))
+        .filter_map(|id| {
+            found
+                .get(id)
+                .cloned()
+                .flatten()
+                .map(|record| Image { record })
+        })
         .collect())
 }
 
@@ -144,8 +150,12 @@ pub struct Hotel {
 }
 
 impl Hotel {
-    async fn record(&self, ctx: &Context<'_>) -> Result<Option<HotelRecord>> {
-        loaders(ctx)?.load_one(self.id).await.map_err(load)
+    async fn record(&self, ctx: &Context<'_>) -> Result<Option<Arc<HotelRecord>>> {
+        Ok(loaders(ctx)?
+            .load_one(self.id)
+            .await
+            .map_err(load)?
+            .flatten())
     }
 
     fn require_internals(&self, ctx: &Context<'_>) -> Result<()> {
@@ -165,17 +175,21 @@ impl Hotel {
 
     /// The hotel's thumbnail; null when the hotel has no eligible image.
     async fn main_image(&self, ctx: &Context<'_>) -> Result<Option<Image>> {
-        let Some(main) = self.record(ctx).await?.and_then(|h| h.main) else {
+        let main = self
+            .record(ctx)
+            .await?
+            .and_then(|h| h.main.as_ref().map(|m| m.image_id));
+        let Some(main) = main else {
             return Ok(None);
         };
-        Ok(load_images(ctx, &[main.image_id]).await?.pop())
+        Ok(load_images(ctx, &[main]).await?.pop())
     }
 
     /// Who chose the main image, and when (internal).
     #[graphql(cache_control(no_cache))]
     async fn main_image_choice(&self, ctx: &Context<'_>) -> Result<Option<MainImageChoice>> {
         self.require_internals(ctx)?;
-        let Some(main) = self.record(ctx).await?.and_then(|h| h.main) else {
+        let Some(main) = self.record(ctx).await?.and_then(|h| h.main.clone()) else {
             return Ok(None);
         };
         let image = load_images(ctx, &[main.image_id]).await?.pop();
@@ -196,11 +210,8 @@ impl Hotel {
         after: Option<String>,
     ) -> Result<ImageConnection> {
         let page = PageArgs::parse(first, after.as_deref(), CursorKind::Gallery)?;
-        let gallery = self
-            .record(ctx)
-            .await?
-            .map(|h| h.gallery)
-            .unwrap_or_default();
+        let record = self.record(ctx).await?;
+        let gallery: &[ImageId] = record.as_deref().map_or(&[], |h| &h.gallery);
         let start = page
             .after
             .map_or(0, |position| position as usize + 1)
@@ -291,12 +302,6 @@ pub struct Image {
 }
 
 impl Image {
-    pub fn new(record: ImageRecord) -> Self {
-        Self {
-            record: Arc::new(record),
-        }
-    }
-
     fn require_internals(ctx: &Context<'_>) -> Result<()> {
         if actor(ctx)?.may_read_image_internals() {
             Ok(())

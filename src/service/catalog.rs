@@ -2,9 +2,11 @@
 //!
 //! Each method takes a set of keys and returns what exists, keyed; missing keys are simply
 //! absent ("not found" is not an error). Hotels and images, the hot reads, go through the
-//! [`Cache`]; the rest reads the database.
+//! [`Cache`], which shares its records (`Arc`) instead of copying them; the rest reads the
+//! database.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ServiceResult;
 use crate::cache::Cache;
@@ -25,7 +27,10 @@ impl Catalog {
         Self { store, cache }
     }
 
-    pub async fn hotels(&self, ids: &[HotelId]) -> ServiceResult<HashMap<HotelId, HotelRecord>> {
+    pub async fn hotels(
+        &self,
+        ids: &[HotelId],
+    ) -> ServiceResult<HashMap<HotelId, Arc<HotelRecord>>> {
         let store = &self.store;
         Ok(self
             .cache
@@ -33,7 +38,10 @@ impl Catalog {
             .await?)
     }
 
-    pub async fn images(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, ImageRecord>> {
+    pub async fn images(
+        &self,
+        ids: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, Arc<ImageRecord>>> {
         let store = &self.store;
         Ok(self
             .cache

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{operation, spawn_app};
+use crate::helpers::{operation, sample, spawn_app, spawn_app_with};
 
 fn representations(ids: impl IntoIterator<Item = i64>) -> Value {
     Value::Array(
@@ -43,6 +43,51 @@ async fn search_results_main_images_cost_one_statement_per_table_for_fifty_hotel
     }
     // One statement on `hotel`, one on `image`.
     assert!(statements <= 2, "{statements} statements for 50 hotels");
+}
+
+/// The hotels and main images of a search page are read before execution and handed to the
+/// request's loaders: no loader batch runs (so no field waits for the batch delay), however
+/// long the delay, and a hotel this subgraph does not know costs nothing more.
+#[tokio::test]
+async fn a_search_page_is_answered_from_records_read_before_execution_without_loader_batches() {
+    let app = spawn_app_with(|settings| {
+        settings.loader_delay_us = 5_000_000;
+    })
+    .await;
+    let query = operation("frontend/SearchResultsMainImages.graphql");
+    // 48 known hotels (one of them twice) and one this subgraph has never heard of.
+    let mut ids: Vec<i64> = (1..=48).map(|n| n * 9).collect();
+    ids.push(9);
+    ids.push(987_654_321);
+    let (answer, statements) = app
+        .count_statements(app.graphql(
+            &query,
+            json!({ "representations": representations(ids.clone()) }),
+        ))
+        .await;
+    let data = answer.ok();
+    let entities = data["_entities"].as_array().expect("a list");
+    assert_eq!(entities.len(), 50);
+    assert!(
+        entities[..49]
+            .iter()
+            .all(|e| e["mainImage"]["url"].is_string())
+    );
+    assert_eq!(entities[48], entities[0], "the same hotel twice");
+    assert_eq!(
+        entities[49],
+        json!({ "id": "987654321", "mainImage": null })
+    );
+    assert!(statements <= 2, "{statements} statements");
+    let metrics = app.metrics().await;
+    for kind in ["hotel", "image"] {
+        let series = format!(r#"dataloader_batch_size_count{{kind="{kind}"}}"#);
+        assert_eq!(
+            sample(&metrics, &series),
+            None,
+            "{kind} batches ran: {metrics}"
+        );
+    }
 }
 
 #[tokio::test]
