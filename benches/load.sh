@@ -4,7 +4,7 @@
 # (oha -z DURATION -c 32), p50/p99 at a fixed rate of half that, SQL statements and CPU time
 # per request, and peak RSS; finally prints the tables of BENCHMARKS.md.
 #
-#   benches/load.sh                  # everything, 3 repetitions (about 1 h 30 min)
+#   benches/load.sh                  # everything, 3 repetitions (about 45 min once seeded)
 #   QUICK=1 benches/load.sh          # 1 repetition, short durations (a smoke run)
 #
 # Targets: the subgraph on SQLite and PostgreSQL in three cache states (db: no cache at all;

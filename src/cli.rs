@@ -22,9 +22,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Seed(args) => seed(&settings, &args).await,
-        Command::Recompute(args) => recompute(&settings, &args).await,
-        Command::Import(args) => import(&settings, &args).await,
+        Command::Seed(args) => seed(&settings.for_batch_job(), &args).await,
+        Command::Recompute(args) => recompute(&settings.for_batch_job(), &args).await,
+        Command::Import(args) => import(&settings.for_batch_job(), &args).await,
         Command::ExportSchema => export_schema(&settings).await,
         Command::Token(args) => token(&settings, &args),
     }
@@ -113,6 +113,18 @@ async fn recompute(settings: &Settings, args: &RecomputeArgs) -> anyhow::Result<
     Ok(())
 }
 
+/// Lines per batch of `import` when `--batch-size` is not given. MariaDB's batches slow down
+/// above a few thousand lines (its multi-row statements and `IN` lists grow with the batch:
+/// 4,247 lines/s at 3,000 against 2,944 at 10,000 in BENCHMARKS.md); the other engines gain
+/// from larger ones.
+fn default_batch_size(database_url: &str) -> usize {
+    if database_url.starts_with("mysql:") || database_url.starts_with("mariadb:") {
+        3_000
+    } else {
+        10_000
+    }
+}
+
 async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
     use crate::import::{Format, ImportOptions, import_feed};
     let partner = args
@@ -125,7 +137,9 @@ async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
         partner,
         format: args.format.unwrap_or_else(|| Format::of_path(&args.file)),
         snapshot: args.snapshot,
-        batch_size: args.batch_size,
+        batch_size: args
+            .batch_size
+            .unwrap_or_else(|| default_batch_size(&settings.database_url())),
     };
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;

@@ -3,7 +3,7 @@
 //! and loaders do not know it exists.
 //!
 //! # Levels
-//! - **L1**, in process ([`local`], moka): bounded by entries per kind, TTL with jitter.
+//! - **L1**, in process ([`local`], quick_cache): bounded by entries per kind, TTL with jitter.
 //! - **L2**, Redis ([`shared`], when `REDIS_URL` is set): one `MGET` per batch, fills in one
 //!   script call per batch, TTL with jitter.
 //!
@@ -122,7 +122,7 @@ pub(crate) trait Record:
 {
     type Id: Copy + Eq + Hash + fmt::Debug + Send + Sync + 'static;
     fn key(id: Self::Id) -> CacheKey;
-    fn tier(local: &Local) -> &moka::sync::Cache<Self::Id, Option<Arc<Self>>>;
+    fn tier(local: &Local) -> &local::Tier<Self>;
 }
 
 /// How the cache is set up.
