@@ -9,7 +9,8 @@
 #
 # Targets: the subgraph on SQLite and PostgreSQL in three cache states (db: no cache at all;
 # redis: L1 off, Redis warm; l1: in-process cache warm), the subgraph on the small PostgreSQL
-# catalog (flat latency), B0 (fixed bytes from plain axum) and B2 (Apollo Server, PostgreSQL).
+# catalog (flat latency), B0 (fixed bytes from plain axum) and B2 (Apollo Server, PostgreSQL,
+# on the large catalog and on the small one: `b2-small`).
 # Scenarios: S1 (`SearchResultsMainImages`, 50 hotels), S2 (`HotelGallery`, 30 images), MIX
 # (90% S1, 10% S2). The server runs on core 1 (`taskset -c 1`), oha on core 0; PostgreSQL and
 # Redis are not pinned.
@@ -54,7 +55,7 @@ PG_SMALL="$PG/bench_small"
 SQLITE_LARGE="sqlite://$DATA/bench-$SQLITE_HOTELS.db?mode=rwc"
 
 all_targets() {
-  echo "pg-db pg-redis pg-l1 sqlite-db sqlite-redis sqlite-l1 pg-small-db pg-small-l1 b0 b2"
+  echo "pg-db pg-redis pg-l1 sqlite-db sqlite-redis sqlite-l1 pg-small-db pg-small-l1 b0 b2 b2-small"
 }
 TARGETS=${TARGETS:-$(all_targets)}
 
@@ -97,7 +98,7 @@ seed_sqlite() { # file hotels
 
 needs() { [[ " $TARGETS " == *" $1"* ]]; }
 if needs pg- || needs b2; then seed_pg bench "$HOTELS"; fi
-if needs pg-small; then seed_pg bench_small "$SMALL_HOTELS"; fi
+if needs pg-small || needs b2-small; then seed_pg bench_small "$SMALL_HOTELS"; fi
 if needs sqlite; then seed_sqlite "$DATA/bench-$SQLITE_HOTELS.db" "$SQLITE_HOTELS"; fi
 
 for scenario in $SCENARIOS; do
@@ -154,8 +155,8 @@ start_b0() { # scenario
   wait_up
 }
 
-start_b2() {
-  (cd benches/apollo && DATABASE_URL="$PG_LARGE" PORT=$PORT POOL_SIZE=16 NODE_ENV=production \
+start_b2() { # database URL
+  (cd benches/apollo && DATABASE_URL="$1" PORT=$PORT POOL_SIZE=16 NODE_ENV=production \
     exec taskset -c $SERVER_CORE node server.mjs) >"$OUT/raw/b2.log" 2>&1 &
   SERVER_PID=$!
   wait_up
@@ -178,7 +179,7 @@ rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 statements() { # target → SQL statements sent so far
   case $1 in
     b0) echo 0 ;;
-    b2) curl -fsS "http://127.0.0.1:$((PORT + 1))/" ;;
+    b2 | b2-small) curl -fsS "http://127.0.0.1:$((PORT + 1))/" ;;
     *) curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '$1 == "db_statements_total" {print $2}' ;;
   esac
 }
@@ -198,12 +199,14 @@ measure() { # target scenario rep
     pg-*) engine=pg state=${target#*-} ;;
     b0) engine=none state=none ;;
     b2) engine=pg state=db ;;
+    b2-small) hotels=$SMALL_HOTELS engine=pg-small state=db ;;
   esac
   local body=$DATA/bodies-$scenario-$hotels.jsonl
   local stem=$OUT/raw/$target-$scenario-$rep
   case $target in
     b0) start_b0 "$scenario" ;;
-    b2) start_b2 ;;
+    b2) start_b2 "$PG_LARGE" ;;
+    b2-small) start_b2 "$PG_SMALL" ;;
     *) start_subgraph "$engine" "$state" ;;
   esac
   # Warm-up: connections, JIT, and in the warm states the cache (the whole body file once).

@@ -16,6 +16,7 @@ import sys
 LABELS = {
     "b0": "B0 plain axum, fixed bytes",
     "b2": "B2 Apollo Server 5 (PostgreSQL)",
+    "b2-small": "B2 Apollo Server 5 (PostgreSQL small catalog)",
     "pg-db": "subgraph, PostgreSQL, database only",
     "pg-redis": "subgraph, PostgreSQL, Redis warm (L1 off)",
     "pg-l1": "subgraph, PostgreSQL, L1 warm",
@@ -115,7 +116,8 @@ def report(runs_path, machine_path=None):
         if not targets:
             continue
         b0 = median(scenario, "b0", "rps")
-        b2 = median(scenario, "b2", "rps")
+        # Each subgraph row against B2 on the same catalog (the small one for `pg-small-*`).
+        b2 = {"large": median(scenario, "b2", "rps"), "small": median(scenario, "b2-small", "rps")}
         reps = max(len(groups[(scenario, t)]) for t in targets)
         print(f"### {title}\n")
         print(f"Medians of {reps} repetition(s), (min–max). Throughput at saturation (32 connections); "
@@ -126,7 +128,8 @@ def report(runs_path, machine_path=None):
             rs = groups[(scenario, t)]
             rps = statistics.median(r["rps"] for r in rs)
             vs_b0 = f"{rps / b0:.1%}" if b0 and t != "b0" else "—"
-            vs_b2 = f"{rps / b2:.1f}×" if b2 and t != "b2" else "—"
+            peer = b2["small" if t.startswith("pg-small") else "large"]
+            vs_b2 = f"{rps / peer:.1f}×" if peer and not t.startswith("b") else "—"
             bad = sum(r["errors"] for r in rs) + sum(
                 n for r in rs for code, n in r["status"].items() if code != "200"
             )

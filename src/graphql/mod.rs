@@ -241,10 +241,14 @@ pub fn prepare(
     request
 }
 
-/// Loads, before execution, what a federation query's `_entities` will ask for: the hotels of
-/// its `Hotel` representations, and their main images when the document selects `mainImage`
-/// (the search page), each in one call to the catalog, and feeds them into the request's
-/// loaders (with "not found" for the hotels that do not exist).
+/// Loads, before execution, the records the frontend's two hot operations will ask for, and
+/// feeds them into the request's loaders (with "not found" for hotels that do not exist):
+/// - the search page (`_entities` of `Hotel` representations): the hotels, and their main
+///   images when the document selects `mainImage`;
+/// - the hotel page (`hotel(id:)`): the hotel, its main image when selected, and the images of
+///   its curated gallery when the document selects `gallery`.
+///
+/// Each kind is one call to the catalog (one statement per table on a cache miss).
 ///
 /// Executed field by field, the library registers these keys a few at a time: the selection
 /// set of each entity yields back to the scheduler after its first poll, and the list of
@@ -253,15 +257,16 @@ pub fn prepare(
 /// between, the batch delay elapses, and the batches split (measured: 23 statements per search
 /// page at 32 connections instead of 2). Primed, the resolvers find every record in the
 /// request's loader cache: no batch runs, so no field waits for the batch delay's timer
-/// (which tokio rounds up to a whole millisecond, twice per search page).
+/// (which tokio rounds up to a whole millisecond, once per level of the page).
 async fn prime(catalog: &Catalog, loaders: &Loaders, request: &mut async_graphql::Request) {
     let variables = std::mem::take(&mut request.variables);
     let operation_name = request.operation_name.clone();
-    let mut hotels: Vec<HotelId> = match request.parsed_query() {
-        Ok(document) => entity_hotels(document, operation_name.as_deref(), &variables),
-        Err(_) => Vec::new(),
+    let roots = match request.parsed_query() {
+        Ok(document) => requested_hotels(document, operation_name.as_deref(), &variables),
+        Err(_) => RootHotels::default(),
     };
     request.variables = variables;
+    let mut hotels: Vec<HotelId> = roots.entities.iter().chain(&roots.pages).copied().collect();
     if hotels.is_empty() {
         return;
     }
@@ -271,46 +276,61 @@ async fn prime(catalog: &Catalog, loaders: &Loaders, request: &mut async_graphql
     let Ok(found) = catalog.hotels(&hotels).await else {
         return;
     };
-    let mut mains: Vec<ImageId> = if request.query.contains("mainImage") {
-        found
-            .values()
-            .filter_map(|hotel| hotel.main.as_ref().map(|main| main.image_id))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut images: Vec<ImageId> = Vec::new();
+    if request.query.contains("mainImage") {
+        images.extend(
+            found
+                .values()
+                .filter_map(|h| h.main.as_ref().map(|m| m.image_id)),
+        );
+    }
+    if request.query.contains("gallery") {
+        for id in &roots.pages {
+            images.extend(found.get(id).iter().flat_map(|h| h.gallery.iter().copied()));
+        }
+    }
     loaders.feed_many(loader::every_key(&hotels, found)).await;
-    if mains.is_empty() {
+    if images.is_empty() {
         return;
     }
-    mains.sort_unstable();
-    mains.dedup();
-    if let Ok(images) = catalog.images(&mains).await {
-        loaders.feed_many(loader::every_key(&mains, images)).await;
+    images.sort_unstable();
+    images.dedup();
+    if let Ok(found) = catalog.images(&images).await {
+        loaders.feed_many(loader::every_key(&images, found)).await;
     }
 }
 
-/// The hotel IDs of the `Hotel` representations that the executed operation's `_entities`
-/// gets through a variable.
-fn entity_hotels(
+/// The hotels an operation asks for at its root.
+#[derive(Debug, Default, PartialEq)]
+struct RootHotels {
+    /// Of the `Hotel` representations of `_entities`, given through a variable (as gateways
+    /// send them).
+    entities: Vec<HotelId>,
+    /// Of `hotel(id:)`, a literal or a variable.
+    pages: Vec<HotelId>,
+}
+
+/// The hotels the executed operation of `document` asks for at its root.
+fn requested_hotels(
     document: &async_graphql::parser::types::ExecutableDocument,
     operation_name: Option<&str>,
     variables: &async_graphql::Variables,
-) -> Vec<HotelId> {
+) -> RootHotels {
     use async_graphql::parser::types::DocumentOperations;
+    let mut hotels = RootHotels::default();
     let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(operation), _) => operation,
         (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
             Some(operation) => operation,
-            None => return Vec::new(),
+            None => return hotels,
         },
         (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
             match operations.values().next() {
                 Some(operation) => operation,
-                None => return Vec::new(),
+                None => return hotels,
             }
         }
-        _ => return Vec::new(),
+        _ => return hotels,
     };
     let mut roots = Vec::new();
     limits::root_fields(
@@ -319,27 +339,46 @@ fn entity_hotels(
         &mut std::collections::HashSet::new(),
         &mut roots,
     );
-    let mut hotels = Vec::new();
-    for field in roots.iter().filter(|f| f.name.node.as_str() == "_entities") {
-        for representation in limits::variable_representations(field, variables) {
-            let async_graphql::Value::Object(fields) = representation else {
-                continue;
-            };
-            let is_hotel = matches!(
-                fields.get("__typename"),
-                Some(async_graphql::Value::String(name)) if name == "Hotel"
-            );
-            let id = match fields.get("id") {
-                Some(async_graphql::Value::String(id)) => id.parse().ok(),
-                Some(async_graphql::Value::Number(id)) => id.as_i64().and_then(HotelId::new),
-                _ => None,
-            };
-            if let (true, Some(id)) = (is_hotel, id) {
-                hotels.push(id);
+    for field in roots {
+        match field.name.node.as_str() {
+            "_entities" => {
+                for representation in limits::variable_representations(field, variables) {
+                    let async_graphql::Value::Object(fields) = representation else {
+                        continue;
+                    };
+                    let is_hotel = matches!(
+                        fields.get("__typename"),
+                        Some(async_graphql::Value::String(name)) if name == "Hotel"
+                    );
+                    if let (true, Some(id)) = (is_hotel, fields.get("id").and_then(hotel_id)) {
+                        hotels.entities.push(id);
+                    }
+                }
             }
+            "hotel" => {
+                let id = field
+                    .get_argument("id")
+                    .and_then(|argument| match &argument.node {
+                        async_graphql_value::Value::Variable(name) => variables.get(name).cloned(),
+                        literal => literal.clone().into_const(),
+                    });
+                if let Some(id) = id.as_ref().and_then(hotel_id) {
+                    hotels.pages.push(id);
+                }
+            }
+            _ => {}
         }
     }
     hotels
+}
+
+/// A hotel ID given as a string or a number; `None` when malformed (the resolvers report it).
+fn hotel_id(value: &async_graphql::Value) -> Option<HotelId> {
+    match value {
+        async_graphql::Value::String(id) => id.parse().ok(),
+        async_graphql::Value::Number(id) => id.as_i64().and_then(HotelId::new),
+        _ => None,
+    }
 }
 
 /// The federation SDL as published to the schema registry (and committed as `schema.graphql`),

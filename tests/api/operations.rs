@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{operation, spawn_app};
+use crate::helpers::{operation, sample, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn hotel_gallery_returns_the_curated_gallery_main_image_first() {
@@ -47,6 +47,53 @@ async fn hotel_gallery_returns_the_curated_gallery_main_image_first() {
         let ratio = node["aspectRatio"].as_f64().unwrap();
         assert!((ratio - w as f64 / h as f64).abs() < 1e-9);
         assert!(!["LOGO", "MAP"].contains(&node["category"].as_str().unwrap()));
+    }
+}
+
+/// The hotel page's hotel, main image and gallery images are read before execution and handed
+/// to the request's loaders: no loader batch runs (so no field waits for the batch delay),
+/// whether the hotel ID comes through a variable or inline.
+#[tokio::test]
+async fn a_hotel_page_is_answered_from_records_read_before_execution_without_loader_batches() {
+    let app = spawn_app_with(|settings| settings.loader_delay_us = 5_000_000).await;
+    let (answer, statements) = app
+        .count_statements(app.graphql(
+            &operation("frontend/HotelGallery.graphql"),
+            json!({ "id": "3", "first": 30 }),
+        ))
+        .await;
+    let data = answer.ok();
+    assert!(data["hotel"]["mainImage"]["url"].is_string());
+    assert!(
+        !data["hotel"]["gallery"]["edges"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(statements <= 2, "{statements} statements");
+    let inline = app
+        .graphql(
+            "{ hotel(id: 4) { mainImage { id } gallery(first: 5) { edges { node { id } } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    assert!(inline["hotel"]["mainImage"]["id"].is_string());
+    assert_eq!(
+        inline["hotel"]["gallery"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let metrics = app.metrics().await;
+    for kind in ["hotel", "image"] {
+        let series = format!(r#"dataloader_batch_size_count{{kind="{kind}"}}"#);
+        assert_eq!(
+            sample(&metrics, &series),
+            None,
+            "{kind} batches ran: {metrics}"
+        );
     }
 }
 
