@@ -159,6 +159,7 @@ pub fn every_key<K: Copy + Eq + std::hash::Hash, R>(
     }
     answers
 }
+
 keyed_loader!(
     "image_tags",
     TagsOf,
