@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{operation, sample, spawn_app, spawn_app_with};
+use crate::helpers::{operation, spawn_app, spawn_app_with};
 
 fn representations(ids: impl IntoIterator<Item = i64>) -> Value {
     Value::Array(
@@ -79,15 +79,7 @@ async fn a_search_page_is_answered_from_records_read_before_execution_without_lo
         json!({ "id": "987654321", "mainImage": null })
     );
     assert!(statements <= 2, "{statements} statements");
-    let metrics = app.metrics().await;
-    for kind in ["hotel", "image"] {
-        let series = format!(r#"dataloader_batch_size_count{{kind="{kind}"}}"#);
-        assert_eq!(
-            sample(&metrics, &series),
-            None,
-            "{kind} batches ran: {metrics}"
-        );
-    }
+    app.assert_no_record_loader_batches().await;
 }
 
 #[tokio::test]

@@ -341,6 +341,20 @@ impl TestApp {
         response.text().await.expect("metrics text")
     }
 
+    /// Asserts that no hotel or image loader batch has run in this app (its records were all
+    /// read before execution).
+    pub async fn assert_no_record_loader_batches(&self) {
+        let metrics = self.metrics().await;
+        for kind in ["hotel", "image"] {
+            let series = format!(r#"dataloader_batch_size_count{{kind="{kind}"}}"#);
+            assert_eq!(
+                sample(&metrics, &series),
+                None,
+                "{kind} batches ran: {metrics}"
+            );
+        }
+    }
+
     /// A request whose body arrives slowly: it holds its slot until `hold` has passed.
     pub fn slow_request(&self, hold: Duration) -> tokio::task::JoinHandle<Option<StatusCode>> {
         let request = self

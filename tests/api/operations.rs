@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{operation, sample, spawn_app, spawn_app_with};
+use crate::helpers::{operation, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn hotel_gallery_returns_the_curated_gallery_main_image_first() {
@@ -86,15 +86,7 @@ async fn a_hotel_page_is_answered_from_records_read_before_execution_without_loa
             .len(),
         5
     );
-    let metrics = app.metrics().await;
-    for kind in ["hotel", "image"] {
-        let series = format!(r#"dataloader_batch_size_count{{kind="{kind}"}}"#);
-        assert_eq!(
-            sample(&metrics, &series),
-            None,
-            "{kind} batches ran: {metrics}"
-        );
-    }
+    app.assert_no_record_loader_batches().await;
 }
 
 #[tokio::test]
