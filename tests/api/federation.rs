@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{operation, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, operation, spawn_app, spawn_app_with};
 
 fn representations(ids: impl IntoIterator<Item = i64>) -> Value {
     Value::Array(
@@ -12,19 +12,25 @@ fn representations(ids: impl IntoIterator<Item = i64>) -> Value {
     )
 }
 
-#[tokio::test]
-async fn search_results_main_images_cost_one_statement_per_table_for_fifty_hotels() {
-    let app = spawn_app().await;
+/// The search page for `ids`: its `_entities` and the SQL statements it cost.
+async fn search_page(app: &TestApp, ids: &[i64]) -> (Vec<Value>, u64) {
     let query = operation("frontend/SearchResultsMainImages.graphql");
-    let ids: Vec<i64> = (1..=50).map(|n| n * 7).collect();
     let (answer, statements) = app
         .count_statements(app.graphql(
             &query,
-            json!({ "representations": representations(ids.clone()) }),
+            json!({ "representations": representations(ids.iter().copied()) }),
         ))
         .await;
     let data = answer.ok();
-    let entities = data["_entities"].as_array().expect("a list");
+    let entities = data["_entities"].as_array().expect("a list").clone();
+    (entities, statements)
+}
+
+#[tokio::test]
+async fn search_results_main_images_cost_one_statement_per_table_for_fifty_hotels() {
+    let app = spawn_app().await;
+    let ids: Vec<i64> = (1..=50).map(|n| n * 7).collect();
+    let (entities, statements) = search_page(&app, &ids).await;
     assert_eq!(entities.len(), 50);
     for (entity, id) in entities.iter().zip(&ids) {
         assert_eq!(entity["id"], id.to_string(), "order kept");
@@ -54,19 +60,11 @@ async fn a_search_page_is_answered_from_records_read_before_execution_without_lo
         settings.loader_delay_us = 5_000_000;
     })
     .await;
-    let query = operation("frontend/SearchResultsMainImages.graphql");
     // 48 known hotels (one of them twice) and one this subgraph has never heard of.
     let mut ids: Vec<i64> = (1..=48).map(|n| n * 9).collect();
     ids.push(9);
     ids.push(987_654_321);
-    let (answer, statements) = app
-        .count_statements(app.graphql(
-            &query,
-            json!({ "representations": representations(ids.clone()) }),
-        ))
-        .await;
-    let data = answer.ok();
-    let entities = data["_entities"].as_array().expect("a list");
+    let (entities, statements) = search_page(&app, &ids).await;
     assert_eq!(entities.len(), 50);
     assert!(
         entities[..49]
