@@ -178,6 +178,7 @@ where
 
     let before: Vec<f64> = ingestor.profile().seconds().iter().map(|p| p.1).collect();
     let mut waiting = 0.0;
+    let mut batches_done: u64 = 0;
     loop {
         let wait = Instant::now();
         let Some(batch) = prepared.recv().await else {
@@ -192,6 +193,14 @@ where
             observer: &mut *observer,
         };
         import_batch(ingestor, &caller, batch, &mut report).await?;
+        batches_done += 1;
+        if batches_done.is_power_of_two() {
+            // After batches 1, 2, 4, 8...: the import has at most doubled what it wrote since
+            // the last refresh, so the planner never works from much smaller tables.
+            if let Err(error) = ingestor.refresh_statistics().await {
+                tracing::warn!(%error, "could not refresh the planner statistics");
+            }
+        }
         observer.progress(Progress {
             bytes: at,
             lines: summary.lines,

@@ -185,6 +185,12 @@ impl Ingestor {
         &self.profile
     }
 
+    /// Renews the database's statistics of the tables imports write (see
+    /// [`store::refresh_statistics`]): for bulk imports, as the catalog grows.
+    pub async fn refresh_statistics(&self) -> ManageResult<()> {
+        Ok(store::refresh_statistics(self.store.connection()).await?)
+    }
+
     async fn begin(&self) -> ManageResult<DatabaseTransaction> {
         Ok(self.store.begin_write().await?)
     }

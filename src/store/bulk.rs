@@ -1,46 +1,43 @@
-//! Multi-row inserts, chunked so that no statement exceeds the engines' bind-parameter limits
-//! (SQLite 32,766; PostgreSQL and MySQL 65,535).
+//! Multi-row writes whose statement text never depends on the number of rows: the rows travel
+//! as one JSON parameter that the statement turns back into rows (PostgreSQL
+//! `json_to_recordset`, MySQL/MariaDB `JSON_TABLE`, SQLite `json_each`).
+//!
+//! A multi-row `VALUES` list is a new statement text for every row count, which PostgreSQL and
+//! MariaDB parse and plan again and which costs a bind parameter per value; a statement here is
+//! prepared once per connection and takes one parameter per chunk of rows (see BENCHMARKS.md,
+//! "Ingestion"). [`in_keys`] does the same for the keys of an `IN` list.
 
-use sea_orm::sea_query::OnConflict;
+use std::fmt::Write as _;
+
+use sea_orm::sea_query::{ArrayType, Expr};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryTrait, Statement,
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement,
+    Value,
 };
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
+use crate::domain::catalog::ParseError;
 
-/// Bind parameters per statement: under every engine's limit.
-const MAX_BINDS: usize = 30_000;
+/// Rows per statement: a few MB of JSON at most, under MariaDB's default 16 MB packet.
+const ROWS_PER_STATEMENT: usize = 5_000;
 
-/// Rows per statement for narrow tables (a few columns).
-pub const ROWS_PER_STATEMENT: usize = 1_000;
-
-/// Rows of `A` that fit in one statement.
-fn rows_per_statement<A: ActiveModelTrait>() -> usize {
-    let columns = <A::Entity as EntityTrait>::Column::iter().count().max(1);
-    (MAX_BINDS / columns).max(1)
+/// What to do with a row whose unique key is taken.
+enum OnConflict<C> {
+    /// Fail (no unique key can clash).
+    Fail,
+    /// Skip the row.
+    Skip(Vec<C>),
+    /// Update these columns of the existing row from the row given.
+    Update { key: Vec<C>, columns: Vec<C> },
 }
 
-/// Splits `rows` into statement-sized chunks.
-fn chunks<A: ActiveModelTrait>(rows: Vec<A>) -> impl Iterator<Item = Vec<A>> {
-    let per_statement = rows_per_statement::<A>();
-    let mut rows = rows.into_iter().peekable();
-    std::iter::from_fn(move || {
-        rows.peek()?;
-        Some(rows.by_ref().take(per_statement).collect())
-    })
-}
-
-/// Inserts `rows` in as few statements as the bind limit allows.
+/// Inserts `rows`.
 pub async fn insert_chunked<C, A>(conn: &C, rows: Vec<A>) -> StoreResult<()>
 where
     C: ConnectionTrait,
     A: ActiveModelTrait + Send,
 {
-    for chunk in chunks(rows) {
-        A::Entity::insert_many(chunk)
-            .exec_without_returning(conn)
-            .await?;
-    }
+    write(conn, &rows, OnConflict::Fail).await?;
     Ok(())
 }
 
@@ -56,48 +53,322 @@ pub async fn insert_new<C, A, K>(conn: &C, rows: Vec<A>, key: K) -> StoreResult<
 where
     C: ConnectionTrait,
     A: ActiveModelTrait + Send,
-    K: IntoIterator<Item = <A::Entity as EntityTrait>::Column> + Clone,
+    K: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
 {
-    let backend = conn.get_database_backend();
-    let mut inserted = 0;
-    for chunk in chunks(rows) {
-        let insert = A::Entity::insert_many(chunk);
-        inserted += if backend == DbBackend::MySql {
-            let statement = backend.build(&insert.into_query());
-            let sql = statement.sql.replacen("INSERT ", "INSERT IGNORE ", 1);
-            conn.execute_raw(Statement { sql, ..statement })
-                .await?
-                .rows_affected()
-        } else {
-            insert
-                .on_conflict(OnConflict::columns(key.clone()).do_nothing().to_owned())
-                .exec_without_returning(conn)
-                .await?
-        };
-    }
-    Ok(inserted)
+    write(conn, &rows, OnConflict::Skip(key.into_iter().collect())).await
 }
 
 /// Inserts `rows`, or, where a row with the same unique key `key` exists, updates its
-/// `update` columns from the row given (one multi-row statement per chunk on every engine).
+/// `update` columns from the row given.
 pub async fn upsert<C, A, K, U>(conn: &C, rows: Vec<A>, key: K, update: U) -> StoreResult<()>
 where
     C: ConnectionTrait,
     A: ActiveModelTrait + Send,
-    K: IntoIterator<Item = <A::Entity as EntityTrait>::Column> + Clone,
-    U: IntoIterator<Item = <A::Entity as EntityTrait>::Column> + Clone,
+    K: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+    U: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
 {
-    for chunk in chunks(rows) {
-        A::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::columns(key.clone())
-                    .update_columns(update.clone())
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
-    }
+    let conflict = OnConflict::Update {
+        key: key.into_iter().collect(),
+        columns: update.into_iter().collect(),
+    };
+    write(conn, &rows, conflict).await?;
     Ok(())
+}
+
+/// The JSON type a column's values travel as, from the value's own variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Integer,
+    Float,
+    Text,
+    Time,
+}
+
+impl Kind {
+    fn of(value: &Value) -> Option<Kind> {
+        Some(match value {
+            Value::TinyInt(_)
+            | Value::SmallInt(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::TinyUnsigned(_)
+            | Value::SmallUnsigned(_)
+            | Value::Unsigned(_)
+            | Value::BigUnsigned(_) => Kind::Integer,
+            Value::Float(_) | Value::Double(_) => Kind::Float,
+            Value::String(_) => Kind::Text,
+            Value::ChronoDateTimeUtc(_) => Kind::Time,
+            _ => return None,
+        })
+    }
+
+    /// The column type a JSON field is read as.
+    fn sql(self, backend: DbBackend) -> &'static str {
+        match (backend, self) {
+            (DbBackend::MySql, Kind::Integer) => "BIGINT",
+            (DbBackend::MySql, Kind::Float) => "DOUBLE",
+            (DbBackend::MySql, Kind::Text) => "LONGTEXT CHARACTER SET utf8mb4",
+            (DbBackend::MySql, Kind::Time) => "DATETIME(6)",
+            (_, Kind::Integer) => "bigint",
+            (_, Kind::Float) => "double precision",
+            (_, Kind::Text) => "text",
+            (_, Kind::Time) => "timestamptz",
+        }
+    }
+}
+
+/// Writes `rows` (the columns set in the first row) in statements of [`ROWS_PER_STATEMENT`]
+/// rows; returns the rows the engine counted as written.
+async fn write<C, A>(
+    conn: &C,
+    rows: &[A],
+    conflict: OnConflict<<A::Entity as EntityTrait>::Column>,
+) -> StoreResult<u64>
+where
+    C: ConnectionTrait,
+    A: ActiveModelTrait,
+{
+    let Some(first) = rows.first() else {
+        return Ok(0);
+    };
+    let backend = conn.get_database_backend();
+    let columns = <A::Entity as EntityTrait>::Column::iter()
+        .filter_map(|column| {
+            let value = first.get(column).into_value()?;
+            let kind = Kind::of(&value).ok_or_else(|| ParseError {
+                what: "column type of a bulk write",
+                value: format!("{value:?}"),
+            });
+            Some(kind.map(|kind| (column, kind)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sql = insert_sql::<A::Entity>(backend, &columns, &conflict);
+    let mut written = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let json = json_rows(backend, &columns, chunk);
+        let statement = Statement::from_sql_and_values(backend, sql.clone(), [json.into()]);
+        written += conn.execute_raw(statement).await?.rows_affected();
+    }
+    Ok(written)
+}
+
+fn quote(backend: DbBackend, name: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("`{name}`"),
+        _ => format!("\"{name}\""),
+    }
+}
+
+/// `INSERT INTO t (columns) SELECT columns FROM <the JSON parameter> [conflict rule]`.
+fn insert_sql<E: EntityTrait>(
+    backend: DbBackend,
+    columns: &[(E::Column, Kind)],
+    conflict: &OnConflict<E::Column>,
+) -> String {
+    let table = quote(backend, E::default().table_name());
+    let name = |column: &E::Column| quote(backend, column.as_str());
+    let names: Vec<String> = columns.iter().map(|(column, _)| name(column)).collect();
+    let names = names.join(", ");
+    let mut sql = String::new();
+    let ignore = matches!(conflict, OnConflict::Skip(_)) && backend == DbBackend::MySql;
+    let _ = write!(
+        sql,
+        "INSERT {}INTO {table} ({names}) ",
+        if ignore { "IGNORE " } else { "" }
+    );
+    match backend {
+        DbBackend::Postgres => {
+            let types: Vec<String> = columns
+                .iter()
+                .map(|(column, kind)| format!("{} {}", name(column), kind.sql(backend)))
+                .collect();
+            let _ = write!(
+                sql,
+                "SELECT {names} FROM json_to_recordset($1::json) AS r({})",
+                types.join(", ")
+            );
+        }
+        DbBackend::MySql => {
+            let types: Vec<String> = columns
+                .iter()
+                .map(|(column, kind)| {
+                    format!(
+                        "{} {} PATH '$.{}'",
+                        name(column),
+                        kind.sql(backend),
+                        column.as_str()
+                    )
+                })
+                .collect();
+            let _ = write!(
+                sql,
+                "SELECT {names} FROM JSON_TABLE(?, '$[*]' COLUMNS ({})) AS r",
+                types.join(", ")
+            );
+        }
+        _ => {
+            let fields: Vec<String> = columns
+                .iter()
+                .map(|(column, _)| format!("value ->> '$.{}'", column.as_str()))
+                .collect();
+            // `WHERE true`: SQLite needs it to tell an upsert's `ON CONFLICT` from a join's `ON`.
+            let _ = write!(
+                sql,
+                "SELECT {} FROM json_each(?) WHERE true",
+                fields.join(", ")
+            );
+        }
+    }
+    let list = |columns: &[E::Column]| {
+        columns
+            .iter()
+            .map(|c| name(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (conflict, backend) {
+        (OnConflict::Fail, _) | (OnConflict::Skip(_), DbBackend::MySql) => {}
+        (OnConflict::Skip(key), _) => {
+            let _ = write!(sql, " ON CONFLICT ({}) DO NOTHING", list(key));
+        }
+        (OnConflict::Update { columns, .. }, DbBackend::MySql) => {
+            let set: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{0} = VALUES({0})", name(c)))
+                .collect();
+            let _ = write!(sql, " ON DUPLICATE KEY UPDATE {}", set.join(", "));
+        }
+        (OnConflict::Update { key, columns }, _) => {
+            let set: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{0} = excluded.{0}", name(c)))
+                .collect();
+            let _ = write!(
+                sql,
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                list(key),
+                set.join(", ")
+            );
+        }
+    }
+    sql
+}
+
+/// `rows` as a JSON array of objects keyed by column name; a NULL is left out (every engine
+/// reads a missing field as NULL). Times are written as each engine reads them back.
+fn json_rows<A: ActiveModelTrait>(
+    backend: DbBackend,
+    columns: &[(<A::Entity as EntityTrait>::Column, Kind)],
+    rows: &[A],
+) -> String {
+    let mut out = String::with_capacity(rows.len() * 48 * columns.len());
+    out.push('[');
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        let mut first = true;
+        for (column, _) in columns {
+            let Some(value) = row.get(*column).into_value() else {
+                continue;
+            };
+            let at = out.len();
+            if !first {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{}\":", column.as_str());
+            if json_value(&mut out, backend, value) {
+                first = false;
+            } else {
+                out.truncate(at);
+            }
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+/// Appends `value` as JSON; `false` (and nothing appended) for NULL.
+fn json_value(out: &mut String, backend: DbBackend, value: Value) -> bool {
+    match value {
+        Value::TinyInt(Some(v)) => write!(out, "{v}"),
+        Value::SmallInt(Some(v)) => write!(out, "{v}"),
+        Value::Int(Some(v)) => write!(out, "{v}"),
+        Value::BigInt(Some(v)) => write!(out, "{v}"),
+        Value::TinyUnsigned(Some(v)) => write!(out, "{v}"),
+        Value::SmallUnsigned(Some(v)) => write!(out, "{v}"),
+        Value::Unsigned(Some(v)) => write!(out, "{v}"),
+        Value::BigUnsigned(Some(v)) => write!(out, "{v}"),
+        // Finite (validated on the way in); `{:?}` prints the shortest exact form.
+        Value::Float(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
+        Value::Double(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
+        Value::String(Some(v)) => {
+            out.push_str(&serde_json::Value::from(v).to_string());
+            Ok(())
+        }
+        Value::ChronoDateTimeUtc(Some(v)) => match backend {
+            // As sqlx binds a time on each engine: microseconds, UTC.
+            DbBackend::Postgres => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+            DbBackend::MySql => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f")),
+            _ => write!(
+                out,
+                "\"{}\"",
+                v.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+            ),
+        },
+        _ => return false,
+    }
+    .is_ok()
+}
+
+/// Keys of an `IN` list, as [`in_keys`] passes them.
+pub trait Key: serde::Serialize + Clone + Into<Value> {
+    /// PostgreSQL's array of the keys.
+    const POSTGRES: ArrayType;
+    /// The type MySQL reads each element of the JSON array as.
+    const MYSQL: &'static str;
+}
+
+impl Key for i64 {
+    const POSTGRES: ArrayType = ArrayType::BigInt;
+    const MYSQL: &'static str = "BIGINT";
+}
+
+impl Key for &str {
+    const POSTGRES: ArrayType = ArrayType::String;
+    const MYSQL: &'static str = "VARCHAR(2048) CHARACTER SET utf8mb4";
+}
+
+/// `column IN (<keys>)` with the keys as one parameter: one statement text for any number of
+/// keys (so the engine prepares it once) and no bind-parameter limit.
+///
+/// PostgreSQL gets a typed array (`= ANY($1)`), whose length its planner sees in a custom plan,
+/// as it sees an `IN` list's; MySQL and SQLite get a JSON array (`JSON_TABLE`, `json_each`).
+pub fn in_keys<K: Key>(backend: DbBackend, column: Expr, keys: &[K]) -> Expr {
+    match backend {
+        DbBackend::Postgres => {
+            let array = keys.iter().cloned().map(Into::into).collect();
+            let array = Value::Array(K::POSTGRES, Some(Box::new(array)));
+            Expr::cust_with_exprs("$1 = ANY($2)", [column, Expr::val(array)])
+        }
+        DbBackend::MySql => {
+            let sql = format!(
+                "? IN (SELECT j.v FROM JSON_TABLE(?, '$[*]' COLUMNS (v {} PATH '$')) AS j)",
+                K::MYSQL
+            );
+            Expr::cust_with_exprs(sql, [column, Expr::val(json_array(keys))])
+        }
+        _ => Expr::cust_with_exprs(
+            "? IN (SELECT value FROM json_each(?))",
+            [column, Expr::val(json_array(keys))],
+        ),
+    }
+}
+
+fn json_array<K: Key>(keys: &[K]) -> String {
+    serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// After rows were inserted with explicit IDs, moves PostgreSQL's sequences past them (MySQL
@@ -156,7 +427,7 @@ pub async fn copy_in<A: ActiveModelTrait>(
     Ok(())
 }
 
-fn copy_error(error: sea_orm::sqlx::Error) -> super::StoreError {
+fn copy_error(error: sea_orm::sqlx::Error) -> StoreError {
     sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error))).into()
 }
 

@@ -20,7 +20,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
 };
 
-use super::bulk::{insert_new, upsert};
+use super::bulk::{in_keys, insert_new, upsert};
 use super::{PartnerRecord, StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind, Status};
 use crate::domain::ingest::{
@@ -150,11 +150,13 @@ pub async fn lock_hotels(
         })
         .collect();
     insert_new(txn, rows, [hotel::Column::Id]).await?;
-    if txn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+    let backend = txn.get_database_backend();
+    if backend != sea_orm::DbBackend::Sqlite {
+        let ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
         let mut lock = Query::select();
         lock.column(hotel::Column::Id)
             .from(hotel::Entity)
-            .and_where(Expr::col(hotel::Column::Id).is_in(hotels.iter().map(|h| h.get())))
+            .and_where(in_keys(backend, Expr::col(hotel::Column::Id), &ids))
             .order_by(hotel::Column::Id, sea_orm::sea_query::Order::Asc)
             .lock(LockType::Update);
         txn.query_all(&lock).await?;
@@ -189,11 +191,14 @@ pub async fn load_known(
     partner: PartnerId,
     deliveries: &[&Delivery],
 ) -> StoreResult<Known> {
+    let backend = txn.get_database_backend();
     let keys: BTreeSet<&str> = deliveries.iter().map(|d| d.url_key.as_str()).collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
     let legacy_ids: BTreeSet<&str> = deliveries
         .iter()
         .filter_map(|d| d.legacy_id.as_deref())
         .collect();
+    let legacy_ids: Vec<&str> = legacy_ids.into_iter().collect();
 
     let mut known = Known::default();
     if !keys.is_empty() {
@@ -205,7 +210,7 @@ pub async fn load_known(
                 image::Column::Status,
                 image::Column::StatusReason,
             ])
-            .filter(image::Column::UrlKey.is_in(keys.iter().copied()))
+            .filter(in_keys(backend, Expr::col(image::Column::UrlKey), &keys))
             .into_tuple()
             .all(txn)
             .await?;
@@ -228,7 +233,11 @@ pub async fn load_known(
                 legacy_image_id::Column::LegacyId,
                 legacy_image_id::Column::ImageId,
             ])
-            .filter(legacy_image_id::Column::LegacyId.is_in(legacy_ids.iter().copied()))
+            .filter(in_keys(
+                backend,
+                Expr::col(legacy_image_id::Column::LegacyId),
+                &legacy_ids,
+            ))
             .into_tuple()
             .all(txn)
             .await?;
@@ -389,10 +398,15 @@ async fn insert_images(
     if inserted != wanted {
         return Err(StoreError::Conflict);
     }
+    let keys: Vec<&str> = creators.iter().map(|d| d.url_key.as_str()).collect();
     let ids: HashMap<String, i64> = image::Entity::find()
         .select_only()
         .columns([image::Column::UrlKey, image::Column::Id])
-        .filter(image::Column::UrlKey.is_in(creators.iter().map(|d| d.url_key.as_str())))
+        .filter(in_keys(
+            txn.get_database_backend(),
+            Expr::col(image::Column::UrlKey),
+            &keys,
+        ))
         .into_tuple::<(String, i64)>()
         .all(txn)
         .await?
@@ -559,6 +573,24 @@ async fn revive(
         .filter(image::Column::StatusReason.eq(NO_ACTIVE_SOURCE))
         .exec(txn)
         .await?;
+    Ok(())
+}
+
+/// The tables an import writes, whose planner statistics [`refresh_statistics`] renews.
+const IMPORT_TABLES: &str =
+    "image, image_tag, hotel, hotel_image, image_source, delivery, legacy_image_id";
+
+/// Renews the planner's statistics of the tables an import writes. A bulk import can grow
+/// them many times over before the server's automatic analysis runs, and a planner that still
+/// believes them small scans them whole instead of looking up the batch's keys. SQLite's
+/// planner, with no statistics, already prefers the indexes: nothing to do there.
+pub async fn refresh_statistics<C: ConnectionTrait>(conn: &C) -> StoreResult<()> {
+    let sql = match conn.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("ANALYZE {IMPORT_TABLES}"),
+        sea_orm::DbBackend::MySql => format!("ANALYZE TABLE {IMPORT_TABLES}"),
+        _ => return Ok(()),
+    };
+    conn.execute_unprepared(&sql).await?;
     Ok(())
 }
 

@@ -355,7 +355,9 @@ pub async fn append_events(
         .into_iter()
         .map(|event| outbox::ActiveModel {
             seq: NotSet,
-            id: Set(uuid::Uuid::new_v4().to_string()),
+            // Time-ordered (v7): a batch's events go to the end of the unique index on `id`
+            // instead of to random pages of it.
+            id: Set(uuid::Uuid::now_v7().to_string()),
             aggregatetype: Set(event.aggregate_type.to_owned()),
             aggregateid: Set(event.aggregate_id),
             event_type: Set(event.event_type.to_owned()),

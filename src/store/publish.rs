@@ -10,12 +10,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{gallery_pin, hotel, hotel_image, image, image_source, main_image_override, partner};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
+use super::bulk::in_keys;
 use super::read;
 use super::{HotelRecord, PublishedMain, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{HotelId, ImageId, MainImageOrigin, PartnerKind, Status};
@@ -60,11 +61,16 @@ pub async fn publish<C: ConnectionTrait>(
     if hotels.is_empty() {
         return Ok(Vec::new());
     }
+    let backend = conn.get_database_backend();
     let raw_ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
     let candidates = load_candidates(conn, &raw_ids).await?;
     let pins = load_pins(conn, &raw_ids).await?;
     let overrides = load_overrides(conn, &raw_ids).await?;
-    let current = read::hotels_on(conn, &raw_ids).await?;
+    let current = read::hotels_where(
+        conn,
+        in_keys(backend, Expr::col(hotel::Column::Id), &raw_ids),
+    )
+    .await?;
 
     let mut changes = Vec::new();
     let mut new_rows = Vec::new();
@@ -168,26 +174,22 @@ async fn upsert_hotels<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<hotel::ActiveModel>,
 ) -> StoreResult<()> {
-    for chunk in rows.chunks(super::bulk::ROWS_PER_STATEMENT) {
-        hotel::Entity::insert_many(chunk.to_vec())
-            .on_conflict(
-                OnConflict::column(hotel::Column::Id)
-                    .update_columns([
-                        hotel::Column::Version,
-                        hotel::Column::MainImageId,
-                        hotel::Column::MainImageOrigin,
-                        hotel::Column::MainImageChosenBy,
-                        hotel::Column::MainImageChosenAt,
-                        hotel::Column::ImageCount,
-                        hotel::Column::Gallery,
-                        hotel::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
-    }
-    Ok(())
+    super::bulk::upsert(
+        conn,
+        rows,
+        [hotel::Column::Id],
+        [
+            hotel::Column::Version,
+            hotel::Column::MainImageId,
+            hotel::Column::MainImageOrigin,
+            hotel::Column::MainImageChosenBy,
+            hotel::Column::MainImageChosenAt,
+            hotel::Column::ImageCount,
+            hotel::Column::Gallery,
+            hotel::Column::UpdatedAt,
+        ],
+    )
+    .await
 }
 
 /// Every linked image of the hotels with what curation needs to know about it.
@@ -217,17 +219,16 @@ async fn load_candidates<C: ConnectionTrait>(
             (image::Entity, image::Column::ContentSha256),
             (image::Entity, image::Column::PerceptualHash),
         ])
-        .and_where(
-            Expr::col((hotel_image::Entity, hotel_image::Column::HotelId))
-                .is_in(hotels.iter().copied()),
-        );
+        .and_where(in_keys(
+            conn.get_database_backend(),
+            Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)),
+            hotels,
+        ));
     let rows = conn.query_all(&query).await?;
 
     let mut by_hotel: HashMap<HotelId, Vec<Candidate>> = HashMap::new();
-    let mut image_ids = BTreeSet::new();
     for row in &rows {
         let image = image_id(row.try_get_by_index(1)?)?;
-        image_ids.insert(image.get());
         let link_status: String = row.try_get_by_index(2)?;
         let image_status: String = row.try_get_by_index(3)?;
         let width: Option<i32> = row.try_get_by_index(4)?;
@@ -252,22 +253,28 @@ async fn load_candidates<C: ConnectionTrait>(
             });
     }
 
-    let kinds = best_partner_kinds(conn, image_ids.into_iter().collect()).await?;
+    let kinds = best_partner_kinds(conn, hotels).await?;
     for candidate in by_hotel.values_mut().flatten() {
         candidate.best_partner_kind = kinds.get(&candidate.image_id).copied();
     }
     Ok(by_hotel)
 }
 
-/// The most trusted kind among each image's active sources.
+/// The most trusted kind among the active sources of each image of `hotels`: joined from the
+/// hotels in SQL rather than passed back as a list of image IDs.
 async fn best_partner_kinds<C: ConnectionTrait>(
     conn: &C,
-    images: Vec<i64>,
+    hotels: &[i64],
 ) -> StoreResult<HashMap<ImageId, PartnerKind>> {
     let mut query = Query::select();
     query
         .distinct()
-        .from(image_source::Entity)
+        .from(hotel_image::Entity)
+        .inner_join(
+            image_source::Entity,
+            Expr::col((image_source::Entity, image_source::Column::ImageId))
+                .equals((hotel_image::Entity, hotel_image::Column::ImageId)),
+        )
         .inner_join(
             partner::Entity,
             Expr::col((partner::Entity, partner::Column::Id))
@@ -275,7 +282,11 @@ async fn best_partner_kinds<C: ConnectionTrait>(
         )
         .column((image_source::Entity, image_source::Column::ImageId))
         .column((partner::Entity, partner::Column::Kind))
-        .and_where(Expr::col((image_source::Entity, image_source::Column::ImageId)).is_in(images))
+        .and_where(in_keys(
+            conn.get_database_backend(),
+            Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)),
+            hotels,
+        ))
         .and_where(
             Expr::col((image_source::Entity, image_source::Column::Status))
                 .eq(Status::Active.as_str()),
@@ -301,7 +312,11 @@ async fn load_pins<C: ConnectionTrait>(
     hotels: &[i64],
 ) -> StoreResult<HashMap<HotelId, Vec<ImageId>>> {
     let rows = gallery_pin::Entity::find()
-        .filter(gallery_pin::Column::HotelId.is_in(hotels.iter().copied()))
+        .filter(in_keys(
+            conn.get_database_backend(),
+            Expr::col(gallery_pin::Column::HotelId),
+            hotels,
+        ))
         .order_by_asc(gallery_pin::Column::HotelId)
         .order_by_asc(gallery_pin::Column::Position)
         .all(conn)
@@ -320,7 +335,11 @@ async fn load_overrides<C: ConnectionTrait>(
     hotels: &[i64],
 ) -> StoreResult<HashMap<HotelId, StoredOverride>> {
     let rows = main_image_override::Entity::find()
-        .filter(main_image_override::Column::HotelId.is_in(hotels.iter().copied()))
+        .filter(in_keys(
+            conn.get_database_backend(),
+            Expr::col(main_image_override::Column::HotelId),
+            hotels,
+        ))
         .all(conn)
         .await?;
     rows.into_iter()

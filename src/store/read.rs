@@ -312,10 +312,15 @@ pub async fn hotels_on<C: ConnectionTrait>(
     conn: &C,
     ids: &[i64],
 ) -> StoreResult<HashMap<HotelId, HotelRecord>> {
-    let rows = hotel::Entity::find()
-        .filter(hotel::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
-        .await?;
+    hotels_where(conn, hotel::Column::Id.is_in(ids.iter().copied())).await
+}
+
+/// The hotels that match `condition`.
+pub async fn hotels_where<C: ConnectionTrait>(
+    conn: &C,
+    condition: impl sea_orm::sea_query::IntoCondition,
+) -> StoreResult<HashMap<HotelId, HotelRecord>> {
+    let rows = hotel::Entity::find().filter(condition).all(conn).await?;
     rows.into_iter()
         .map(|row| {
             let record = hotel_record(row)?;
