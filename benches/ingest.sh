@@ -3,6 +3,8 @@
 # SQLite with the release build of the real `import` command, imports it a second time (the
 # re-import rate: every line UNCHANGED), and bulk-loads the same rows raw for comparison
 # (PostgreSQL COPY, MariaDB LOAD DATA LOCAL INFILE, SQLite one transaction of prepared inserts).
+# On PostgreSQL it also loads the catalog the import wrote (every table, with its indexes) with
+# COPY into an empty database: the floor of the import's own writes.
 #
 #   benches/ingest.sh                      # 1,000,000 lines, every engine
 #   LINES=100000 ENGINES="sqlite" benches/ingest.sh
@@ -75,7 +77,29 @@ run_import() { # engine url pass
   rate "$LINES" "$t0" "$t1"
 }
 
-declare -A IMPORT REIMPORT RAWRATE
+# The floor of the import's own writes on PostgreSQL: every row of the catalog it wrote (all
+# tables, their indexes), dumped and loaded back with COPY in one transaction into a freshly
+# migrated database. Prints lines of the feed per second of that load.
+pg_catalog_copy() { # url of the imported database
+  local dump=$FEED_DIR/catalog-dump floor_db=${DB}_floor script t0 t1
+  mkdir -p "$dump"
+  script=$dump/load.sql
+  : >"$script"
+  for table in $CATALOG_TABLES; do
+    psql -h "$PG_SOCKET" -U "$PGU" -d "$DB" -qc "\\copy $table TO '$dump/$table.copy'"
+    echo "\\copy $table FROM '$dump/$table.copy'" >>"$script"
+  done
+  psql -h "$PG_SOCKET" -U "$PGU" -d postgres -qc "DROP DATABASE IF EXISTS $floor_db" -c "CREATE DATABASE $floor_db"
+  DATABASE_URL="postgres:///$floor_db?host=$PG_SOCKET&user=$PGU" SEED_DEMO=false "$BIN" migrate >/dev/null 2>&1
+  t0=$(now)
+  psql -h "$PG_SOCKET" -U "$PGU" -d "$floor_db" -q -1 -f "$script"
+  t1=$(now)
+  psql -h "$PG_SOCKET" -U "$PGU" -d postgres -qc "DROP DATABASE $floor_db"
+  rate "$LINES" "$t0" "$t1"
+}
+CATALOG_TABLES="partner image image_tag hotel hotel_image image_source delivery legacy_image_id outbox audit_log"
+
+declare -A IMPORT REIMPORT RAWRATE FLOOR
 PGU=$(pg_user)
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -138,15 +162,20 @@ PY
       ;;
   esac
   RAWRATE[$engine]=$(rate "$LINES" "$t0" "$t1")
+  FLOOR[$engine]="-"
+  if [ "$engine" = postgres ]; then
+    log "postgres: the catalog the import wrote, loaded with COPY into an empty, indexed schema"
+    FLOOR[$engine]=$(pg_catalog_copy "$url")
+  fi
 done
 
 echo
 echo "commit $COMMIT, $(nproc) CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$LINES lines, seed $SEED, batch size ${BATCH_SIZE:-default}"
 echo
-echo "| engine | import lines/s | re-import lines/s | raw bulk lines/s | import / raw |"
-echo "|---|---:|---:|---:|---:|"
+echo "| engine | import lines/s | re-import lines/s | raw bulk lines/s | import / raw | catalog COPY lines/s |"
+echo "|---|---:|---:|---:|---:|---:|"
 for engine in $ENGINES; do
   ratio=$(python3 -c "print(f'{${IMPORT[$engine]} / ${RAWRATE[$engine]}:.3f}')")
-  echo "| $engine | ${IMPORT[$engine]} | ${REIMPORT[$engine]} | ${RAWRATE[$engine]} | $ratio |"
+  echo "| $engine | ${IMPORT[$engine]} | ${REIMPORT[$engine]} | ${RAWRATE[$engine]} | $ratio | ${FLOOR[$engine]} |"
 done

@@ -8,6 +8,7 @@
 //! "Ingestion"). [`in_keys`] does the same for the keys of an `IN` list.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use sea_orm::sea_query::{ArrayType, Expr};
 use sea_orm::{
@@ -145,7 +146,7 @@ where
     let sql = insert_sql::<A::Entity>(backend, &columns, &conflict);
     let mut written = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let json = json_rows(backend, &columns, chunk);
+        let json = json_rows(backend, &columns, chunk)?;
         let statement = Statement::from_sql_and_values(backend, sql.clone(), [json.into()]);
         written += conn.execute_raw(statement).await?.rows_affected();
     }
@@ -260,14 +261,14 @@ fn json_rows<A: ActiveModelTrait>(
     backend: DbBackend,
     columns: &[(<A::Entity as EntityTrait>::Column, Kind)],
     rows: &[A],
-) -> String {
-    let mut out = String::with_capacity(rows.len() * 48 * columns.len());
-    out.push('[');
+) -> StoreResult<String> {
+    let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 48 * columns.len());
+    out.push(b'[');
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push('{');
+        out.push(b'{');
         let mut first = true;
         for (column, _) in columns {
             let Some(value) = row.get(*column).into_value() else {
@@ -275,23 +276,31 @@ fn json_rows<A: ActiveModelTrait>(
             };
             let at = out.len();
             if !first {
-                out.push(',');
+                out.push(b',');
             }
-            let _ = write!(out, "\"{}\":", column.as_str());
-            if json_value(&mut out, backend, value) {
+            write!(out, "\"{}\":", column.as_str()).map_err(json_error)?;
+            if json_value(&mut out, backend, value).map_err(json_error)? {
                 first = false;
             } else {
                 out.truncate(at);
             }
         }
-        out.push('}');
+        out.push(b'}');
     }
-    out.push(']');
-    out
+    out.push(b']');
+    String::from_utf8(out).map_err(json_error)
 }
 
-/// Appends `value` as JSON; `false` (and nothing appended) for NULL.
-fn json_value(out: &mut String, backend: DbBackend, value: Value) -> bool {
+fn json_error(error: impl std::fmt::Display) -> StoreError {
+    ParseError {
+        what: "rows of a bulk write as JSON",
+        value: error.to_string(),
+    }
+    .into()
+}
+
+/// Appends `value` as JSON; `Ok(false)` (and nothing appended) for NULL.
+fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::Result<bool> {
     match value {
         Value::TinyInt(Some(v)) => write!(out, "{v}"),
         Value::SmallInt(Some(v)) => write!(out, "{v}"),
@@ -304,10 +313,7 @@ fn json_value(out: &mut String, backend: DbBackend, value: Value) -> bool {
         // Finite (validated on the way in); `{:?}` prints the shortest exact form.
         Value::Float(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
         Value::Double(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
-        Value::String(Some(v)) => {
-            out.push_str(&serde_json::Value::from(v).to_string());
-            Ok(())
-        }
+        Value::String(Some(v)) => serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other),
         Value::ChronoDateTimeUtc(Some(v)) => match backend {
             // As sqlx binds a time on each engine: microseconds, UTC.
             DbBackend::Postgres => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f+00")),
@@ -318,9 +324,9 @@ fn json_value(out: &mut String, backend: DbBackend, value: Value) -> bool {
                 v.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
             ),
         },
-        _ => return false,
-    }
-    .is_ok()
+        _ => return Ok(false),
+    }?;
+    Ok(true)
 }
 
 /// Keys of an `IN` list, as [`in_keys`] passes them.
@@ -435,6 +441,7 @@ fn copy_error(error: sea_orm::sqlx::Error) -> StoreError {
 fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
     use sea_orm::Value;
     use std::fmt::Write as _;
+use std::io::Write as _;
     let null = |out: &mut String| out.push_str("\\N");
     match value {
         Some(Value::BigInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
