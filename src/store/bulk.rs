@@ -313,7 +313,9 @@ fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::R
         // Finite (validated on the way in); `{:?}` prints the shortest exact form.
         Value::Float(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
         Value::Double(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
-        Value::String(Some(v)) => serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other),
+        Value::String(Some(v)) => {
+            serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
+        }
         Value::ChronoDateTimeUtc(Some(v)) => match backend {
             // As sqlx binds a time on each engine: microseconds, UTC.
             DbBackend::Postgres => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f+00")),
@@ -441,7 +443,7 @@ fn copy_error(error: sea_orm::sqlx::Error) -> StoreError {
 fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
     use sea_orm::Value;
     use std::fmt::Write as _;
-use std::io::Write as _;
+    use std::io::Write as _;
     let null = |out: &mut String| out.push_str("\\N");
     match value {
         Some(Value::BigInt(Some(v))) => write!(out, "{v}").unwrap_or(()),

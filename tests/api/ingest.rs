@@ -461,6 +461,50 @@ async fn import_images_commits_the_accepted_items_of_a_batch_beside_the_rejected
     );
 }
 
+/// Rows travel to the database as JSON, key lists as one array or JSON parameter: quotes,
+/// backslashes, non-ASCII text and exact scores must come back as they went in.
+#[tokio::test]
+async fn texts_and_scores_come_back_from_the_bulk_writes_as_they_went_in() {
+    let app = empty_app().await;
+    contract_partners(&app).await;
+    let caption = r#"The "blue" pool \ terrace, café 日本 😀 {"x": [1]}"#;
+    let legacy_id = r#"OLD-"7"\x,{é}"#;
+    let items = vec![json!({
+        "hotelId": "1", "url": "https://img.partner.example/h1/caf%C3%A9%20bleu.jpg",
+        "caption": caption, "legacyId": legacy_id, "qualityScore": 0.123456789012345,
+        "tags": [{ "category": "POOL", "confidence": 0.987654321 }],
+    })];
+    let body = import_images(&app, &app.importer(2), 2, items).await;
+    let results = &body["data"]["importImages"]["results"];
+    assert_eq!(results[0]["outcome"], "CREATED", "{body:#}");
+    let id = results[0]["image"]["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        image_by_legacy_id(&app, legacy_id).await.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        image_by_url(&app, "https://img.partner.example/h1/café bleu.jpg")
+            .await
+            .as_deref(),
+        Some(id.as_str())
+    );
+    let data = app
+        .graphql_as(
+            &app.admin(),
+            "query($id: ID!) { image(id: $id) { caption legacyIds qualityScore
+                tags { confidence } } }",
+            json!({ "id": id }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        data["image"],
+        json!({ "caption": caption, "legacyIds": [legacy_id], "qualityScore": 0.123456789012345,
+                "tags": [{ "confidence": 0.987654321 }] })
+    );
+}
+
 #[tokio::test]
 async fn an_importer_may_import_for_its_own_partner_only() {
     let app = empty_app().await;
