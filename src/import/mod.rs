@@ -36,6 +36,8 @@ use feed::{FeedReader, Record};
 
 /// Batches parsed ahead of the one being imported.
 const BATCHES_AHEAD: usize = 2;
+/// New images and links an import adds before it first refreshes the planner's statistics.
+const REFRESH_STATISTICS_AFTER: u64 = 1_000;
 
 /// How to import a feed.
 #[derive(Debug, Clone)]
@@ -178,7 +180,7 @@ where
 
     let before: Vec<f64> = ingestor.profile().seconds().iter().map(|p| p.1).collect();
     let mut waiting = 0.0;
-    let mut batches_done: u64 = 0;
+    let mut added_at_refresh = 0;
     loop {
         let wait = Instant::now();
         let Some(batch) = prepared.recv().await else {
@@ -193,10 +195,12 @@ where
             observer: &mut *observer,
         };
         import_batch(ingestor, &caller, batch, &mut report).await?;
-        batches_done += 1;
-        if batches_done.is_power_of_two() {
-            // After batches 1, 2, 4, 8...: the import has at most doubled what it wrote since
-            // the last refresh, so the planner never works from much smaller tables.
+        // Each time the images this import added have doubled, the planner learns the tables'
+        // new sizes: it never works from tables much smaller than they are, and a re-import,
+        // which adds nothing, never waits for it.
+        let added = summary.count(Outcome::Created) + summary.count(Outcome::Linked);
+        if added >= REFRESH_STATISTICS_AFTER && added >= 2 * added_at_refresh {
+            added_at_refresh = added;
             if let Err(error) = ingestor.refresh_statistics().await {
                 tracing::warn!(%error, "could not refresh the planner statistics");
             }

@@ -1,6 +1,6 @@
 //! Multi-row writes whose statement text never depends on the number of rows: the rows travel
 //! as one JSON parameter that the statement turns back into rows (PostgreSQL
-//! `json_to_recordset`, MySQL/MariaDB `JSON_TABLE`, SQLite `json_each`).
+//! `json_to_recordset`, MySQL/MariaDB `JSON_TABLE`, SQLite `jsonb_each`).
 //!
 //! A multi-row `VALUES` list is a new statement text for every row count, which PostgreSQL and
 //! MariaDB parse and plan again and which costs a bind parameter per value; a statement here is
@@ -212,10 +212,12 @@ fn insert_sql<E: EntityTrait>(
                 .iter()
                 .map(|(column, _)| format!("value ->> '$.{}'", column.as_str()))
                 .collect();
-            // `WHERE true`: SQLite needs it to tell an upsert's `ON CONFLICT` from a join's `ON`.
+            // `jsonb_each`: each row's object is read as binary JSON, not parsed again for each
+            // column. `WHERE true`: SQLite needs it to tell an upsert's `ON CONFLICT` from a
+            // join's `ON`.
             let _ = write!(
                 sql,
-                "SELECT {} FROM json_each(?) WHERE true",
+                "SELECT {} FROM jsonb_each(?) WHERE true",
                 fields.join(", ")
             );
         }
@@ -441,9 +443,6 @@ fn copy_error(error: sea_orm::sqlx::Error) -> StoreError {
 
 /// One field of COPY's text format: `\N` for NULL, backslash escapes for the delimiters.
 fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
-    use sea_orm::Value;
-    use std::fmt::Write as _;
-    use std::io::Write as _;
     let null = |out: &mut String| out.push_str("\\N");
     match value {
         Some(Value::BigInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
