@@ -113,10 +113,11 @@ async fn recompute(settings: &Settings, args: &RecomputeArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// Lines per batch of `import` when `--batch-size` is not given. MariaDB's batches slow down
-/// above a few thousand lines (its multi-row statements and `IN` lists grow with the batch:
-/// 4,247 lines/s at 3,000 against 2,944 at 10,000 in BENCHMARKS.md); the other engines gain
-/// from larger ones.
+/// Lines per batch of `import` when `--batch-size` is not given. On MariaDB, batches of 3,000
+/// were faster than 10,000 while statements grew with the batch (4,247 against 2,944 lines/s);
+/// since rows travel as one JSON parameter the two are even (5,707 against 5,558, see
+/// BENCHMARKS.md), and the smaller batch holds its locks for less time. The other engines gain
+/// from larger batches.
 fn default_batch_size(database_url: &str) -> usize {
     if database_url.starts_with("mysql:") || database_url.starts_with("mariadb:") {
         3_000

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use crate::domain::catalog::{Category, HotelId, ImageId, PartnerKind, Status, TagOrigin};
 use crate::domain::curation::{Candidate, Rules};
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
-use crate::store::bulk::{copy_in, insert_chunked, sync_sequences};
+use crate::store::bulk::{copy_in, insert_rows, sync_sequences};
 use crate::store::publish::{first_publication, publish};
 
 /// The four demo partners: (id, name, kind).
@@ -237,12 +237,12 @@ async fn seed_chunk(
         return Ok((hotel_ids.len() as u64, written));
     }
     let txn = db.begin().await?;
-    insert_chunked(&txn, rows.images).await?;
-    insert_chunked(&txn, rows.links).await?;
-    insert_chunked(&txn, rows.sources).await?;
-    insert_chunked(&txn, rows.deliveries).await?;
-    insert_chunked(&txn, rows.tags).await?;
-    insert_chunked(&txn, rows.legacy).await?;
+    insert_rows(&txn, rows.images).await?;
+    insert_rows(&txn, rows.links).await?;
+    insert_rows(&txn, rows.sources).await?;
+    insert_rows(&txn, rows.deliveries).await?;
+    insert_rows(&txn, rows.tags).await?;
+    insert_rows(&txn, rows.legacy).await?;
     publish(&txn, &hotel_ids, rules, now).await?;
     txn.commit().await?;
     Ok((hotel_ids.len() as u64, written))

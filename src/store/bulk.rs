@@ -33,7 +33,7 @@ enum OnConflict<C> {
 }
 
 /// Inserts `rows`.
-pub async fn insert_chunked<C, A>(conn: &C, rows: Vec<A>) -> StoreResult<()>
+pub async fn insert_rows<C, A>(conn: &C, rows: Vec<A>) -> StoreResult<()>
 where
     C: ConnectionTrait,
     A: ActiveModelTrait + Send,
@@ -133,16 +133,7 @@ where
         return Ok(0);
     };
     let backend = conn.get_database_backend();
-    let columns = <A::Entity as EntityTrait>::Column::iter()
-        .filter_map(|column| {
-            let value = first.get(column).into_value()?;
-            let kind = Kind::of(&value).ok_or_else(|| ParseError {
-                what: "column type of a bulk write",
-                value: format!("{value:?}"),
-            });
-            Some(kind.map(|kind| (column, kind)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let columns = columns_of(first)?;
     let sql = insert_sql::<A::Entity>(backend, &columns, &conflict);
     let mut written = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -151,6 +142,23 @@ where
         written += conn.execute_raw(statement).await?.rows_affected();
     }
     Ok(written)
+}
+
+/// The columns set in `row`, with the JSON type of each.
+fn columns_of<A: ActiveModelTrait>(
+    row: &A,
+) -> StoreResult<Vec<(<A::Entity as EntityTrait>::Column, Kind)>> {
+    <A::Entity as EntityTrait>::Column::iter()
+        .filter_map(|column| {
+            let value = row.get(column).into_value()?;
+            let kind = Kind::of(&value).ok_or_else(|| ParseError {
+                what: "column type of a bulk write",
+                value: format!("{value:?}"),
+            });
+            Some(kind.map(|kind| (column, kind)))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Into::into)
 }
 
 fn quote(backend: DbBackend, name: &str) -> String {
@@ -222,13 +230,7 @@ fn insert_sql<E: EntityTrait>(
             );
         }
     }
-    let list = |columns: &[E::Column]| {
-        columns
-            .iter()
-            .map(|c| name(c))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |columns: &[E::Column]| columns.iter().map(&name).collect::<Vec<_>>().join(", ");
     match (conflict, backend) {
         (OnConflict::Fail, _) | (OnConflict::Skip(_), DbBackend::MySql) => {}
         (OnConflict::Skip(key), _) => {
@@ -312,14 +314,14 @@ fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::R
         Value::SmallUnsigned(Some(v)) => write!(out, "{v}"),
         Value::Unsigned(Some(v)) => write!(out, "{v}"),
         Value::BigUnsigned(Some(v)) => write!(out, "{v}"),
-        // Finite (validated on the way in); `{:?}` prints the shortest exact form.
-        Value::Float(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
-        Value::Double(Some(v)) if v.is_finite() => write!(out, "{v:?}"),
+        // `{:?}` prints the shortest form that reads back exactly.
+        Value::Float(Some(v)) => finite(out, f64::from(v)),
+        Value::Double(Some(v)) => finite(out, v),
         Value::String(Some(v)) => {
             serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
         }
         Value::ChronoDateTimeUtc(Some(v)) => match backend {
-            // As sqlx binds a time on each engine: microseconds, UTC.
+            // As sqlx binds a time on each engine (UTC; PostgreSQL and MySQL keep microseconds).
             DbBackend::Postgres => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f+00")),
             DbBackend::MySql => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f")),
             _ => write!(
@@ -331,6 +333,16 @@ fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::R
         _ => return Ok(false),
     }?;
     Ok(true)
+}
+
+/// JSON has no NaN or infinity: such a value is an error, never a silent NULL.
+fn finite(out: &mut Vec<u8>, value: f64) -> std::io::Result<()> {
+    if !value.is_finite() {
+        return Err(std::io::Error::other(format!(
+            "{value} is not a finite number"
+        )));
+    }
+    write!(out, "{value:?}")
 }
 
 /// Keys of an `IN` list, as [`in_keys`] passes them.
@@ -467,5 +479,50 @@ fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
             }
         }
         _ => null(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use entity::{hotel_image, image_tag};
+    use sea_orm::ActiveValue::Set;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rows_travel_as_objects_without_their_nulls_and_with_their_texts_escaped() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 2, 1, 2, 3).unwrap();
+        let row = hotel_image::ActiveModel {
+            hotel_id: Set(1),
+            image_id: Set(2),
+            status: Set("say \"hi\" \\ 日本".to_owned()),
+            status_reason: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        };
+        let columns = columns_of(&row).unwrap();
+        let json = json_rows(DbBackend::Postgres, &columns, &[row.clone()]).unwrap();
+        let time = "2026-12-02 01:02:03.000000+00";
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            json!([{ "hotel_id": 1, "image_id": 2, "status": "say \"hi\" \\ 日本",
+                     "created_at": time, "updated_at": time }])
+        );
+        let sqlite = json_rows(DbBackend::Sqlite, &columns, &[row]).unwrap();
+        assert!(sqlite.contains("\"created_at\":\"2026-12-02T01:02:03+00:00\""));
+    }
+
+    #[test]
+    fn a_number_json_cannot_carry_is_an_error_not_a_null() {
+        let row = image_tag::ActiveModel {
+            image_id: Set(1),
+            origin: Set("MODEL".to_owned()),
+            category: Set("POOL".to_owned()),
+            confidence: Set(f64::NAN),
+        };
+        let columns = columns_of(&row).unwrap();
+        assert!(json_rows(DbBackend::MySql, &columns, &[row]).is_err());
     }
 }

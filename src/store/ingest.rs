@@ -432,7 +432,7 @@ async fn insert_images(
             })
         })
         .collect();
-    super::bulk::insert_chunked(txn, tags).await?;
+    super::bulk::insert_rows(txn, tags).await?;
     Ok(ids)
 }
 

@@ -146,7 +146,7 @@ pub async fn set_pins(
             image_id: Set(image.get()),
         })
         .collect();
-    super::bulk::insert_chunked(txn, rows).await
+    super::bulk::insert_rows(txn, rows).await
 }
 
 /// Which of `images` exist.
@@ -278,7 +278,7 @@ pub async fn replace_tags(
             confidence: Set(tag.confidence),
         })
         .collect();
-    super::bulk::insert_chunked(txn, rows).await
+    super::bulk::insert_rows(txn, rows).await
 }
 
 /// Recomputes the stored effective category of `images` from their tags.
@@ -366,7 +366,7 @@ pub async fn append_events(
             published_at: Set(None),
         })
         .collect();
-    super::bulk::insert_chunked(txn, rows).await
+    super::bulk::insert_rows(txn, rows).await
 }
 
 /// What an upload needs stored.

@@ -11,7 +11,8 @@
 //! - [`publish`]: running curation for a set of hotels and writing the published view.
 //! - [`manage`]: the writes of the management use cases, audit and outbox rows.
 //! - [`objects`]: the object store behind uploads.
-//! - [`bulk`]: multi-row inserts for seeding and imports.
+//! - [`bulk`]: multi-row writes (the rows as one JSON parameter) and key lists as one
+//!   parameter, for seeding, imports and curation.
 //! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
 //! - [`outbox`]: the relay's side of the outbox: its lock, unpublished events, marks, lag.
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.

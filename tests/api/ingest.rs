@@ -505,6 +505,20 @@ async fn texts_and_scores_come_back_from_the_bulk_writes_as_they_went_in() {
     );
 }
 
+/// The import command refreshes the planner's statistics as it grows the catalog; a failure
+/// there is only logged, so the statement is checked here, on every engine.
+#[tokio::test]
+async fn the_planner_statistics_of_the_import_tables_can_be_refreshed() {
+    let app = empty_app().await;
+    contract_partners(&app).await;
+    import(&app, contract_feed(), &options(None, Format::Jsonl, false)).await;
+    app.core
+        .ingestor
+        .refresh_statistics()
+        .await
+        .expect("refreshing the statistics");
+}
+
 #[tokio::test]
 async fn an_importer_may_import_for_its_own_partner_only() {
     let app = empty_app().await;
