@@ -503,7 +503,7 @@ mod tests {
             updated_at: Set(at),
         };
         let columns = columns_of(&row).unwrap();
-        let json = json_rows(DbBackend::Postgres, &columns, &[row.clone()]).unwrap();
+        let json = json_rows(DbBackend::Postgres, &columns, std::slice::from_ref(&row)).unwrap();
         let time = "2026-12-02 01:02:03.000000+00";
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&json).unwrap(),
