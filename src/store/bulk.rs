@@ -19,8 +19,9 @@ use sea_orm::{
 use super::{StoreError, StoreResult};
 use crate::domain::catalog::ParseError;
 
-/// Rows per statement: a few MB of JSON at most, under MariaDB's default 16 MB packet.
-const ROWS_PER_STATEMENT: usize = 5_000;
+/// Rows per statement: well under a MB of JSON (MariaDB's default packet is 16 MB), a buffer
+/// the allocator reuses rather than asks the kernel for again.
+const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// What to do with a row whose unique key is taken.
 enum OnConflict<C> {
@@ -267,6 +268,7 @@ fn json_rows<A: ActiveModelTrait>(
     rows: &[A],
 ) -> StoreResult<String> {
     let mut out: Vec<u8> = Vec::with_capacity(rows.len() * 48 * columns.len());
+    let mut times = TimeText::default();
     out.push(b'[');
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
@@ -283,7 +285,7 @@ fn json_rows<A: ActiveModelTrait>(
                 out.push(b',');
             }
             write!(out, "\"{}\":", column.as_str()).map_err(json_error)?;
-            if json_value(&mut out, backend, value).map_err(json_error)? {
+            if json_value(&mut out, backend, value, &mut times).map_err(json_error)? {
                 first = false;
             } else {
                 out.truncate(at);
@@ -303,8 +305,35 @@ fn json_error(error: impl std::fmt::Display) -> StoreError {
     .into()
 }
 
+/// The last time [`json_value`] wrote and its text: the rows of a write mostly share one time
+/// (the transaction's), which is formatted once instead of once per field.
+#[derive(Default)]
+struct TimeText {
+    last: Option<(chrono::DateTime<chrono::Utc>, String)>,
+}
+
+impl TimeText {
+    fn get(&mut self, backend: DbBackend, time: chrono::DateTime<chrono::Utc>) -> &str {
+        if self.last.as_ref().is_none_or(|(last, _)| *last != time) {
+            // As sqlx binds a time on each engine (UTC; PostgreSQL and MySQL keep microseconds).
+            let text = match backend {
+                DbBackend::Postgres => time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+                DbBackend::MySql => time.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+                _ => time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+            };
+            self.last = Some((time, text));
+        }
+        self.last.as_ref().map_or("", |(_, text)| text.as_str())
+    }
+}
+
 /// Appends `value` as JSON; `Ok(false)` (and nothing appended) for NULL.
-fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::Result<bool> {
+fn json_value(
+    out: &mut Vec<u8>,
+    backend: DbBackend,
+    value: Value,
+    times: &mut TimeText,
+) -> std::io::Result<bool> {
     match value {
         Value::TinyInt(Some(v)) => write!(out, "{v}"),
         Value::SmallInt(Some(v)) => write!(out, "{v}"),
@@ -320,16 +349,7 @@ fn json_value(out: &mut Vec<u8>, backend: DbBackend, value: Value) -> std::io::R
         Value::String(Some(v)) => {
             serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
         }
-        Value::ChronoDateTimeUtc(Some(v)) => match backend {
-            // As sqlx binds a time on each engine (UTC; PostgreSQL and MySQL keep microseconds).
-            DbBackend::Postgres => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f+00")),
-            DbBackend::MySql => write!(out, "\"{}\"", v.format("%Y-%m-%d %H:%M:%S%.6f")),
-            _ => write!(
-                out,
-                "\"{}\"",
-                v.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
-            ),
-        },
+        Value::ChronoDateTimeUtc(Some(v)) => write!(out, "\"{}\"", times.get(backend, v)),
         _ => return Ok(false),
     }?;
     Ok(true)
