@@ -39,8 +39,10 @@ use crate::store::{PartnerRecord, Store, StoreError};
 
 /// Most items one `importImages` call takes.
 pub const MAX_IMPORT_ITEMS: usize = 1_000;
-/// Most items one batch of the import command takes: its IN lists (URL keys, legacy IDs,
-/// hotels) stay under SQLite's 32,766 bind parameters.
+/// Most items one batch of the import command takes. Its large key lists (URL keys, legacy IDs,
+/// hotels to lock and curate) travel as one parameter each (`store::bulk::in_keys`); the few
+/// plain `IN` lists left (hotels left without an image, revived images) stay under SQLite's
+/// 32,766 bind parameters.
 pub const MAX_BATCH_ITEMS: usize = 15_000;
 /// Most URL rewrite rules of one partner.
 pub const MAX_REWRITES: usize = 50;
