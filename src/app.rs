@@ -19,9 +19,8 @@ use tokio::sync::Notify;
 use crate::cache::Cache;
 use crate::cache::persisted::PersistedQueries;
 use crate::config::Settings;
-use crate::domain::catalog::PartnerId;
 use crate::domain::curation::Rules;
-use crate::domain::media::{Cdn, Imgproxy, SizeTable};
+use crate::domain::media::Cdn;
 use crate::graphql::documents::Documents;
 use crate::graphql::limits::DocumentLimits;
 use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
@@ -36,6 +35,7 @@ use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
 use crate::service::upload::Uploader;
+use crate::service::write::Writer;
 use crate::store::objects::Objects;
 use crate::store::stream::{EventBus, EventSink, RedisStream};
 use crate::store::{StatementCounter, Store, connect, pool_figures};
@@ -64,6 +64,8 @@ pub struct Core {
     pub statements: StatementCounter,
     /// What every committed change tells: the cache, and this process's outbox relay.
     pub freshness: Freshness,
+    /// Opens the changes of every write use case (the write kernel).
+    pub writer: Writer,
 }
 
 impl Core {
@@ -101,15 +103,17 @@ impl Core {
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());
         let freshness = Freshness::new(cache.clone(), Arc::new(Notify::new()));
+        let writer = Writer::new(store.clone(), curation_rules(settings), freshness.clone());
         Ok(Self {
             catalog: Catalog::new(store.clone(), cache.clone()),
-            curator: Curator::new(store.clone(), curation_rules(settings), freshness.clone()),
-            ingestor: Ingestor::new(store.clone(), curation_rules(settings), freshness.clone()),
+            curator: Curator::new(writer.clone()),
+            ingestor: Ingestor::new(writer.clone()),
             cache,
             store,
             db,
             statements,
             freshness,
+            writer,
         })
     }
 }
@@ -122,31 +126,12 @@ pub fn curation_rules(settings: &Settings) -> Rules {
     }
 }
 
-/// Image URL settings, validated.
+/// Image URL settings.
 pub fn media(settings: &Settings) -> anyhow::Result<Media> {
-    let sizes = match settings.image_sizes.as_slice() {
-        &[thumbnail, small, medium, large, xlarge] => SizeTable {
-            thumbnail,
-            small,
-            medium,
-            large,
-            xlarge,
-        },
-        _ => {
-            anyhow::bail!("IMAGE_SIZES needs five pixel sizes: thumbnail,small,medium,large,xlarge")
-        }
-    };
-    let imgproxy = match (&settings.imgproxy_key, &settings.imgproxy_salt) {
-        (Some(key), Some(salt)) => Some(
-            Imgproxy::from_hex(&settings.imgproxy_url, key.expose(), salt.expose())
-                .context("invalid imgproxy key or salt")?,
-        ),
-        (None, None) => None,
-        _ => anyhow::bail!("IMGPROXY_KEY and IMGPROXY_SALT must be set together"),
-    };
+    let checked = settings.check()?;
     Ok(Media {
-        cdn: Cdn::new(&settings.cdn_base_url(), sizes),
-        imgproxy,
+        cdn: Cdn::new(&settings.cdn_base_url(), checked.image_sizes),
+        imgproxy: checked.imgproxy,
     })
 }
 
@@ -158,14 +143,11 @@ pub fn schema(
     uploader: Option<Uploader>,
     metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
+    let writer = Writer::new(catalog.store().clone(), curation_rules(settings), freshness);
     build_schema(SchemaDeps {
-        manager: Manager::new(
-            catalog.store().clone(),
-            curation_rules(settings),
-            freshness.clone(),
-        ),
+        manager: Manager::new(writer.clone()),
         uploader,
-        ingestor: Ingestor::new(catalog.store().clone(), curation_rules(settings), freshness),
+        ingestor: Ingestor::new(writer),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -331,13 +313,10 @@ impl Application {
         let objects =
             Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         let uploader = Uploader::new(
-            core.store.clone(),
-            core.freshness.clone(),
+            core.writer.clone(),
             objects.clone(),
-            curation_rules(settings),
             settings.upload_max_bytes,
-            PartnerId::new(settings.upload_partner_id)
-                .context("UPLOAD_PARTNER_ID must be a positive partner ID")?,
+            settings.check()?.upload_partner,
         );
         let state = AppState {
             schema: schema(
@@ -362,10 +341,7 @@ impl Application {
                 max_batch: settings.max_batch,
                 request_timeout: Duration::from_millis(settings.request_timeout_ms),
                 max_concurrent_requests: settings.max_concurrent_requests,
-                router_secret: settings
-                    .router_secret
-                    .as_ref()
-                    .map(|s| s.expose().to_owned()),
+                router_secret: settings.router_secret.clone(),
             },
             metrics,
             draining: Draining::default(),

@@ -15,6 +15,8 @@ use crate::telemetry::Metrics;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
+    // Fail fast: a wrong setting stops every command before it connects to anything.
+    settings.check()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::Migrate => {

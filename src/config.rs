@@ -1,35 +1,16 @@
 //! Settings: command-line flags with environment fallbacks, and defaults that make the
 //! embedded mode (SQLite file, in-process cache, demo data, GraphiQL) work with nothing set.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-/// A secret: never printed, not even in `Debug` output.
-#[derive(Clone)]
-pub struct Secret(String);
+use crate::domain::catalog::PartnerId;
+use crate::domain::media::{Imgproxy, SizeTable};
 
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+pub use crate::secret::Secret;
 
 /// The SQLite file of the embedded default, in the working directory.
 pub const EMBEDDED_DATABASE_FILE: &str = "images-subgraph.db";
@@ -472,11 +453,56 @@ pub struct Settings {
     pub log_json: bool,
 }
 
+/// What start-up derives from several flags, checked by [`Settings::check`] before any command
+/// connects to anything: a wrong value stops the process at once, with a message naming the
+/// flag, instead of half-way through start-up.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// `IMAGE_SIZES`: the pixel sizes of the CDN's fixed image sizes.
+    pub image_sizes: SizeTable,
+    /// `IMGPROXY_KEY` and `IMGPROXY_SALT` (both or neither): the signer of `transformUrl`.
+    pub imgproxy: Option<Imgproxy>,
+    /// `UPLOAD_PARTNER_ID`: the partner hotelier uploads are credited to.
+    pub upload_partner: PartnerId,
+}
+
 impl Settings {
+    /// Checks the flags that must agree with each other or parse into richer values (see
+    /// [`Checked`]). Cheap and pure: callers that need a checked value may call it again.
+    pub fn check(&self) -> anyhow::Result<Checked> {
+        let image_sizes = match self.image_sizes.as_slice() {
+            &[thumbnail, small, medium, large, xlarge] => SizeTable {
+                thumbnail,
+                small,
+                medium,
+                large,
+                xlarge,
+            },
+            _ => anyhow::bail!(
+                "IMAGE_SIZES needs five pixel sizes: thumbnail,small,medium,large,xlarge"
+            ),
+        };
+        let imgproxy = match (&self.imgproxy_key, &self.imgproxy_salt) {
+            (Some(key), Some(salt)) => Some(
+                Imgproxy::from_hex(&self.imgproxy_url, key.expose(), salt.expose())
+                    .context("invalid IMGPROXY_KEY or IMGPROXY_SALT")?,
+            ),
+            (None, None) => None,
+            _ => anyhow::bail!("IMGPROXY_KEY and IMGPROXY_SALT must be set together"),
+        };
+        let upload_partner = PartnerId::new(self.upload_partner_id)
+            .context("UPLOAD_PARTNER_ID must be a positive partner ID")?;
+        Ok(Checked {
+            image_sizes,
+            imgproxy,
+            upload_partner,
+        })
+    }
+
     /// Settings with every default and the given database: what tests start from.
     pub fn for_database(database_url: &str) -> Self {
         let mut settings = Cli::parse_from(["images-subgraph"]).settings;
-        settings.database_url = Some(Secret(database_url.to_owned()));
+        settings.database_url = Some(Secret::new(database_url));
         settings
     }
 
@@ -501,7 +527,7 @@ impl Settings {
         crate::cache::CacheSettings {
             local_entries: self.cache_l1_entries,
             ttl: std::time::Duration::from_secs(self.cache_ttl_secs),
-            redis_url: self.redis_url.as_ref().map(|url| url.expose().to_owned()),
+            redis_url: self.redis_url.clone(),
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
             retry_interval: std::time::Duration::from_millis(self.redis_retry_ms),
@@ -554,5 +580,61 @@ impl Settings {
 
     pub fn seed_demo_enabled(&self) -> bool {
         self.seed_demo.unwrap_or(self.is_embedded())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec!["images-subgraph"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).settings
+    }
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        let checked = settings(&[]).check().expect("defaults are valid");
+        assert!(checked.imgproxy.is_none());
+        assert_eq!(
+            checked.upload_partner.get(),
+            settings(&[]).upload_partner_id
+        );
+    }
+
+    #[test]
+    fn settings_that_disagree_are_refused_with_the_flag_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--image-sizes", "100,200"], "IMAGE_SIZES"),
+            (
+                &["--imgproxy-key", "00ff"],
+                "IMGPROXY_KEY and IMGPROXY_SALT",
+            ),
+            (
+                &["--imgproxy-key", "not hex", "--imgproxy-salt", "00ff"],
+                "IMGPROXY_KEY",
+            ),
+            (&["--upload-partner-id", "0"], "UPLOAD_PARTNER_ID"),
+        ];
+        for (args, named) in cases {
+            let error = settings(args).check().expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{args:?}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_hidden_in_the_settings_debug_output() {
+        let settings = settings(&[
+            "--redis-url",
+            "redis://:hunter2@cache:6379",
+            "--router-secret",
+            "s3cret",
+        ]);
+        let shown = format!("{settings:?} {:?}", settings.cache());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
 //! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
+//! - [`secret`]: settings that must never be printed; any layer may hold one.
 
 pub mod app;
 pub mod cache;
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod import;
+pub mod secret;
 pub mod seed;
 pub mod service;
 pub mod store;

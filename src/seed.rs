@@ -20,15 +20,19 @@ use entity::{
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::ActiveValue::Set;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
 use tokio::task::JoinSet;
 
-use crate::domain::catalog::{Category, HotelId, ImageId, PartnerKind, Status, TagOrigin};
+use crate::domain::catalog::{Category, HotelId, ImageId, PartnerKind, Status, Tag, TagOrigin};
+use crate::domain::curation::first_publication;
 use crate::domain::curation::{Candidate, Rules};
+use crate::domain::media::partner_storage_key;
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
+use crate::service::write::curate;
 use crate::store::bulk::{copy_in, insert_rows, sync_sequences};
-use crate::store::publish::{first_publication, publish};
+use crate::store::curation::hotel_row;
+use crate::store::rows::{self as row, NewImage};
 
 /// The four demo partners: (id, name, kind).
 pub const PARTNERS: [(i64, &str, PartnerKind); 4] = [
@@ -243,7 +247,7 @@ async fn seed_chunk(
     insert_rows(&txn, rows.deliveries).await?;
     insert_rows(&txn, rows.tags).await?;
     insert_rows(&txn, rows.legacy).await?;
-    publish(&txn, &hotel_ids, rules, now).await?;
+    curate(&txn, rules, &hotel_ids, now).await?;
     txn.commit().await?;
     Ok((hotel_ids.len() as u64, written))
 }
@@ -262,7 +266,7 @@ async fn copy_chunk(
     let hotels: Vec<hotel::ActiveModel> = candidates(plan, &rows, now)?
         .into_iter()
         .filter(|(hotel, _)| hotel_ids.contains(hotel))
-        .map(|(hotel, candidates)| first_publication(hotel, &candidates, rules, now))
+        .map(|(hotel, candidates)| hotel_row(&first_publication(hotel, &candidates, rules), now))
         .collect();
     let mut txn = db.get_postgres_connection_pool().begin().await?;
     copy_in(&mut txn, &rows.images).await?;
@@ -396,7 +400,7 @@ fn generate_hotel(
             let other = if partner == 1 { 2 } else { 1 };
             let spelling = url.replacen("https://img.", "HTTPS://IMG.", 1) + "?utm_source=feed";
             rows.sources.push(source(id, other, &spelling, now));
-            rows.deliveries.push(delivery_row(hotel, id, other, now));
+            rows.deliveries.push(row::delivery(hotel, id, other, now));
         }
         if id % 40 == 0 {
             // A worse copy of the same bytes: stored, linked, but never in the gallery.
@@ -420,8 +424,8 @@ fn generate_hotel(
     if hotel > 1 && hotel % 25 == 0 {
         // Shared inventory: the previous hotel's first image is shown here too.
         let shared = (hotel - 2) * plan.id_stride() + 1;
-        rows.links.push(link(hotel, shared, now));
-        rows.deliveries.push(delivery_row(hotel, shared, 3, now));
+        rows.links.push(row::link(hotel, shared, now));
+        rows.deliveries.push(row::delivery(hotel, shared, 3, now));
     }
     Ok(())
 }
@@ -441,39 +445,30 @@ fn push_image(
 ) -> anyhow::Result<()> {
     let canonical = canonicalize(url, &Rewrites::none())?;
     let key = UrlKey::of(&canonical);
-    rows.images.push(image::ActiveModel {
-        id: Set(id),
-        storage_key: Set(format!("p/{}/{}.jpg", &key.as_str()[..2], key.as_str())),
-        url_key: Set(key.as_str().to_owned()),
-        canonical_url: Set(canonical.as_str().to_owned()),
-        width: Set(Some(width)),
-        height: Set(Some(height)),
-        caption: Set((id % 3 == 0).then(|| format!("{} view", category.as_str().to_lowercase()))),
-        category: Set(category.as_str().to_owned()),
-        quality_score: Set(Some(quality)),
-        content_sha256: Set(Some(sha.to_owned())),
-        perceptual_hash: Set(None),
-        status: Set(Status::Active.as_str().to_owned()),
-        status_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    });
-    rows.links.push(link(hotel, id, now));
+    let new = NewImage {
+        id: Some(id),
+        url_key: key.as_str(),
+        canonical_url: canonical.as_str(),
+        storage_key: partner_storage_key(key.as_str()),
+        width: Some(width),
+        height: Some(height),
+        caption: (id % 3 == 0).then(|| format!("{} view", category.as_str().to_lowercase())),
+        category,
+        quality_score: Some(quality),
+        content_sha256: Some(sha.to_owned()),
+    };
+    rows.images.push(row::image(new, now));
+    rows.links.push(row::link(hotel, id, now));
     rows.sources.push(source(id, partner, url, now));
-    rows.deliveries.push(delivery_row(hotel, id, partner, now));
-    rows.tags.push(image_tag::ActiveModel {
-        image_id: Set(id),
-        origin: Set(TagOrigin::Model.as_str().to_owned()),
-        category: Set(category.as_str().to_owned()),
-        confidence: Set(0.9),
-    });
+    rows.deliveries.push(row::delivery(hotel, id, partner, now));
+    let model = |category, confidence| Tag {
+        category,
+        confidence,
+        origin: TagOrigin::Model,
+    };
+    rows.tags.push(row::tag(id, &model(category, 0.9)));
     if category != Category::Other {
-        rows.tags.push(image_tag::ActiveModel {
-            image_id: Set(id),
-            origin: Set(TagOrigin::Model.as_str().to_owned()),
-            category: Set(Category::Other.as_str().to_owned()),
-            confidence: Set(0.1),
-        });
+        rows.tags.push(row::tag(id, &model(Category::Other, 0.1)));
     }
     if id % 5 == 0 {
         rows.legacy.push(legacy_image_id::ActiveModel {
@@ -485,36 +480,7 @@ fn push_image(
     Ok(())
 }
 
-fn link(hotel: i64, image: i64, now: DateTime<Utc>) -> hotel_image::ActiveModel {
-    hotel_image::ActiveModel {
-        hotel_id: Set(hotel),
-        image_id: Set(image),
-        status: Set(Status::Active.as_str().to_owned()),
-        status_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-}
-
+/// The demo partners' source of `image`, with a reference of their own.
 fn source(image: i64, partner: i64, url: &str, now: DateTime<Utc>) -> image_source::ActiveModel {
-    image_source::ActiveModel {
-        id: NotSet,
-        image_id: Set(image),
-        partner_id: Set(partner),
-        source_url: Set(url.to_owned()),
-        partner_image_ref: Set(Some(format!("ref-{image}"))),
-        status: Set("ACTIVE".to_owned()),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-    }
-}
-
-fn delivery_row(hotel: i64, image: i64, partner: i64, now: DateTime<Utc>) -> delivery::ActiveModel {
-    delivery::ActiveModel {
-        hotel_id: Set(hotel),
-        image_id: Set(image),
-        partner_id: Set(partner),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-    }
+    row::source(image, partner, url, Some(format!("ref-{image}")), now)
 }

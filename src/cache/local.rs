@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{CacheKey, Record};
-use crate::store::{HotelRecord, ImageRecord};
+use crate::domain::curation::HotelRecord;
+use crate::store::ImageRecord;
 
 /// Stripes of the L1 generations: a false conflict (two keys sharing a stripe) only skips
 /// one fill, so a few thousand counters are plenty.

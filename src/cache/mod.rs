@@ -57,7 +57,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::catalog::{HotelId, ImageId};
-use crate::store::{HotelRecord, ImageRecord};
+use crate::domain::curation::HotelRecord;
+use crate::secret::Secret;
+use crate::store::ImageRecord;
 use local::Local;
 use shared::Shared;
 
@@ -132,8 +134,8 @@ pub struct CacheSettings {
     pub local_entries: u64,
     /// Time to live of entries in both levels (plus up to 10% jitter).
     pub ttl: Duration,
-    /// Redis URL; `None` is the embedded default (L1 only).
-    pub redis_url: Option<String>,
+    /// Redis URL (it may carry a password); `None` is the embedded default (L1 only).
+    pub redis_url: Option<Secret>,
     /// Prefix of every key and channel.
     pub redis_prefix: String,
     /// Budget of one Redis call.
@@ -225,7 +227,7 @@ impl Cache {
     pub fn start(settings: &CacheSettings) -> anyhow::Result<Self> {
         let shared = match &settings.redis_url {
             Some(url) => Some(Shared::new(
-                url,
+                url.expose(),
                 &settings.redis_prefix,
                 settings.ttl,
                 settings.redis_timeout,

@@ -183,6 +183,15 @@ text_enum!(
 );
 
 text_enum!(
+    /// Whether a partner still delivers an image: a snapshot import retires the sources its
+    /// feed no longer contains.
+    SourceStatus, "source status" {
+        Active => "ACTIVE",
+        Retired => "RETIRED",
+    }
+);
+
+text_enum!(
     /// Who set a tag: the tagging model, or a person (manual tags beat model tags).
     TagOrigin, "tag origin" {
         Model => "MODEL",
@@ -198,6 +207,30 @@ text_enum!(
         Admin => "ADMIN",
     }
 );
+
+/// Longest caption or reason a person or a partner may write, in characters.
+pub const MAX_TEXT_CHARS: usize = 1_000;
+
+/// Whether `text` fits [`MAX_TEXT_CHARS`]: the one rule for captions and reasons, wherever
+/// they come from (a mutation, a feed line, an upload).
+pub fn text_fits(text: &str) -> bool {
+    text.chars().count() <= MAX_TEXT_CHARS
+}
+
+/// A score in 0..=1: a quality score or a tag's confidence.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Score(f64);
+
+impl Score {
+    /// Accepts only values in 0..=1 (NaN is not one).
+    pub fn new(value: f64) -> Option<Self> {
+        (0.0..=1.0).contains(&value).then_some(Self(value))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
 
 /// One classification tag of an image.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -18,11 +18,17 @@
 //!
 //! The result depends only on the content of the input, never on its order: every ranking ends
 //! on the image ID.
+//!
+//! [`republish`] turns a hotel's curation into its published view ([`HotelRecord`]) and decides
+//! whether that view changed and its version with it; the store only loads the inputs and
+//! writes the rows.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use super::catalog::{Category, ImageId, MainImageOrigin, PartnerKind, Status};
+use chrono::{DateTime, Utc};
+
+use super::catalog::{Category, HotelId, ImageId, MainImageOrigin, PartnerKind, Status};
 
 /// Tunable thresholds of curation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +349,145 @@ fn take_turns_by_category(images: &[&Candidate]) -> Vec<ImageId> {
     (0..rounds)
         .flat_map(|round| queues.iter().filter_map(move |q| q.get(round).copied()))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publication: the hotel's published view, and when it changes
+
+/// A hotel as this subgraph publishes it: the outcome of its last curation, stored in its row
+/// so that one read returns a consistent view from one commit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HotelRecord {
+    pub id: HotelId,
+    /// Grows by one with every change of the main image or the gallery.
+    pub version: i64,
+    pub main: Option<PublishedMain>,
+    /// Active linked images.
+    pub image_count: i64,
+    /// The curated gallery, main image first.
+    pub gallery: Vec<ImageId>,
+}
+
+/// The published main image and who chose it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedMain {
+    pub image_id: ImageId,
+    pub origin: MainImageOrigin,
+    pub chosen_by: Option<String>,
+    pub chosen_at: Option<DateTime<Utc>>,
+}
+
+/// A stored main-image override and who made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOverride {
+    pub rule: Override,
+    pub chosen_by: String,
+    pub chosen_at: DateTime<Utc>,
+}
+
+/// What curating a hotel changed in its published view (for events and cache invalidation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedChange {
+    pub hotel_id: HotelId,
+    /// The version after the change.
+    pub version: i64,
+    pub previous_main: Option<ImageId>,
+    pub main: Option<ImageId>,
+    pub gallery_changed: bool,
+    /// The published gallery after the change.
+    pub gallery: Vec<ImageId>,
+}
+
+impl PublishedChange {
+    pub fn main_changed(&self) -> bool {
+        self.previous_main != self.main
+    }
+}
+
+/// Everything curation reads about one hotel.
+#[derive(Debug, Clone, Copy)]
+pub struct HotelInputs<'a> {
+    pub candidates: &'a [Candidate],
+    pub pins: &'a [ImageId],
+    pub main_override: Option<&'a StoredOverride>,
+    /// The published view before this curation (`None`: the hotel has no row yet).
+    pub current: Option<&'a HotelRecord>,
+}
+
+/// Curates `hotel` and decides its new published view: `None` when the view stays as it is;
+/// otherwise the view to store and what changed. The version grows by one when the main image
+/// or the gallery changed; a change of the image count alone is stored without a new version
+/// (the cache must still forget it, but it is no curation event).
+pub fn republish(
+    hotel: HotelId,
+    inputs: HotelInputs<'_>,
+    rules: &Rules,
+) -> Option<(HotelRecord, PublishedChange)> {
+    let outcome = curate(
+        inputs.candidates,
+        inputs.pins,
+        inputs.main_override.map(|o| &o.rule),
+        rules,
+    );
+    let main = outcome.main.map(|choice| {
+        // Who chose it is known only when the override was kept.
+        let by_override = inputs.main_override.filter(|o| {
+            choice.origin != MainImageOrigin::Computed && o.rule.image_id == choice.image_id
+        });
+        PublishedMain {
+            image_id: choice.image_id,
+            origin: choice.origin,
+            chosen_by: by_override.map(|o| o.chosen_by.clone()),
+            chosen_at: by_override.map(|o| o.chosen_at),
+        }
+    });
+    let old = inputs.current;
+    let old_gallery = old.map_or(&[][..], |h| h.gallery.as_slice());
+    let gallery_changed = old_gallery != outcome.gallery.as_slice();
+    let old_main = old.and_then(|h| h.main.as_ref());
+    let main_changed = old_main != main.as_ref();
+    let version = old.map_or(0, |h| h.version) + i64::from(main_changed || gallery_changed);
+    let record = HotelRecord {
+        id: hotel,
+        version,
+        main,
+        image_count: outcome.active_image_count as i64,
+        gallery: outcome.gallery,
+    };
+    if old == Some(&record) {
+        return None;
+    }
+    let change = PublishedChange {
+        hotel_id: hotel,
+        version,
+        previous_main: old_main.map(|m| m.image_id),
+        main: record.main.as_ref().map(|m| m.image_id),
+        gallery_changed,
+        gallery: record.gallery.clone(),
+    };
+    Some((record, change))
+}
+
+/// The view [`republish`] gives a hotel that has no row, pins or override yet: for bulk loads
+/// that curate in memory (the `seed` command's COPY path).
+pub fn first_publication(hotel: HotelId, candidates: &[Candidate], rules: &Rules) -> HotelRecord {
+    let inputs = HotelInputs {
+        candidates,
+        pins: &[],
+        main_override: None,
+        current: None,
+    };
+    match republish(hotel, inputs, rules) {
+        Some((record, _)) => record,
+        // Nothing to publish: the empty view at version 0.
+        None => HotelRecord {
+            id: hotel,
+            version: 0,
+            main: None,
+            image_count: 0,
+            gallery: Vec::new(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -1119,5 +1264,90 @@ mod tests {
             rotated.reverse();
             assert_eq!(run(&rotated), want, "rotated by {shift}, reversed");
         }
+    }
+
+    fn hotel() -> HotelId {
+        HotelId::new(7).expect("positive")
+    }
+
+    fn inputs<'a>(
+        candidates: &'a [Candidate],
+        current: Option<&'a HotelRecord>,
+    ) -> HotelInputs<'a> {
+        HotelInputs {
+            candidates,
+            pins: &[],
+            main_override: None,
+            current,
+        }
+    }
+
+    #[test]
+    fn a_first_publication_is_version_one_and_the_same_inputs_change_nothing() {
+        let candidates = [img(1).q(0.9), img(2)];
+        let (record, change) =
+            republish(hotel(), inputs(&candidates, None), &Rules::default()).expect("changed");
+        assert_eq!(record.version, 1);
+        assert_eq!(record.gallery, ids(&[1, 2]));
+        assert_eq!((change.previous_main, change.main), (None, Some(id(1))));
+        assert!(change.main_changed() && change.gallery_changed);
+        assert_eq!(
+            first_publication(hotel(), &candidates, &Rules::default()),
+            record
+        );
+        assert_eq!(
+            republish(
+                hotel(),
+                inputs(&candidates, Some(&record)),
+                &Rules::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn only_a_new_image_count_is_stored_without_a_new_version() {
+        let before = [img(1)];
+        let (record, _) =
+            republish(hotel(), inputs(&before, None), &Rules::default()).expect("changed");
+        // An active image too small for the gallery: counted, never shown.
+        let after = [img(1), img(2).dims(100, 100)];
+        let (next, change) =
+            republish(hotel(), inputs(&after, Some(&record)), &Rules::default()).expect("count");
+        assert_eq!((next.version, next.image_count), (record.version, 2));
+        assert!(!change.main_changed() && !change.gallery_changed);
+    }
+
+    #[test]
+    fn who_chose_the_main_image_is_published_only_while_the_override_holds() {
+        let chosen_at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("valid time");
+        let stored = StoredOverride {
+            rule: Override {
+                image_id: id(2),
+                origin: Hotelier,
+            },
+            chosen_by: "hotelier-1".to_owned(),
+            chosen_at,
+        };
+        let kept = [img(1).q(0.9), img(2)];
+        let with_override = HotelInputs {
+            main_override: Some(&stored),
+            ..inputs(&kept, None)
+        };
+        let (record, _) = republish(hotel(), with_override, &Rules::default()).expect("changed");
+        let main = record.main.expect("a main image");
+        assert_eq!((main.image_id, main.origin), (id(2), Hotelier));
+        assert_eq!(main.chosen_by.as_deref(), Some("hotelier-1"));
+        assert_eq!(main.chosen_at, Some(chosen_at));
+
+        let ineligible = [img(1).q(0.9), img(2).cat(Logo)];
+        let fallen_back = HotelInputs {
+            main_override: Some(&stored),
+            ..inputs(&ineligible, None)
+        };
+        let (record, _) = republish(hotel(), fallen_back, &Rules::default()).expect("changed");
+        let main = record.main.expect("a main image");
+        assert_eq!((main.image_id, main.origin), (id(1), Computed));
+        assert_eq!((main.chosen_by, main.chosen_at), (None, None));
     }
 }

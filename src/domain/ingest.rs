@@ -17,15 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use super::catalog::{Category, HotelId, ImageId, Tag, TagOrigin};
+use super::catalog::{Category, HotelId, ImageId, MAX_TEXT_CHARS, Score, Tag, TagOrigin};
 use super::url::{CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize};
 
 /// Longest URL accepted, in bytes.
 pub const MAX_URL_BYTES: usize = 4_096;
 /// Longest partner image reference or legacy ID, in characters (their columns' width).
 pub const MAX_REF_CHARS: usize = 255;
-/// Longest caption, in characters.
-pub const MAX_CAPTION_CHARS: usize = 1_000;
 /// Largest width or height accepted, in pixels.
 pub const MAX_PIXELS: i64 = 100_000;
 
@@ -131,7 +129,7 @@ pub fn validate(item: &RawItem, rewrites: &Rewrites) -> Result<Delivery, Rejecti
         legacy_id: text(&item.legacy_id, "legacy_id", MAX_REF_CHARS)?,
         width,
         height,
-        caption: text(&item.caption, "caption", MAX_CAPTION_CHARS)?,
+        caption: text(&item.caption, "caption", MAX_TEXT_CHARS)?,
         tags: tags(&item.tags)?,
         quality_score,
         content_sha256: sha256(item.content_sha256.as_deref())?,
@@ -160,11 +158,9 @@ fn pixels(value: Option<i64>, field: &'static str) -> Result<Option<i32>, Reject
 }
 
 fn unit(value: f64, field: String) -> Result<f64, Rejection> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(Rejection::UnitRange { field, value })
-    }
+    Score::new(value)
+        .map(Score::get)
+        .ok_or(Rejection::UnitRange { field, value })
 }
 
 fn tags(raw: &[RawTag]) -> Result<Vec<Tag>, Rejection> {

@@ -1,6 +1,7 @@
 //! Public URLs of an image, built from pure data (no I/O).
 //!
-//! This module owns two things:
+//! This module owns three things:
+//! - the storage keys images are kept under ([`partner_storage_key`], [`upload_storage_key`]);
 //! - [`Cdn`]: the URL of a stored image at one of the fixed [`ImageSize`]s
 //!   (`{base}/{segment}/{storage_key}`), a hot path called many times per request.
 //! - [`Imgproxy`]: imgproxy-compatible signed transformation URLs
@@ -18,6 +19,20 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Length of an imgproxy signature: 32 bytes of HMAC-SHA256 in unpadded base64 (`ceil(32 * 4 / 3)`).
 const SIGNATURE_LEN: usize = 43;
+
+/// Where the copy of a partner's image is stored: named after its URL key, so the key is known
+/// before the bytes are.
+pub fn partner_storage_key(url_key: &str) -> String {
+    let shard = url_key.get(..2).unwrap_or(url_key);
+    format!("p/{shard}/{url_key}.jpg")
+}
+
+/// Where uploaded bytes are stored: named after their content (the same bytes, one object),
+/// with the extension of their format.
+pub fn upload_storage_key(sha256: &str, extension: &str) -> String {
+    let shard = sha256.get(..2).unwrap_or(sha256);
+    format!("u/{shard}/{sha256}.{extension}")
+}
 
 /// The fixed sizes an image is served at by the CDN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -359,6 +374,14 @@ fn base64_nopad_len(len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn storage_keys_are_sharded_by_their_first_two_characters() {
+        assert_eq!(super::partner_storage_key("abcdef"), "p/ab/abcdef.jpg");
+        assert_eq!(super::upload_storage_key("0f12", "png"), "u/0f/0f12.png");
+        // A key too short to shard is its own shard (never a panic).
+        assert_eq!(super::partner_storage_key("a"), "p/a/a.jpg");
+    }
+
     use super::*;
 
     const TEST_KEY_HEX: &str = "746573742d6b6579"; // "test-key"

@@ -52,12 +52,7 @@ pub struct InspectedUpload {
 impl InspectedUpload {
     /// Where the bytes are stored: one key per content.
     pub fn storage_key(&self) -> String {
-        format!(
-            "u/{}/{}.{}",
-            &self.sha256[..2],
-            self.sha256,
-            self.format.extension()
-        )
+        super::media::upload_storage_key(&self.sha256, self.format.extension())
     }
 }
 

@@ -7,8 +7,13 @@ use std::fmt::Write as _;
 
 use async_graphql::{Error, ErrorExtensions};
 
-use super::loader::LoadError;
+use std::sync::Arc;
+
 use crate::service::ServiceError;
+
+/// What a failed loader batch gives every field that waited on it: shared, because one
+/// failure answers many keys (the loader's error type must be `Clone`).
+pub type LoadError = Arc<ServiceError>;
 
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";

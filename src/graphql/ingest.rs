@@ -6,14 +6,12 @@ use std::collections::HashMap;
 
 use async_graphql::{Context, Enum, ID, InputObject, Result, SimpleObject};
 
-use super::loader::{Loaders, forget_all};
-use super::mutation::{ImageTagInput, UserError, caller, outcome, parse_id};
+use super::payload::{ImageTagInput, UserError, caller, forget_loaded, outcome, parse_id, service};
 use super::types::{Image, Partner, PartnerKind, load_images};
 use crate::domain::catalog::{Category, ImageId};
 use crate::domain::ingest::{RawItem, RawTag};
 use crate::domain::url::UrlRewrite;
 use crate::service::ingest::{Ingestor, PartnerInput};
-use crate::service::manage::ManageError;
 
 /// What happened to one item of an import (DESIGN section 3).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -128,22 +126,16 @@ pub struct UpsertPartnerPayload {
 }
 
 /// The ingestor, after forgetting what earlier root fields of this request loaded.
-fn ingestor<'a>(ctx: &Context<'a>) -> Result<&'a Ingestor, ManageError> {
-    if let Ok(loaders) = ctx.data::<Loaders>() {
-        forget_all(loaders);
-    }
-    ctx.data::<Ingestor>().map_err(|_| ManageError::Forbidden)
-}
-
 pub async fn import_images(
     ctx: &Context<'_>,
     input: ImportImagesInput,
 ) -> Result<ImportImagesPayload> {
+    let (ingestor, caller) = (service::<Ingestor>(ctx)?, caller(ctx)?);
+    forget_loaded(ctx);
     let run = async {
         let partner = parse_id(&input.partner_id, &["partnerId"])?;
         let items: Vec<RawItem> = input.items.into_iter().map(RawItem::from).collect();
-        let caller = caller(ctx).map_err(|_| ManageError::Forbidden)?;
-        ingestor(ctx)?.import(&caller, partner, &items).await
+        ingestor.import(&caller, partner, &items).await
     };
     let results = match outcome(run.await)? {
         Ok(results) => results,
@@ -180,6 +172,8 @@ pub async fn upsert_partner(
     ctx: &Context<'_>,
     input: UpsertPartnerInput,
 ) -> Result<UpsertPartnerPayload> {
+    let (ingestor, caller) = (service::<Ingestor>(ctx)?, caller(ctx)?);
+    forget_loaded(ctx);
     let run = async {
         let partner = PartnerInput {
             id: parse_id(&input.id, &["id"])?,
@@ -194,8 +188,7 @@ pub async fn upsert_partner(
                 })
                 .collect(),
         };
-        let caller = caller(ctx).map_err(|_| ManageError::Forbidden)?;
-        ingestor(ctx)?.upsert_partner(&caller, partner).await
+        ingestor.upsert_partner(&caller, partner).await
     };
     Ok(match outcome(run.await)? {
         Ok(record) => UpsertPartnerPayload {

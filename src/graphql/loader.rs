@@ -15,14 +15,13 @@ use std::time::Duration;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use tracing::Instrument as _;
 
+use super::error::{LoadError, log_unexpected};
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
+use crate::domain::curation::HotelRecord;
 use crate::service::ServiceError;
 use crate::service::catalog::Catalog;
-use crate::store::{HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
 use crate::telemetry::{LoaderKind, Metrics};
-
-/// Loader errors must be `Clone`: one failed batch fails each of its waiting fields.
-pub type LoadError = Arc<ServiceError>;
 
 /// The loaders of one request. Never shared between requests: its cache is per request.
 /// (Behind an `Arc`: [`super::execute`] primes them before the request's execution.)
@@ -55,7 +54,7 @@ impl CatalogLoader {
 
 /// A failed batch: logged here, once, then shared by every field waiting on it.
 fn failed(error: ServiceError) -> LoadError {
-    super::error::log_unexpected(&error);
+    log_unexpected(&error);
     Arc::new(error)
 }
 

@@ -6,6 +6,8 @@
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
 //! - [`mutation`]: the `Mutation` root, its inputs and payloads.
 //! - [`ingest`]: the inputs, payloads and resolvers of `importImages` and `upsertPartner`.
+//! - [`payload`]: what every mutation shares: `UserError`, input ID parsing, the caller, the
+//!   services, and sorting a use case's outcome into user errors and top-level errors.
 //! - [`types`]: `Hotel`, `Image`, `Partner` and their value types.
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
@@ -22,6 +24,7 @@ pub mod limits;
 pub mod loader;
 pub mod mutation;
 pub mod observe;
+pub mod payload;
 pub mod query;
 pub mod sdl;
 pub mod types;
@@ -39,7 +42,8 @@ use crate::service::manage::Manager;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
 use loader::Loaders;
-pub use mutation::{Mutation, RequestId};
+pub use mutation::Mutation;
+pub use payload::RequestId;
 pub use query::Query;
 pub use types::Media;
 

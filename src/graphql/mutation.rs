@@ -4,102 +4,24 @@
 //! is a top-level `FORBIDDEN` error.
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject, Upload,
+    Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject, Upload,
 };
 use std::io::Read as _;
 
-use super::error::{forbidden, unexpected};
 use super::ingest::{
     ImportImagesInput, ImportImagesPayload, UpsertPartnerInput, UpsertPartnerPayload,
 };
-use super::loader::{Loaders, forget_all};
-use super::types::{Hotel, Image, ImageCategory, load_images};
+use super::payload::{
+    ImageTagInput, UserError, caller, forget_loaded, outcome, parse_id, parse_ids, service,
+};
+use super::types::{Hotel, Image, load_images};
 use crate::domain::catalog::{HotelId, ImageId};
-use crate::service::auth::Actor;
-use crate::service::manage::{self, Caller, Classification, ManageError, Manager, TagInput};
-use crate::service::upload::Uploader;
+use crate::service::manage::{Classification, ManageError, Manager, TagInput};
+use crate::service::upload::{UploadError, Uploader};
+use crate::service::write::{self, UserErrorCode};
 
 /// Longest list of hotel IDs one (de)activation takes.
 const MAX_HOTEL_IDS: usize = 1_000;
-
-/// The request's ID, for the audit log (set by the transport).
-#[derive(Debug, Clone, Default)]
-pub struct RequestId(pub Option<String>);
-
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "crate::service::manage::UserErrorCode")]
-pub enum UserErrorCode {
-    NotFound,
-    StaleVersion,
-    ImageNotLinked,
-    ImageInactive,
-    ImageNotEligible,
-    InvalidInput,
-    TooManyItems,
-}
-
-/// An expected failure: nothing was changed.
-#[derive(SimpleObject, Debug, Clone)]
-pub struct UserError {
-    pub code: UserErrorCode,
-    /// Path to the input field at fault, e.g. `["items", "3", "imageId"]`.
-    pub field: Option<Vec<String>>,
-    pub message: String,
-}
-
-impl From<manage::UserError> for UserError {
-    fn from(error: manage::UserError) -> Self {
-        Self {
-            code: error.code.into(),
-            field: (!error.field.is_empty()).then_some(error.field),
-            message: error.message,
-        }
-    }
-}
-
-fn invalid_id(field: &[&str]) -> manage::UserError {
-    manage::UserError::new(manage::UserErrorCode::InvalidInput, field, "not a valid ID")
-}
-
-pub(super) fn parse_id<T: std::str::FromStr>(
-    id: &ID,
-    field: &[&str],
-) -> Result<T, manage::UserError> {
-    id.parse().map_err(|_| invalid_id(field))
-}
-
-fn parse_ids<T: std::str::FromStr>(ids: &[ID], field: &str) -> Result<Vec<T>, manage::UserError> {
-    ids.iter()
-        .enumerate()
-        .map(|(i, id)| parse_id(id, &[field, &i.to_string()]))
-        .collect()
-}
-
-/// Splits a use case's outcome into the payload's user errors and top-level errors.
-pub(super) fn outcome<T>(result: Result<T, ManageError>) -> Result<Result<T, Vec<UserError>>> {
-    match result {
-        Ok(value) => Ok(Ok(value)),
-        Err(ManageError::User(error)) => Ok(Err(vec![error.into()])),
-        Err(ManageError::Forbidden) => Err(forbidden()),
-        Err(ManageError::Unexpected(cause)) => Err(unexpected(&cause)),
-    }
-}
-
-pub(super) fn caller(ctx: &Context<'_>) -> Result<Caller> {
-    Ok(Caller {
-        actor: ctx.data::<Actor>()?.clone(),
-        request_id: ctx.data::<RequestId>().ok().and_then(|r| r.0.clone()),
-    })
-}
-
-/// The manager, after forgetting what earlier root fields of this request loaded: a payload
-/// must show the state after its own change.
-fn manager<'a>(ctx: &Context<'a>) -> Result<&'a Manager> {
-    if let Ok(loaders) = ctx.data::<Loaders>() {
-        forget_all(loaders);
-    }
-    ctx.data::<Manager>()
-}
 
 #[derive(InputObject)]
 pub struct SetMainImageInput {
@@ -136,22 +58,6 @@ pub struct ActivateImageInput {
     pub image_id: ID,
     /// Only for these hotels; without it, everywhere.
     pub hotel_ids: Option<Vec<ID>>,
-}
-
-#[derive(InputObject, Clone, Copy)]
-pub struct ImageTagInput {
-    pub category: ImageCategory,
-    /// In 0..1.
-    pub confidence: f64,
-}
-
-impl From<ImageTagInput> for TagInput {
-    fn from(input: ImageTagInput) -> Self {
-        TagInput {
-            category: input.category.into(),
-            confidence: input.confidence,
-        }
-    }
 }
 
 #[derive(InputObject)]
@@ -238,10 +144,10 @@ async fn read_upload(
     ctx: &Context<'_>,
     file: &Upload,
     max_bytes: usize,
-) -> Result<Vec<u8>, ManageError> {
+) -> Result<Vec<u8>, write::UserError> {
     let unreadable = || {
-        manage::UserError::new(
-            manage::UserErrorCode::InvalidInput,
+        write::UserError::new(
+            UserErrorCode::InvalidInput,
             &["file"],
             "the file cannot be read",
         )
@@ -258,15 +164,14 @@ async fn read_upload(
     });
     let bytes = match read.await {
         Ok(Ok(bytes)) => bytes,
-        _ => return Err(unreadable().into()),
+        _ => return Err(unreadable()),
     };
     if bytes.len() > max_bytes {
-        return Err(manage::UserError::new(
-            manage::UserErrorCode::TooManyItems,
+        return Err(write::UserError::new(
+            UserErrorCode::TooManyItems,
             &["file"],
             format!("the file is larger than {max_bytes} bytes"),
-        )
-        .into());
+        ));
     }
     Ok(bytes)
 }
@@ -295,17 +200,13 @@ impl Mutation {
         ctx: &Context<'_>,
         input: SetMainImageInput,
     ) -> Result<SetMainImagePayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
             let image = parse_id(&input.image_id, &["imageId"])?;
-            manager(ctx)
-                .map_err(|_| ManageError::Forbidden)?
-                .set_main_image(
-                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
-                    hotel,
-                    image,
-                    input.expected_version,
-                )
+            manager
+                .set_main_image(&caller, hotel, image, input.expected_version)
                 .await
         };
         let user_errors = outcome(run.await)?.err().unwrap_or_default();
@@ -321,15 +222,12 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ResetMainImageInput,
     ) -> Result<ResetMainImagePayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
-            manager(ctx)
-                .map_err(|_| ManageError::Forbidden)?
-                .reset_main_image(
-                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
-                    hotel,
-                    input.expected_version,
-                )
+            manager
+                .reset_main_image(&caller, hotel, input.expected_version)
                 .await
         };
         let user_errors = outcome(run.await)?.err().unwrap_or_default();
@@ -345,17 +243,13 @@ impl Mutation {
         ctx: &Context<'_>,
         input: SetGalleryPinsInput,
     ) -> Result<SetGalleryPinsPayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
             let images: Vec<ImageId> = parse_ids(&input.image_ids, "imageIds")?;
-            manager(ctx)
-                .map_err(|_| ManageError::Forbidden)?
-                .set_gallery_pins(
-                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
-                    hotel,
-                    &images,
-                    input.expected_version,
-                )
+            manager
+                .set_gallery_pins(&caller, hotel, &images, input.expected_version)
                 .await
         };
         let user_errors = outcome(run.await)?.err().unwrap_or_default();
@@ -407,6 +301,8 @@ impl Mutation {
         ctx: &Context<'_>,
         input: UpdateImageInput,
     ) -> Result<UpdateImagePayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let image = parse_id(&input.image_id, &["imageId"])?;
             let caption = match &input.caption {
@@ -418,14 +314,8 @@ impl Mutation {
                 .tags
                 .as_ref()
                 .map(|t| t.iter().map(|&t| t.into()).collect());
-            manager(ctx)
-                .map_err(|_| ManageError::Forbidden)?
-                .update_image(
-                    &caller(ctx).map_err(|_| ManageError::Forbidden)?,
-                    image,
-                    caption,
-                    tags.as_deref(),
-                )
+            manager
+                .update_image(&caller, image, caption, tags.as_deref())
                 .await
         };
         let user_errors = outcome(run.await)?.err().unwrap_or_default();
@@ -442,17 +332,17 @@ impl Mutation {
         ctx: &Context<'_>,
         input: UploadImageInput,
     ) -> Result<UploadImagePayload> {
+        let (uploader, caller) = (service::<Uploader>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
-            manager(ctx).map_err(|_| ManageError::Forbidden)?;
-            let uploader = ctx.data::<Uploader>().map_err(|_| ManageError::Forbidden)?;
             let bytes = read_upload(ctx, &input.file, uploader.max_bytes).await?;
-            let caller = caller(ctx).map_err(|_| ManageError::Forbidden)?;
             uploader
                 .upload(&caller, hotel, bytes, input.caption.as_deref())
                 .await
         };
-        match outcome(run.await)? {
+        let result: Result<ImageId, UploadError> = run.await;
+        match outcome(result)? {
             Ok(image) => Ok(UploadImagePayload {
                 image: load_images(ctx, &[image]).await?.pop(),
                 hotel: hotel_after(&input.hotel_id),
@@ -472,6 +362,8 @@ impl Mutation {
         ctx: &Context<'_>,
         input: ClassifyImagesInput,
     ) -> Result<ClassifyImagesPayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
         let run = async {
             let items = input
                 .items
@@ -479,16 +371,13 @@ impl Mutation {
                 .enumerate()
                 .map(|(i, item)| {
                     Ok(Classification {
-                        image: parse_id(&item.image_id, &["items", &i.to_string(), "imageId"])?,
+                        image: parse_id(&item.image_id, &["imageId"]).map_err(|e| e.in_item(i))?,
                         tags: item.tags.iter().map(|&t| t.into()).collect(),
                         quality_score: item.quality_score,
                     })
                 })
-                .collect::<Result<Vec<_>, manage::UserError>>()?;
-            manager(ctx)
-                .map_err(|_| ManageError::Forbidden)?
-                .classify_images(&caller(ctx).map_err(|_| ManageError::Forbidden)?, &items)
-                .await
+                .collect::<Result<Vec<_>, write::UserError>>()?;
+            manager.classify_images(&caller, &items).await
         };
         match outcome(run.await)? {
             Ok(ids) => Ok(ClassifyImagesPayload {
@@ -523,6 +412,7 @@ impl Mutation {
     }
 }
 
+/// `deactivateImage` and `activateImage`: the image and the hotels whose view of it changed.
 async fn change_status(
     ctx: &Context<'_>,
     image_id: &ID,
@@ -530,31 +420,22 @@ async fn change_status(
     reason: Option<&str>,
     hotel_ids: Option<&[ID]>,
 ) -> Result<(Option<Image>, Vec<Hotel>, Vec<UserError>)> {
+    let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+    forget_loaded(ctx);
     let run = async {
         let image = parse_id(image_id, &["imageId"])?;
         let hotels: Option<Vec<HotelId>> = hotel_ids
             .map(|ids| parse_ids(ids, "hotelIds"))
             .transpose()?;
         if hotels.as_ref().is_some_and(|h| h.len() > MAX_HOTEL_IDS) {
-            return Err(manage::UserError::new(
-                manage::UserErrorCode::TooManyItems,
-                &["hotelIds"],
-                format!("at most {MAX_HOTEL_IDS} hotels"),
-            )
-            .into());
+            return Err(write::UserError::too_many("hotelIds", MAX_HOTEL_IDS, "hotels").into());
         }
-        manager(ctx)
-            .map_err(|_| ManageError::Forbidden)?
-            .set_image_status(
-                &caller(ctx).map_err(|_| ManageError::Forbidden)?,
-                image,
-                active,
-                reason,
-                hotels.as_deref(),
-            )
+        manager
+            .set_image_status(&caller, image, active, reason, hotels.as_deref())
             .await
     };
-    match outcome(run.await)? {
+    let result: Result<_, ManageError> = run.await;
+    match outcome(result)? {
         Ok(change) => Ok((
             image_after(ctx, image_id).await?,
             change

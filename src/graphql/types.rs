@@ -14,9 +14,10 @@ use super::loader::{
     TagsOf,
 };
 use crate::domain::catalog::{HotelId, ImageId, Tag};
+use crate::domain::curation::HotelRecord;
 use crate::domain::media;
 use crate::service::auth::Actor;
-use crate::store::{HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
 
 /// How image URLs are built: shared by every request (schema data).
 #[derive(Debug)]

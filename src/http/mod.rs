@@ -9,14 +9,14 @@
 //! - [`auth`]: the `Authorization` header to an `Actor`.
 //! - [`scan`]: the pre-parse nesting, size and token scan.
 //! - [`graphql`]: the `/graphql` handler.
-//! - [`telemetry`]: request IDs, trace context, per-request spans, log lines and counts.
+//! - [`observe`]: request IDs, trace context, per-request spans, log lines and counts.
 //! - [`lifecycle`]: draining on shutdown (readiness, and the cut-off at the drain timeout).
 
 pub mod auth;
 pub mod graphql;
 pub mod lifecycle;
+pub mod observe;
 pub mod scan;
-pub mod telemetry;
 
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use crate::cache::persisted::PersistedQueries;
 use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
 use crate::graphql::documents::Documents;
+use crate::secret::Secret;
 use crate::service::catalog::Catalog;
 use crate::store::objects::{Objects, ObjectsError};
 use crate::telemetry::Metrics;
@@ -85,7 +86,7 @@ pub struct Protection {
     /// Requests served at once; the rest get 503 immediately.
     pub max_concurrent_requests: usize,
     /// When set, `/graphql` requires [`ROUTER_SECRET_HEADER`] with this value.
-    pub router_secret: Option<String>,
+    pub router_secret: Option<Secret>,
 }
 
 /// The application's routes; tests drive it directly or over a real listener.
@@ -125,22 +126,19 @@ pub fn router(state: AppState) -> Router {
     // Outermost first: a request gets its ID, then its span (which logs the answer), then is
     // counted, and is cut off if the drain timeout passes while it runs.
     let observed = ServiceBuilder::new()
-        .layer(middleware::map_request(telemetry::drop_bad_request_id))
-        .layer(SetRequestIdLayer::new(
-            telemetry::REQUEST_ID,
-            MakeRequestUuid,
-        ))
-        .layer(PropagateRequestIdLayer::new(telemetry::REQUEST_ID))
+        .layer(middleware::map_request(observe::drop_bad_request_id))
+        .layer(SetRequestIdLayer::new(observe::REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(observe::REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(telemetry::RequestSpan)
+                .make_span_with(observe::RequestSpan)
                 .on_request(())
-                .on_response(telemetry::RequestLine)
+                .on_response(observe::RequestLine)
                 .on_failure(()),
         )
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
-            telemetry::count_requests,
+            observe::count_requests,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -245,7 +243,8 @@ async fn require_router_secret(
         .get(ROUTER_SECRET_HEADER)
         .map(|v| v.as_bytes());
     // Compare digests so the comparison takes the same time wherever the texts differ.
-    let matches = given.is_some_and(|g| Sha256::digest(g) == Sha256::digest(expected.as_bytes()));
+    let expected = Sha256::digest(expected.expose().as_bytes());
+    let matches = given.is_some_and(|g| Sha256::digest(g) == expected);
     if matches {
         next.run(request).await
     } else {

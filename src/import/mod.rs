@@ -29,8 +29,10 @@ use tokio::sync::mpsc;
 
 use crate::domain::catalog::PartnerId;
 use crate::domain::ingest::{Outcome, RawItem};
-use crate::service::ingest::{Ingestor, MAX_BATCH_ITEMS, Prepared, Retirement};
-use crate::service::manage::{Caller, ManageError, ManageResult};
+use crate::service::ingest::{
+    IngestError, IngestResult, Ingestor, MAX_BATCH_ITEMS, Prepared, Retirement,
+};
+use crate::service::write::Caller;
 pub use feed::Format;
 use feed::{FeedReader, Record};
 
@@ -271,7 +273,7 @@ struct PreparedBatch {
     /// Lines rejected before their partner's use case saw them.
     outcomes: Vec<(u64, Outcome, Option<String>)>,
     /// Each partner's lines (numbers, in file order) and their validated items.
-    groups: Vec<(PartnerId, Vec<u64>, ManageResult<Prepared>)>,
+    groups: Vec<(PartnerId, Vec<u64>, IngestResult<Prepared>)>,
 }
 
 /// The preparing stage: groups each batch of records by partner (a line's `partner_id`, else
@@ -350,7 +352,7 @@ async fn import_batch(
                 let line = lines.get(result.index).copied().unwrap_or(0);
                 (line, result.outcome, result.reason)
             })),
-            Err(ManageError::User(error)) => {
+            Err(IngestError::User(error)) => {
                 let reason = format!("partner {partner}: {}", error.message);
                 outcomes.extend(
                     lines
@@ -414,9 +416,9 @@ impl Report<'_> {
 }
 
 /// An unexpected failure of the use case, with its cause for the operator.
-fn failure(error: ManageError, doing: &str) -> anyhow::Error {
+fn failure(error: IngestError, doing: &str) -> anyhow::Error {
     let cause = match &error {
-        ManageError::Unexpected(store) => format!("{store}: {:?}", store),
+        IngestError::Unexpected(store) => format!("{store}: {:?}", store),
         other => other.to_string(),
     };
     anyhow::anyhow!("{doing} failed: {cause}")

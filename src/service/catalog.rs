@@ -11,9 +11,8 @@ use std::sync::Arc;
 use super::ServiceResult;
 use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
-use crate::store::{
-    HotelRecord, ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window,
-};
+use crate::domain::curation::HotelRecord;
+use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window};
 
 /// Read access to the catalog.
 #[derive(Clone, Debug)]

@@ -1,28 +1,20 @@
-//! Publishing curation: for the hotels a change touched, and for every hotel after a rule
-//! change (the `recompute` command).
-
-use std::sync::Arc;
+//! Curating hotels on demand: every hotel after a rule change (the `recompute` command), in
+//! parallel chunks. (Changes curate the hotels they touch themselves, through the write
+//! kernel: [`super::write::Change::curate`].)
 
 use tokio::task::JoinSet;
 
-use chrono::Utc;
 use serde_json::json;
 
-use super::freshness::Freshness;
-use super::manage::{Caller, ManageError, audit_entry, commit, curate};
-use super::{ServiceError, ServiceResult};
+use super::ServiceResult;
+use super::write::{Caller, Writer};
 use crate::domain::catalog::HotelId;
-use crate::domain::curation::Rules;
-use crate::store::Store;
-use crate::store::publish::PublishedChange;
+use crate::domain::curation::{PublishedChange, Rules};
 
 /// Runs the curation rules against stored data and publishes the outcome.
 #[derive(Clone, Debug)]
 pub struct Curator {
-    store: Store,
-    rules: Arc<Rules>,
-    /// Told which hotels a recomputation changed.
-    freshness: Freshness,
+    writer: Writer,
 }
 
 /// How `recompute_all` splits its work.
@@ -35,49 +27,29 @@ pub struct RecomputePlan {
 }
 
 impl Curator {
-    pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
-        Self {
-            store,
-            rules: Arc::new(rules),
-            freshness,
-        }
+    pub fn new(writer: Writer) -> Self {
+        Self { writer }
     }
 
     pub fn rules(&self) -> &Rules {
-        &self.rules
+        self.writer.rules()
     }
 
-    /// Curates `hotels` now, in one transaction that also writes the events of what changed
-    /// and an audit row; the cache forgets the hotels it rewrote.
-    pub async fn publish(&self, hotels: &[HotelId]) -> ServiceResult<Vec<PublishedChange>> {
-        let now = Utc::now();
-        let run = async {
-            let txn = self.store.begin_write().await?;
-            let changes = curate(&txn, &self.rules, hotels, now).await?;
-            if changes.is_empty() {
-                // Nothing written: no audit row either (and on SQLite, no write at all, so
-                // that parallel chunks do not contend for the one writer).
-                txn.commit().await?;
-                return Ok(changes);
-            }
-            let audit = audit_entry(
-                &Caller::system("recompute"),
-                "recompute",
-                json!({ "hotels": hotels.len() }),
-            );
-            commit(&self.freshness, txn, audit, Vec::new(), &changes, now).await?;
-            Ok::<_, ManageError>(changes)
-        };
-        run.await.map_err(|error| match error {
-            ManageError::Unexpected(cause) => ServiceError::Unexpected(cause),
-            ManageError::Forbidden => ServiceError::Forbidden,
-            // Curation alone has no expected failures.
-            ManageError::User(user) => ServiceError::Task(user.to_string()),
-        })
+    /// Curates `hotels` now, in one change that also writes the events of what changed and an
+    /// audit row; the caches forget the hotels it rewrote.
+    pub async fn curate(&self, hotels: &[HotelId]) -> ServiceResult<Vec<PublishedChange>> {
+        let mut change = self.writer.begin().await?;
+        let changes = change.curate(hotels).await?.to_vec();
+        // Nothing written: no audit row either.
+        let audit = change.has_curation_changes().then(|| {
+            Caller::system("recompute").audit("recompute", json!({ "hotels": hotels.len() }))
+        });
+        change.commit(audit).await?;
+        Ok(changes)
     }
 
     pub async fn hotel_count(&self) -> ServiceResult<u64> {
-        Ok(self.store.hotel_count().await?)
+        Ok(self.writer.store().hotel_count().await?)
     }
 
     /// Recomputes every hotel in chunks, `plan.parallelism` chunks at a time, calling
@@ -92,7 +64,11 @@ impl Curator {
         let mut after = None;
         let mut changed = 0u64;
         loop {
-            let chunk = self.store.hotel_ids_after(after, plan.chunk_size).await?;
+            let chunk = self
+                .writer
+                .store()
+                .hotel_ids_after(after, plan.chunk_size)
+                .await?;
             let Some(&last) = chunk.last() else { break };
             after = Some(last);
             if in_flight.len() >= plan.parallelism.max(1) {
@@ -100,7 +76,7 @@ impl Curator {
             }
             let curator = self.clone();
             in_flight.spawn(async move {
-                let changes = curator.publish(&chunk).await?;
+                let changes = curator.curate(&chunk).await?;
                 Ok::<_, super::ServiceError>((chunk.len() as u64, changes.len() as u64))
             });
         }

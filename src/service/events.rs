@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
-use crate::store::manage::OutboxEvent;
-use crate::store::publish::PublishedChange;
+use crate::domain::curation::PublishedChange;
+use crate::store::journal::OutboxEvent;
 
 /// The current version of every payload.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -1,7 +1,7 @@
 //! Ingestion use cases: partners and their URL rewrite rules, importing a batch of partner
 //! deliveries, and retiring what a snapshot feed no longer contains.
 //!
-//! An import batch is one transaction: lock the batch's hotels, read what the catalog knows in
+//! An import batch is one change through the write kernel ([`super::write`]): lock the batch's hotels, read what the catalog knows in
 //! a few statements, decide every item in order ([`plan`]), write the rows in multi-row
 //! statements, curate the touched hotels, and write one audit row and the outbox events. A
 //! rejected item changes nothing; the accepted ones commit. A batch that changes nothing (a
@@ -18,24 +18,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
 use serde_json::json;
 
 use super::auth::Scope;
 use super::events;
-use super::freshness::Freshness;
-use super::manage::{
-    Caller, ManageResult, UserError, UserErrorCode, audit_entry, commit, curate, retrying,
-};
+use super::write::{Caller, UserError, UserErrorCode, Writer, retrying, use_case_error};
 use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind};
-use crate::domain::curation::Rules;
 use crate::domain::ingest::{
-    Delivery, ImageRef, Outcome, Plan, RawItem, Rejection, plan, validate,
+    Delivery, ImageRef, NO_ACTIVE_SOURCE, Outcome, Plan, RawItem, Rejection, plan, validate,
 };
 use crate::domain::url::{Rewrites, UrlRewrite};
 use crate::store::ingest::{self as store, PartnerFeed};
-use crate::store::manage::{OutboxEvent, linked_hotels};
-use crate::store::{PartnerRecord, Store, StoreError};
+use crate::store::journal::OutboxEvent;
+use crate::store::manage::linked_hotels;
+use crate::store::{PartnerRecord, StoreError};
+
+use_case_error!(
+    /// How an ingestion use case failed.
+    IngestError
+);
+
+pub type IngestResult<T> = Result<T, IngestError>;
 
 /// Most items one `importImages` call takes.
 pub const MAX_IMPORT_ITEMS: usize = 1_000;
@@ -165,19 +168,14 @@ impl Profile {
 /// Imports partner deliveries into the catalog.
 #[derive(Clone, Debug)]
 pub struct Ingestor {
-    store: Store,
-    rules: Arc<Rules>,
-    /// Told what each committed batch made stale.
-    freshness: Freshness,
+    writer: Writer,
     profile: Arc<Profile>,
 }
 
 impl Ingestor {
-    pub fn new(store: Store, rules: Rules, freshness: Freshness) -> Self {
+    pub fn new(writer: Writer) -> Self {
         Self {
-            store,
-            rules: Arc::new(rules),
-            freshness,
+            writer,
             profile: Arc::default(),
         }
     }
@@ -189,12 +187,8 @@ impl Ingestor {
 
     /// Renews the database's statistics of the tables imports write (see
     /// [`store::refresh_statistics`]): for bulk imports, as the catalog grows.
-    pub async fn refresh_statistics(&self) -> ManageResult<()> {
-        Ok(store::refresh_statistics(self.store.connection()).await?)
-    }
-
-    async fn begin(&self) -> ManageResult<DatabaseTransaction> {
-        Ok(self.store.begin_write().await?)
+    pub async fn refresh_statistics(&self) -> IngestResult<()> {
+        Ok(store::refresh_statistics(self.writer.store().connection()).await?)
     }
 
     /// Creates or updates a partner and its URL rewrite rules (admin). A change of kind
@@ -203,7 +197,7 @@ impl Ingestor {
         &self,
         caller: &Caller,
         input: PartnerInput,
-    ) -> ManageResult<PartnerRecord> {
+    ) -> IngestResult<PartnerRecord> {
         caller.require(caller.actor.is_admin())?;
         let name = input.name.trim();
         if name.is_empty() || name.chars().count() > MAX_PARTNER_NAME {
@@ -220,26 +214,30 @@ impl Ingestor {
             name: name.to_owned(),
             kind: input.kind,
         };
-        let now = Utc::now();
-        let txn = self.begin().await?;
-        let previous = store::upsert_partner(&txn, &record, &input.url_rewrites, now).await?;
+        let mut change = self.writer.begin().await?;
+        let previous =
+            store::upsert_partner(change.txn(), &record, &input.url_rewrites, change.now()).await?;
         let hotels = match previous {
-            Some(kind) if kind != record.kind => store::hotels_of_partner(&txn, record.id).await?,
+            Some(kind) if kind != record.kind => {
+                store::hotels_of_partner(change.txn(), record.id).await?
+            }
             _ => Vec::new(),
         };
-        let changes = curate(&txn, &self.rules, &hotels, now).await?;
-        let mut entry = audit_entry(
-            caller,
-            "upsertPartner",
-            json!({ "partnerId": record.id.to_string() }),
-        );
-        entry.before = previous.map(|kind| json!({ "kind": kind.as_str() }));
-        entry.after = Some(json!({
-            "name": record.name,
-            "kind": record.kind.as_str(),
-            "urlRewrites": input.url_rewrites,
-        }));
-        commit(&self.freshness, txn, entry, Vec::new(), &changes, now).await?;
+        change.curate(&hotels).await?;
+        let mut entry = caller
+            .audit(
+                "upsertPartner",
+                json!({ "partnerId": record.id.to_string() }),
+            )
+            .with_after(json!({
+                "name": record.name,
+                "kind": record.kind.as_str(),
+                "urlRewrites": input.url_rewrites,
+            }));
+        if let Some(kind) = previous {
+            entry = entry.with_before(json!({ "kind": kind.as_str() }));
+        }
+        change.commit(Some(entry)).await?;
         Ok(record)
     }
 
@@ -250,7 +248,7 @@ impl Ingestor {
         caller: &Caller,
         partner: PartnerId,
         items: &[RawItem],
-    ) -> ManageResult<Vec<ImportResult>> {
+    ) -> IngestResult<Vec<ImportResult>> {
         self.check(caller, partner, items.len(), MAX_IMPORT_ITEMS)?;
         let rewrites = self.rewrites(partner).await?;
         let started = Instant::now();
@@ -269,7 +267,7 @@ impl Ingestor {
         caller: &Caller,
         partner: PartnerId,
         items: Vec<RawItem>,
-    ) -> ManageResult<Prepared> {
+    ) -> IngestResult<Prepared> {
         self.check(caller, partner, items.len(), MAX_BATCH_ITEMS)?;
         let rewrites = self.rewrites(partner).await?;
         let profile = self.profile.clone();
@@ -295,7 +293,7 @@ impl Ingestor {
         &self,
         caller: &Caller,
         prepared: Prepared,
-    ) -> ManageResult<Vec<ImportResult>> {
+    ) -> IngestResult<Vec<ImportResult>> {
         let Prepared { partner, validated } = prepared;
         if validated.iter().all(Result::is_err) {
             return Ok(results(plan(validated, &Default::default()), &[]));
@@ -309,21 +307,16 @@ impl Ingestor {
         partner: PartnerId,
         items: usize,
         max: usize,
-    ) -> ManageResult<()> {
+    ) -> IngestResult<()> {
         caller.require(may_import(caller, partner))?;
         if items > max {
-            return Err(UserError::new(
-                UserErrorCode::TooManyItems,
-                &["items"],
-                format!("at most {max} items"),
-            )
-            .into());
+            return Err(UserError::too_many("items", max, "items").into());
         }
         Ok(())
     }
 
     /// The partner's compiled URL rewrite rules (a user error for an unknown partner).
-    async fn rewrites(&self, partner: PartnerId) -> ManageResult<Rewrites> {
+    async fn rewrites(&self, partner: PartnerId) -> IngestResult<Rewrites> {
         let feed = self.partner_feed(partner).await?;
         Ok(Rewrites::compile(&feed.rewrites).map_err(|e| {
             StoreError::Corrupt(ParseError {
@@ -333,8 +326,8 @@ impl Ingestor {
         })?)
     }
 
-    async fn partner_feed(&self, partner: PartnerId) -> ManageResult<PartnerFeed> {
-        store::partner_feed(self.store.connection(), partner)
+    async fn partner_feed(&self, partner: PartnerId) -> IngestResult<PartnerFeed> {
+        store::partner_feed(self.writer.store().connection(), partner)
             .await?
             .ok_or_else(|| {
                 UserError::new(UserErrorCode::NotFound, &["partnerId"], "no such partner").into()
@@ -347,8 +340,7 @@ impl Ingestor {
         caller: &Caller,
         partner: PartnerId,
         validated: Vec<Result<Delivery, Rejection>>,
-    ) -> ManageResult<Vec<ImportResult>> {
-        let now = Utc::now();
+    ) -> IngestResult<Vec<ImportResult>> {
         let deliveries: Vec<&Delivery> = validated.iter().flatten().collect();
         let hotels: Vec<HotelId> = deliveries
             .iter()
@@ -358,14 +350,15 @@ impl Ingestor {
             .collect();
         let profile = &self.profile;
         let clock = Instant::now();
-        let txn = self.begin().await?;
-        store::lock_hotels(&txn, &hotels, now).await?;
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        store::lock_hotels(change.txn(), &hotels, now).await?;
         let clock = profile.add(Phase::Lock, clock);
-        let known = store::load_known(&txn, partner, &deliveries).await?;
+        let known = store::load_known(change.txn(), partner, &deliveries).await?;
         let clock = profile.add(Phase::Known, clock);
         let plan = plan(validated, &known);
         let clock = profile.add(Phase::Plan, clock);
-        let created = store::write_plan(&txn, partner, &plan, now).await?;
+        let created = store::write_plan(change.txn(), partner, &plan, now).await?;
 
         let accepted_hotels: BTreeSet<HotelId> =
             plan.accepted.iter().map(|a| a.delivery.hotel).collect();
@@ -374,12 +367,13 @@ impl Ingestor {
             .filter(|h| !accepted_hotels.contains(h))
             .copied()
             .collect();
-        store::drop_empty_hotels(&txn, &empty).await?;
+        store::drop_empty_hotels(change.txn(), &empty).await?;
 
         let results = results(plan.clone(), &created);
         let clock = profile.add(Phase::Write, clock);
         if !plan.changes_catalog() {
-            txn.commit().await?;
+            // A batch seen before: only "last seen" times moved; nothing to audit or announce.
+            change.commit(None).await?;
             profile.add(Phase::Commit, clock);
             return Ok(results);
         }
@@ -390,19 +384,18 @@ impl Ingestor {
             .map(|a| a.delivery.hotel)
             .collect();
         if !plan.revived.is_empty() {
-            touched.extend(linked_hotels(&txn, &plan.revived).await?);
+            touched.extend(linked_hotels(change.txn(), &plan.revived).await?);
         }
         let touched: Vec<HotelId> = touched.into_iter().collect();
-        let changes = curate(&txn, &self.rules, &touched, now).await?;
+        change.curate(&touched).await?;
         let clock = profile.add(Phase::Curate, clock);
-        let mut entry = audit_entry(
-            caller,
-            "importImages",
-            json!({ "partnerId": partner.to_string() }),
-        );
-        entry.after = Some(summary(&results));
-        let events = batch_events(&plan, &created, partner, now);
-        commit(&self.freshness, txn, entry, events, &changes, now).await?;
+        let entry = caller
+            .audit("importImages", json!({ "partnerId": partner.to_string() }))
+            .with_after(summary(&results));
+        for event in batch_events(&plan, &created, partner, now) {
+            change.emit(event);
+        }
+        change.commit(Some(entry)).await?;
         profile.add(Phase::Commit, clock);
         Ok(results)
     }
@@ -416,7 +409,7 @@ impl Ingestor {
         caller: &Caller,
         partner: PartnerId,
         seen_before: DateTime<Utc>,
-    ) -> ManageResult<Retirement> {
+    ) -> IngestResult<Retirement> {
         caller.require(may_import(caller, partner))?;
         let feed = self.partner_feed(partner).await?;
         let mut total = Retirement::default();
@@ -440,41 +433,36 @@ impl Ingestor {
         caller: &Caller,
         partner: PartnerId,
         seen_before: DateTime<Utc>,
-    ) -> ManageResult<Retirement> {
-        let now = Utc::now();
-        let txn = self.begin().await?;
-        let images = store::unseen_sources(&txn, partner, seen_before, RETIRE_CHUNK).await?;
+    ) -> IngestResult<Retirement> {
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        let images =
+            store::unseen_sources(change.txn(), partner, seen_before, RETIRE_CHUNK).await?;
         if images.is_empty() {
             return Ok(Retirement::default());
         }
-        let sources = store::retire_sources(&txn, partner, &images, seen_before).await?;
-        let deactivated = store::deactivate_orphans(&txn, &images, now).await?;
+        let sources = store::retire_sources(change.txn(), partner, &images, seen_before).await?;
+        let deactivated = store::deactivate_orphans(change.txn(), &images, now).await?;
         // Every hotel of these images: a retired source may also change an image's rank.
-        let hotels = linked_hotels(&txn, &images).await?;
-        let changes = curate(&txn, &self.rules, &hotels, now).await?;
-        let mut entry = audit_entry(
-            caller,
-            "retireSources",
-            json!({ "partnerId": partner.to_string() }),
-        );
-        entry.after = Some(json!({
-            "retiredSources": sources,
-            "deactivatedImageIds": deactivated.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
-        let events = deactivated
-            .iter()
-            .map(|image| {
-                events::status_event(
-                    *image,
-                    false,
-                    Some(crate::domain::ingest::NO_ACTIVE_SOURCE),
-                    None,
-                    now,
-                )
-            })
-            .collect();
-        let hotels_changed = changes.len() as u64;
-        commit(&self.freshness, txn, entry, events, &changes, now).await?;
+        let hotels = linked_hotels(change.txn(), &images).await?;
+        let hotels_changed = change.curate(&hotels).await?.len() as u64;
+        let deactivated_ids: Vec<String> = deactivated.iter().map(ToString::to_string).collect();
+        let entry = caller
+            .audit("retireSources", json!({ "partnerId": partner.to_string() }))
+            .with_after(json!({
+                "retiredSources": sources,
+                "deactivatedImageIds": deactivated_ids,
+            }));
+        for image in &deactivated {
+            change.emit(events::status_event(
+                *image,
+                false,
+                Some(NO_ACTIVE_SOURCE),
+                None,
+                now,
+            ));
+        }
+        change.commit(Some(entry)).await?;
         Ok(Retirement {
             sources,
             images: deactivated.len() as u64,

@@ -7,8 +7,11 @@
 //! # Layout
 //! - [`auth`]: the [`Actor`](auth::Actor) behind a request and what it may see or do.
 //! - [`catalog`]: the read use cases.
-//! - [`curation`]: publishing curation for hotels, and recomputing every hotel.
-//! - [`manage`]: the management use cases (mutations), each one transaction.
+//! - [`write`]: the write kernel every change goes through: the caller, user errors, the
+//!   transaction with retries, curation, audit and outbox events, and what a commit makes
+//!   stale.
+//! - [`curation`]: curating hotels on demand: recomputing every hotel after a rule change.
+//! - [`manage`]: the management use cases (mutations).
 //! - [`upload`]: hotelier uploads into the object store.
 //! - [`ingest`]: partners, partner imports (unified IDs, legacy IDs) and snapshot retirement.
 //! - [`events`]: the outbox events those changes emit.
@@ -25,11 +28,13 @@ pub mod ingest;
 pub mod manage;
 pub mod relay;
 pub mod upload;
+pub mod write;
 
 use crate::store::StoreError;
 
-/// A failed use case. `Forbidden` is expected; `Unexpected` carries the cause for the log and
-/// is shown to clients as a generic error.
+/// A failed read or curation run. `Forbidden` is expected; `Unexpected` carries the cause for
+/// the log and is shown to clients as a generic error. (Changes fail with their use case's own
+/// error: see [`write::Failure`].)
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("not allowed for this caller")]

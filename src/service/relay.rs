@@ -252,7 +252,7 @@ mod tests {
     use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
 
     use super::*;
-    use crate::store::manage::{OutboxEvent, append_events};
+    use crate::store::journal::{OutboxEvent, append_events};
     use crate::store::outbox::RelayedEvent;
 
     /// Records every batch; the first call "crashes" after publishing: it answers an error.

@@ -1,29 +1,29 @@
 //! Hotelier uploads: the bytes go to the object store under their content hash (the same bytes
-//! uploaded twice are one image), then one transaction links the image to the hotel with the
-//! HOTELIER partner as its source and curates the hotel.
+//! uploaded twice are one image), then one change (through the write kernel) links the image to
+//! the hotel with the HOTELIER partner as its source and curates the hotel.
 
-use chrono::Utc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
-use super::freshness::Freshness;
-use super::manage::{Caller, ManageError, ManageResult, UserError, UserErrorCode, commit};
+use super::write::{
+    Caller, UserError, UserErrorCode, Writer, check_text, retrying, use_case_error,
+};
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
-use crate::domain::curation::Rules;
-use crate::domain::upload::{UploadError, inspect};
-use crate::store::manage::{self as writes, AuditEntry, UploadRecord};
+use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect};
+use crate::store::StoreError;
+use crate::store::manage::{self as writes, UploadRecord};
 use crate::store::objects::Objects;
-use crate::store::publish::publish;
-use crate::store::{Store, StoreError};
+
+use_case_error!(
+    /// How an upload failed.
+    UploadError
+);
 
 #[derive(Clone, Debug)]
 pub struct Uploader {
-    store: Store,
-    /// Told what each committed upload made stale.
-    freshness: Freshness,
+    writer: Writer,
     objects: Objects,
-    rules: Rules,
     /// Largest accepted file.
     pub max_bytes: usize,
     /// The HOTELIER partner uploads are credited to.
@@ -31,19 +31,10 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    pub fn new(
-        store: Store,
-        freshness: Freshness,
-        objects: Objects,
-        rules: Rules,
-        max_bytes: usize,
-        partner: PartnerId,
-    ) -> Self {
+    pub fn new(writer: Writer, objects: Objects, max_bytes: usize, partner: PartnerId) -> Self {
         Self {
-            store,
-            freshness,
+            writer,
             objects,
-            rules,
             max_bytes,
             partner,
         }
@@ -60,21 +51,12 @@ impl Uploader {
         hotel: HotelId,
         bytes: Vec<u8>,
         caption: Option<&str>,
-    ) -> ManageResult<ImageId> {
-        if !caller.actor.may_manage_hotel(hotel) {
-            return Err(ManageError::Forbidden);
-        }
-        if caption.is_some_and(|c| c.chars().count() > super::manage::MAX_TEXT) {
-            return Err(UserError::new(
-                UserErrorCode::InvalidInput,
-                &["caption"],
-                "at most 1000 characters",
-            )
-            .into());
-        }
+    ) -> Result<ImageId, UploadError> {
+        caller.require(caller.actor.may_manage_hotel(hotel))?;
+        check_text(caption, "caption")?;
         let inspected = inspect(&bytes, self.max_bytes).map_err(|error| {
             let code = match error {
-                UploadError::TooLarge { .. } => UserErrorCode::TooManyItems,
+                FileError::TooLarge { .. } => UserErrorCode::TooManyItems,
                 _ => UserErrorCode::InvalidInput,
             };
             UserError::new(code, &["file"], error.to_string())
@@ -84,48 +66,53 @@ impl Uploader {
             .put(&storage_key, bytes)
             .await
             .map_err(|e| StoreError::Objects(e.to_string()))?;
+        retrying(|| self.record(caller, hotel, &inspected, &storage_key, caption)).await
+    }
+
+    /// The change that records stored bytes as an image of `hotel`.
+    async fn record(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        inspected: &InspectedUpload,
+        storage_key: &str,
+        caption: Option<&str>,
+    ) -> Result<ImageId, UploadError> {
         // Uploads have no partner URL: their key is derived from the content, in a namespace
         // of its own so it can never equal the key of a canonical URL.
         let url_key = hex::encode(Sha256::digest(format!("upload:{}", inspected.sha256)));
-        let source_url = self.objects.source_url(&storage_key);
-        let now = Utc::now();
-        let txn = self.store.begin_write().await?;
-        let (image, created) = writes::record_upload(
-            &txn,
-            &UploadRecord {
-                hotel,
-                partner: self.partner.get(),
-                url_key: &url_key,
-                source_url: &source_url,
-                storage_key: &storage_key,
-                width: inspected.width,
-                height: inspected.height,
-                content_sha256: &inspected.sha256,
-                caption,
-            },
-            now,
-        )
-        .await?;
-        let changes = publish(&txn, &[hotel], &self.rules, now).await?;
-        let created_event =
-            created.then(|| events::image_created(image, &source_url, self.partner, hotel, now));
-        let audit = AuditEntry {
-            actor: caller.name(),
-            operation: "uploadImage",
-            entity_ids: json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
-            before: None,
-            after: Some(json!({ "sha256": inspected.sha256, "created": created })),
-            request_id: caller.request_id.clone(),
+        let source_url = self.objects.source_url(storage_key);
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        let record = UploadRecord {
+            hotel,
+            partner: self.partner.get(),
+            url_key: &url_key,
+            source_url: &source_url,
+            storage_key,
+            width: inspected.width,
+            height: inspected.height,
+            content_sha256: &inspected.sha256,
+            caption,
         };
-        commit(
-            &self.freshness,
-            txn,
-            audit,
-            created_event.into_iter().collect(),
-            &changes,
-            now,
-        )
-        .await?;
+        let (image, created) = writes::record_upload(change.txn(), &record, now).await?;
+        change.curate(&[hotel]).await?;
+        if created {
+            change.emit(events::image_created(
+                image,
+                &source_url,
+                self.partner,
+                hotel,
+                now,
+            ));
+        }
+        let audit = caller
+            .audit(
+                "uploadImage",
+                json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            )
+            .with_after(json!({ "sha256": inspected.sha256, "created": created }));
+        change.commit(Some(audit)).await?;
         Ok(image)
     }
 }

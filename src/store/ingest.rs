@@ -14,25 +14,26 @@ use chrono::{DateTime, Utc};
 use entity::{
     delivery, hotel, hotel_image, image, image_source, image_tag, legacy_image_id, partner,
 };
-use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
 };
 
 use super::bulk::{in_keys, insert_new, upsert};
+use super::rows::{self, NewImage};
 use super::{PartnerRecord, StoreError, StoreResult, hotel_id, image_id};
-use crate::domain::catalog::{HotelId, ImageId, ParseError, PartnerId, PartnerKind, Status};
+use crate::domain::catalog::{
+    HotelId, ImageId, ParseError, PartnerId, PartnerKind, SourceStatus, Status, effective_category,
+};
 use crate::domain::ingest::{
     Delivery, ImageRef, Known, KnownImage, NO_ACTIVE_SOURCE, Outcome, Plan,
 };
+use crate::domain::media::partner_storage_key;
 use crate::domain::url::{UrlKey, UrlRewrite};
 
 /// (hotel, image) pairs looked up per statement by [`load_known`].
 const PAIRS_PER_STATEMENT: usize = 5_000;
-
-/// `image_source.status` of a source a snapshot import no longer contains.
-pub const RETIRED: &str = "RETIRED";
 
 /// A partner as an import needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,22 +135,11 @@ pub async fn lock_hotels(
     hotels: &[HotelId],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let rows: Vec<hotel::ActiveModel> = hotels
+    let empty: Vec<hotel::ActiveModel> = hotels
         .iter()
-        .map(|hotel| hotel::ActiveModel {
-            id: Set(hotel.get()),
-            version: Set(0),
-            main_image_id: Set(None),
-            main_image_origin: Set(None),
-            main_image_chosen_by: Set(None),
-            main_image_chosen_at: Set(None),
-            image_count: Set(0),
-            gallery: Set(String::new()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
+        .map(|hotel| rows::empty_hotel(hotel.get(), now))
         .collect();
-    insert_new(txn, rows, [hotel::Column::Id]).await?;
+    insert_new(txn, empty, [hotel::Column::Id]).await?;
     let backend = txn.get_database_backend();
     if backend != sea_orm::DbBackend::Sqlite {
         let ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
@@ -423,14 +413,7 @@ async fn insert_images(
     let tags: Vec<image_tag::ActiveModel> = creators
         .iter()
         .zip(&ids)
-        .flat_map(|(d, id)| {
-            d.tags.iter().map(|tag| image_tag::ActiveModel {
-                image_id: Set(id.get()),
-                origin: Set(tag.origin.as_str().to_owned()),
-                category: Set(tag.category.as_str().to_owned()),
-                confidence: Set(tag.confidence),
-            })
-        })
+        .flat_map(|(d, id)| d.tags.iter().map(|tag| rows::tag(id.get(), tag)))
         .collect();
     super::bulk::insert_rows(txn, tags).await?;
     Ok(ids)
@@ -438,26 +421,21 @@ async fn insert_images(
 
 fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
     let key = d.url_key.as_str();
-    image::ActiveModel {
-        id: NotSet,
-        url_key: Set(key.to_owned()),
-        canonical_url: Set(d.canonical_url.as_str().to_owned()),
-        // The CDN serves partner pictures from a copy named after the URL key.
-        storage_key: Set(format!("p/{}/{key}.jpg", &key[..2])),
-        width: Set(d.width),
-        height: Set(d.height),
-        caption: Set(d.caption.clone()),
-        category: Set(crate::domain::catalog::effective_category(&d.tags)
-            .as_str()
-            .to_owned()),
-        quality_score: Set(d.quality_score),
-        content_sha256: Set(d.content_sha256.clone()),
-        perceptual_hash: Set(None),
-        status: Set(Status::Active.as_str().to_owned()),
-        status_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
+    rows::image(
+        NewImage {
+            id: None,
+            url_key: key,
+            canonical_url: d.canonical_url.as_str(),
+            storage_key: partner_storage_key(key),
+            width: d.width,
+            height: d.height,
+            caption: d.caption.clone(),
+            category: effective_category(&d.tags),
+            quality_score: d.quality_score,
+            content_sha256: d.content_sha256.clone(),
+        },
+        now,
+    )
 }
 
 async fn insert_links(
@@ -465,20 +443,13 @@ async fn insert_links(
     links: &BTreeSet<(HotelId, ImageId)>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let rows = links
+    let new_links = links
         .iter()
-        .map(|(hotel, image)| hotel_image::ActiveModel {
-            hotel_id: Set(hotel.get()),
-            image_id: Set(image.get()),
-            status: Set(Status::Active.as_str().to_owned()),
-            status_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
+        .map(|(hotel, image)| rows::link(hotel.get(), image.get(), now))
         .collect();
     insert_new(
         txn,
-        rows,
+        new_links,
         [hotel_image::Column::HotelId, hotel_image::Column::ImageId],
     )
     .await?;
@@ -495,22 +466,21 @@ async fn upsert_sources(
 ) -> StoreResult<()> {
     let mut sources: Vec<(ImageId, &Delivery)> = sources.into_iter().collect();
     sources.sort_by_key(|(image, _)| *image);
-    let rows = sources
+    let new_sources = sources
         .into_iter()
-        .map(|(image, d)| image_source::ActiveModel {
-            id: NotSet,
-            image_id: Set(image.get()),
-            partner_id: Set(partner.get()),
-            source_url: Set(d.source_url.clone()),
-            partner_image_ref: Set(d.partner_image_ref.clone()),
-            status: Set(Status::Active.as_str().to_owned()),
-            first_seen_at: Set(now),
-            last_seen_at: Set(now),
+        .map(|(image, d)| {
+            rows::source(
+                image.get(),
+                partner.get(),
+                &d.source_url,
+                d.partner_image_ref.clone(),
+                now,
+            )
         })
         .collect();
     upsert(
         txn,
-        rows,
+        new_sources,
         [
             image_source::Column::ImageId,
             image_source::Column::PartnerId,
@@ -529,19 +499,13 @@ async fn upsert_deliveries(
     deliveries: &BTreeSet<(HotelId, ImageId)>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let rows = deliveries
+    let new_deliveries = deliveries
         .iter()
-        .map(|(hotel, image)| delivery::ActiveModel {
-            hotel_id: Set(hotel.get()),
-            image_id: Set(image.get()),
-            partner_id: Set(partner.get()),
-            first_seen_at: Set(now),
-            last_seen_at: Set(now),
-        })
+        .map(|(hotel, image)| rows::delivery(hotel.get(), image.get(), partner.get(), now))
         .collect();
     upsert(
         txn,
-        rows,
+        new_deliveries,
         [
             delivery::Column::HotelId,
             delivery::Column::ImageId,
@@ -605,7 +569,7 @@ pub async fn unseen_sources<C: ConnectionTrait>(
         .select_only()
         .column(image_source::Column::ImageId)
         .filter(image_source::Column::PartnerId.eq(partner.get()))
-        .filter(image_source::Column::Status.eq(Status::Active.as_str()))
+        .filter(image_source::Column::Status.eq(SourceStatus::Active.as_str()))
         .filter(image_source::Column::LastSeenAt.lt(before))
         .limit(limit)
         .into_tuple()
@@ -623,10 +587,13 @@ pub async fn retire_sources(
     before: DateTime<Utc>,
 ) -> StoreResult<u64> {
     let result = image_source::Entity::update_many()
-        .col_expr(image_source::Column::Status, Expr::value(RETIRED))
+        .col_expr(
+            image_source::Column::Status,
+            Expr::value(SourceStatus::Retired.as_str()),
+        )
         .filter(image_source::Column::PartnerId.eq(partner.get()))
         .filter(image_source::Column::ImageId.is_in(images.iter().map(|i| i.get())))
-        .filter(image_source::Column::Status.eq(Status::Active.as_str()))
+        .filter(image_source::Column::Status.eq(SourceStatus::Active.as_str()))
         .filter(image_source::Column::LastSeenAt.lt(before))
         .exec(txn)
         .await?;
@@ -658,9 +625,9 @@ pub async fn deactivate_orphans(
     let mut kept = HashSet::new();
     for row in txn.query_all(&query).await? {
         let image = image_id(row.try_get_by_index(0)?)?;
-        let status: String = row.try_get_by_index(1)?;
+        let status: SourceStatus = row.try_get_by_index::<String>(1)?.parse()?;
         let kind: PartnerKind = row.try_get_by_index::<String>(2)?.parse()?;
-        if status == Status::Active.as_str() || kind == PartnerKind::Hotelier {
+        if status == SourceStatus::Active || kind == PartnerKind::Hotelier {
             kept.insert(image);
         }
     }

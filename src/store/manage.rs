@@ -1,23 +1,23 @@
-//! Writes of the management use cases, on the caller's transaction: optimistic version guards,
-//! main-image overrides, pins, statuses, tags, quality, captions, and the audit and outbox rows
-//! that commit with them.
+//! Writes of the management and upload use cases, on the caller's transaction: optimistic
+//! version guards, main-image overrides, pins, statuses, tags, quality, captions, and the rows
+//! of an upload.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use entity::{
-    audit_log, gallery_pin, hotel, hotel_image, image, image_tag, main_image_override, outbox,
-};
-use sea_orm::ActiveValue::{NotSet, Set};
+use entity::{gallery_pin, hotel, hotel_image, image, image_tag, main_image_override};
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
+use super::rows::{self, NewImage};
 use super::{StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
-    HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin, effective_category,
+    Category, HotelId, ImageId, MainImageOrigin, PartnerKind, Status, Tag, TagOrigin,
+    effective_category,
 };
 
 /// Why a hotel could not be locked for a change.
@@ -137,7 +137,7 @@ pub async fn set_pins(
         .filter(gallery_pin::Column::HotelId.eq(hotel.get()))
         .exec(txn)
         .await?;
-    let rows: Vec<_> = images
+    let pins: Vec<_> = images
         .iter()
         .enumerate()
         .map(|(position, image)| gallery_pin::ActiveModel {
@@ -146,7 +146,7 @@ pub async fn set_pins(
             image_id: Set(image.get()),
         })
         .collect();
-    super::bulk::insert_rows(txn, rows).await
+    super::bulk::insert_rows(txn, pins).await
 }
 
 /// Which of `images` exist.
@@ -269,16 +269,11 @@ pub async fn replace_tags(
         .filter(image_tag::Column::Origin.eq(origin.as_str()))
         .exec(txn)
         .await?;
-    let rows: Vec<_> = tags
+    let new_rows: Vec<_> = tags
         .iter()
-        .map(|tag| image_tag::ActiveModel {
-            image_id: Set(image.get()),
-            origin: Set(origin.as_str().to_owned()),
-            category: Set(tag.category.as_str().to_owned()),
-            confidence: Set(tag.confidence),
-        })
+        .map(|tag| rows::tag(image.get(), &Tag { origin, ..*tag }))
         .collect();
-    super::bulk::insert_rows(txn, rows).await
+    super::bulk::insert_rows(txn, new_rows).await
 }
 
 /// Recomputes the stored effective category of `images` from their tags.
@@ -304,69 +299,6 @@ pub async fn refresh_categories(txn: &DatabaseTransaction, images: &[ImageId]) -
             .await?;
     }
     Ok(())
-}
-
-/// One row of the audit log.
-#[derive(Debug, Clone)]
-pub struct AuditEntry {
-    pub actor: String,
-    pub operation: &'static str,
-    pub entity_ids: serde_json::Value,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-    pub request_id: Option<String>,
-}
-
-/// One event for the outbox (DESIGN section 7).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxEvent {
-    pub aggregate_type: &'static str,
-    pub aggregate_id: String,
-    pub event_type: &'static str,
-    pub payload: serde_json::Value,
-}
-
-pub async fn append_audit(
-    txn: &DatabaseTransaction,
-    entry: AuditEntry,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
-        id: NotSet,
-        created_at: Set(now),
-        actor: Set(entry.actor),
-        operation: Set(entry.operation.to_owned()),
-        entity_ids: Set(entry.entity_ids.to_string()),
-        before: Set(entry.before.map(|v| v.to_string())),
-        after: Set(entry.after.map(|v| v.to_string())),
-        request_id: Set(entry.request_id),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
-}
-
-pub async fn append_events(
-    txn: &DatabaseTransaction,
-    events: Vec<OutboxEvent>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let rows: Vec<_> = events
-        .into_iter()
-        .map(|event| outbox::ActiveModel {
-            seq: NotSet,
-            // Time-ordered (v7): a batch's events go to the end of the unique index on `id`
-            // instead of to random pages of it.
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            aggregatetype: Set(event.aggregate_type.to_owned()),
-            aggregateid: Set(event.aggregate_id),
-            event_type: Set(event.event_type.to_owned()),
-            payload: Set(event.payload.to_string()),
-            created_at: Set(now),
-            published_at: Set(None),
-        })
-        .collect();
-    super::bulk::insert_rows(txn, rows).await
 }
 
 /// What an upload needs stored.
@@ -399,7 +331,7 @@ pub async fn record_upload(
     partner::Entity::insert(partner::ActiveModel {
         id: Set(upload.partner),
         name: Set("Hoteliers".to_owned()),
-        kind: Set("HOTELIER".to_owned()),
+        kind: Set(PartnerKind::Hotelier.as_str().to_owned()),
         url_rewrites: Set("[]".to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
@@ -414,31 +346,28 @@ pub async fn record_upload(
 
     let existing = image_by_url_key(txn, upload.url_key).await?;
     if existing.is_none() {
-        image::Entity::insert(image::ActiveModel {
-            id: NotSet,
-            url_key: Set(upload.url_key.to_owned()),
-            canonical_url: Set(upload.source_url.to_owned()),
-            storage_key: Set(upload.storage_key.to_owned()),
-            width: Set(Some(upload.width as i32)),
-            height: Set(Some(upload.height as i32)),
-            caption: Set(upload.caption.map(str::to_owned)),
-            category: Set("OTHER".to_owned()),
-            quality_score: Set(None),
-            content_sha256: Set(Some(upload.content_sha256.to_owned())),
-            perceptual_hash: Set(None),
-            status: Set(Status::Active.as_str().to_owned()),
-            status_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        // A concurrent upload of the same bytes may have won: one image either way.
-        .on_conflict(
-            OnConflict::column(image::Column::UrlKey)
-                .do_nothing_on([image::Column::Id])
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+        let new = NewImage {
+            id: None,
+            url_key: upload.url_key,
+            canonical_url: upload.source_url,
+            storage_key: upload.storage_key.to_owned(),
+            width: i32::try_from(upload.width).ok(),
+            height: i32::try_from(upload.height).ok(),
+            caption: upload.caption.map(str::to_owned),
+            // No tags yet: the tagging pipeline classifies it later.
+            category: Category::Other,
+            quality_score: None,
+            content_sha256: Some(upload.content_sha256.to_owned()),
+        };
+        image::Entity::insert(rows::image(new, now))
+            // A concurrent upload of the same bytes may have won: one image either way.
+            .on_conflict(
+                OnConflict::column(image::Column::UrlKey)
+                    .do_nothing_on([image::Column::Id])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
     }
     let image = image_by_url_key(txn, upload.url_key)
         .await?
@@ -449,16 +378,13 @@ pub async fn record_upload(
             })
         })?;
 
-    image_source::Entity::insert(image_source::ActiveModel {
-        id: NotSet,
-        image_id: Set(image.get()),
-        partner_id: Set(upload.partner),
-        source_url: Set(upload.source_url.to_owned()),
-        partner_image_ref: Set(None),
-        status: Set("ACTIVE".to_owned()),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-    })
+    image_source::Entity::insert(rows::source(
+        image.get(),
+        upload.partner,
+        upload.source_url,
+        None,
+        now,
+    ))
     .on_conflict(
         OnConflict::columns([
             image_source::Column::ImageId,
@@ -469,28 +395,20 @@ pub async fn record_upload(
     )
     .exec_without_returning(txn)
     .await?;
-    hotel_image::Entity::insert(hotel_image::ActiveModel {
-        hotel_id: Set(upload.hotel.get()),
-        image_id: Set(image.get()),
-        status: Set(Status::Active.as_str().to_owned()),
-        status_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
-            .do_nothing_on([hotel_image::Column::HotelId])
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    delivery::Entity::insert(delivery::ActiveModel {
-        hotel_id: Set(upload.hotel.get()),
-        image_id: Set(image.get()),
-        partner_id: Set(upload.partner),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-    })
+    hotel_image::Entity::insert(rows::link(upload.hotel.get(), image.get(), now))
+        .on_conflict(
+            OnConflict::columns([hotel_image::Column::HotelId, hotel_image::Column::ImageId])
+                .do_nothing_on([hotel_image::Column::HotelId])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    delivery::Entity::insert(rows::delivery(
+        upload.hotel.get(),
+        image.get(),
+        upload.partner,
+        now,
+    ))
     .on_conflict(
         OnConflict::columns([
             delivery::Column::HotelId,

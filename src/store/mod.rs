@@ -8,23 +8,30 @@
 //! - [`connect`]: opening the pool with service-friendly settings, a statement counter and
 //!   the pool's figures.
 //! - [`read`]: the batched reads of the read API.
-//! - [`publish`]: running curation for a set of hotels and writing the published view.
-//! - [`manage`]: the writes of the management use cases, audit and outbox rows.
+//! - [`curation`]: what curation reads of a set of hotels, and the published views it writes.
+//! - [`rows`]: the one place new catalog rows (images, links, sources, deliveries, tags) are
+//!   built, for imports, uploads and seeding.
+//! - [`manage`]: the writes of the management use cases and of uploads.
+//! - [`journal`]: what every change appends in its transaction: its audit row and its outbox
+//!   events.
 //! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row writes (the rows as one JSON parameter) and key lists as one
 //!   parameter, for seeding, imports and curation.
 //! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
-//! - [`outbox`]: the relay's side of the outbox: its lock, unpublished events, marks, lag.
+//! - [`outbox`]: the outbox: events appended by changes; the relay's lock, unpublished events,
+//!   marks, lag.
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
 
 pub mod bulk;
 pub mod connect;
+pub mod curation;
 pub mod ingest;
+pub mod journal;
 pub mod manage;
 pub mod objects;
 pub mod outbox;
-pub mod publish;
 pub mod read;
+pub mod rows;
 pub mod stream;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +41,7 @@ use sea_orm::{
 };
 
 use crate::domain::catalog::{
-    Category, HotelId, ImageId, MainImageOrigin, ParseError, PartnerId, PartnerKind, Status,
+    Category, HotelId, ImageId, ParseError, PartnerId, PartnerKind, Status,
 };
 
 pub use connect::{PoolFigures, StatementCounter, connect, pool_figures};
@@ -135,27 +142,6 @@ pub async fn begin_write(
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
     })
     .await
-}
-
-/// A hotel as this subgraph publishes it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct HotelRecord {
-    pub id: HotelId,
-    pub version: i64,
-    pub main: Option<PublishedMain>,
-    /// Active linked images.
-    pub image_count: i64,
-    /// The curated gallery, main image first.
-    pub gallery: Vec<ImageId>,
-}
-
-/// The published main image and who chose it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PublishedMain {
-    pub image_id: ImageId,
-    pub origin: MainImageOrigin,
-    pub chosen_by: Option<String>,
-    pub chosen_at: Option<DateTime<Utc>>,
 }
 
 /// One image with the fields the read API serves.

@@ -1,7 +1,7 @@
 //! The relay's side of the outbox: the relay lock, the oldest unpublished events, marking them
 //! published, and the age of the oldest one (the lag).
 //!
-//! Events are written by the changes themselves ([`super::manage::append_events`]), in their
+//! Events are written by the changes themselves ([`super::journal::append_events`]), in their
 //! transaction. A relay round is one transaction of its own here:
 //!
 //! 1. [`begin_locked`]: take the relay lock, the one row of `outbox_relay`, with an `UPDATE` as

@@ -7,10 +7,11 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
-    HotelRecord, ImageRecord, LinkFilter, PartnerRecord, PublishedMain, SourceRecord, Store,
-    StoreResult, Window, hotel_id, image_id, partner_id,
+    ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, StoreResult, Window, hotel_id,
+    image_id, partner_id,
 };
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Status, Tag};
+use crate::domain::curation::{HotelRecord, PublishedMain};
 
 fn raw<T: Copy>(ids: &[T], get: impl Fn(T) -> i64) -> Vec<i64> {
     ids.iter().map(|&id| get(id)).collect()

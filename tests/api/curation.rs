@@ -40,7 +40,7 @@ async fn deactivating_the_main_images_link_publishes_a_new_main_image_and_versio
     let changes = app
         .core
         .curator
-        .publish(&[HotelId::new(3).unwrap()])
+        .curate(&[HotelId::new(3).unwrap()])
         .await
         .unwrap();
     assert_eq!(changes.len(), 1);
@@ -50,11 +50,11 @@ async fn deactivating_the_main_images_link_publishes_a_new_main_image_and_versio
     assert_ne!(new_main, main);
     assert_eq!(new_version, version + 1);
 
-    // Publishing again with nothing changed is a no-op.
+    // Curating again with nothing changed is a no-op.
     let again = app
         .core
         .curator
-        .publish(&[HotelId::new(3).unwrap()])
+        .curate(&[HotelId::new(3).unwrap()])
         .await
         .unwrap();
     assert!(again.is_empty());

@@ -11,6 +11,7 @@ mod fuzz;
 mod helpers;
 mod http;
 mod ingest;
+mod kernel;
 mod mutations;
 mod observability;
 mod operations;

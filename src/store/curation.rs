@@ -1,12 +1,10 @@
-//! Publishing curation: for a set of hotels, load their curation inputs in a few batched
-//! statements, run the pure [`curate`](crate::domain::curation::curate) rules, and write what
-//! changed (the hotel row: main image, gallery, counts, version) on the caller's connection or
-//! transaction.
-//!
-//! Callers run this inside the transaction of the change that touched the hotels, so the
-//! published view is never behind the source data.
+//! Persistence of curation: for a set of hotels, the inputs the pure rules need, loaded in a
+//! few batched statements ([`load_inputs`]), and the published views the rules decided, written
+//! as hotel rows ([`save_hotels`]). Which view to publish, and when its version grows, is
+//! decided in [`crate::domain::curation`]; running the two together inside a change's
+//! transaction is the write kernel's job ([`crate::service::write`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{gallery_pin, hotel, hotel_image, image, image_source, main_image_override, partner};
@@ -18,142 +16,68 @@ use sea_orm::{
 
 use super::bulk::in_keys;
 use super::read;
-use super::{HotelRecord, PublishedMain, StoreResult, hotel_id, image_id};
-use crate::domain::catalog::{HotelId, ImageId, MainImageOrigin, PartnerKind, Status};
-use crate::domain::curation::{Candidate, Override, Rules, curate};
+use super::{StoreResult, hotel_id, image_id};
+use crate::domain::catalog::{HotelId, ImageId, PartnerKind, SourceStatus, Status};
+use crate::domain::curation::{Candidate, HotelInputs, HotelRecord, Override, StoredOverride};
 
-/// What publishing changed for one hotel (used for events and cache invalidation).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublishedChange {
-    pub hotel_id: HotelId,
-    /// The version after the change.
-    pub version: i64,
-    pub previous_main: Option<ImageId>,
-    pub main: Option<ImageId>,
-    pub gallery_changed: bool,
-    /// The published gallery after the change.
-    pub gallery: Vec<ImageId>,
+/// What curation reads about a set of hotels.
+#[derive(Debug, Default)]
+pub struct CurationInputs {
+    candidates: HashMap<HotelId, Vec<Candidate>>,
+    pins: HashMap<HotelId, Vec<ImageId>>,
+    overrides: HashMap<HotelId, StoredOverride>,
+    current: HashMap<HotelId, HotelRecord>,
 }
 
-impl PublishedChange {
-    pub fn main_changed(&self) -> bool {
-        self.previous_main != self.main
+impl CurationInputs {
+    /// The inputs of one hotel (empty ones for a hotel nothing is known of).
+    pub fn of(&self, hotel: HotelId) -> HotelInputs<'_> {
+        HotelInputs {
+            candidates: self.candidates.get(&hotel).map_or(&[][..], Vec::as_slice),
+            pins: self.pins.get(&hotel).map_or(&[][..], Vec::as_slice),
+            main_override: self.overrides.get(&hotel),
+            current: self.current.get(&hotel),
+        }
     }
 }
 
-/// The stored override and who made it.
-struct StoredOverride {
-    rule: Override,
-    chosen_by: String,
-    chosen_at: DateTime<Utc>,
-}
-
-/// Curates `hotels` and writes the published view of each one whose outcome changed.
-/// Hotels without a row get one. Returns every hotel whose published row it wrote: its main
-/// image or gallery changed (and its version with them), or only its image count (events are
-/// only for the former; the cache must forget both).
-pub async fn publish<C: ConnectionTrait>(
+/// Loads what curation needs to know of `hotels`: their linked images (candidates), pins,
+/// main-image overrides and current published views. Five statements, whatever the number of
+/// hotels.
+pub async fn load_inputs<C: ConnectionTrait>(
     conn: &C,
     hotels: &[HotelId],
-    rules: &Rules,
-    now: DateTime<Utc>,
-) -> StoreResult<Vec<PublishedChange>> {
+) -> StoreResult<CurationInputs> {
     if hotels.is_empty() {
-        return Ok(Vec::new());
+        return Ok(CurationInputs::default());
     }
     let backend = conn.get_database_backend();
     let raw_ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
-    let candidates = load_candidates(conn, &raw_ids).await?;
-    let pins = load_pins(conn, &raw_ids).await?;
-    let overrides = load_overrides(conn, &raw_ids).await?;
-    let current = read::hotels_where(
-        conn,
-        in_keys(backend, Expr::col(hotel::Column::Id), &raw_ids),
-    )
-    .await?;
-
-    let mut changes = Vec::new();
-    let mut new_rows = Vec::new();
-    let unique: BTreeSet<HotelId> = hotels.iter().copied().collect();
-    for hotel in unique {
-        let stored_override = overrides.get(&hotel);
-        let outcome = curate(
-            candidates.get(&hotel).map_or(&[][..], Vec::as_slice),
-            pins.get(&hotel).map_or(&[][..], Vec::as_slice),
-            stored_override.map(|o| &o.rule),
-            rules,
-        );
-        let main = outcome.main.map(|choice| {
-            let by_override = stored_override.filter(|o| {
-                choice.origin != MainImageOrigin::Computed && o.rule.image_id == choice.image_id
-            });
-            PublishedMain {
-                image_id: choice.image_id,
-                origin: choice.origin,
-                chosen_by: by_override.map(|o| o.chosen_by.clone()),
-                chosen_at: by_override.map(|o| o.chosen_at),
-            }
-        });
-        let old = current.get(&hotel);
-        let old_gallery = old.map_or(&[][..], |h| h.gallery.as_slice());
-        let gallery_changed = old_gallery != outcome.gallery.as_slice();
-        let old_main = old.and_then(|h| h.main.clone());
-        let main_changed = old_main != main;
-        let version_bump = i64::from(main_changed || gallery_changed);
-        let version = old.map_or(0, |h| h.version) + version_bump;
-        let record = HotelRecord {
-            id: hotel,
-            version,
-            main: main.clone(),
-            image_count: outcome.active_image_count as i64,
-            gallery: outcome.gallery,
-        };
-        if old == Some(&record) {
-            continue;
-        }
-        changes.push(PublishedChange {
-            hotel_id: hotel,
-            version,
-            previous_main: old_main.map(|m| m.image_id),
-            main: main.map(|m| m.image_id),
-            gallery_changed,
-            gallery: record.gallery.clone(),
-        });
-        new_rows.push(hotel_row(&record, now));
-    }
-
-    upsert_hotels(conn, new_rows).await?;
-    Ok(changes)
+    Ok(CurationInputs {
+        candidates: load_candidates(conn, &raw_ids).await?,
+        pins: load_pins(conn, &raw_ids).await?,
+        overrides: load_overrides(conn, &raw_ids).await?,
+        current: read::hotels_where(
+            conn,
+            in_keys(backend, Expr::col(hotel::Column::Id), &raw_ids),
+        )
+        .await?,
+    })
 }
 
-/// The row [`publish`] writes for a hotel that has no row, pins or override yet, from its
-/// candidates: for bulk loads that curate in memory (the `seed` command's COPY path).
-pub fn first_publication(
-    hotel: HotelId,
-    candidates: &[Candidate],
-    rules: &Rules,
+/// Writes published views: inserts the rows of new hotels, updates the others (everything but
+/// `created_at`).
+pub async fn save_hotels<C: ConnectionTrait>(
+    conn: &C,
+    records: &[HotelRecord],
     now: DateTime<Utc>,
-) -> hotel::ActiveModel {
-    let outcome = curate(candidates, &[], None, rules);
-    let main = outcome.main.map(|choice| PublishedMain {
-        image_id: choice.image_id,
-        origin: choice.origin,
-        chosen_by: None,
-        chosen_at: None,
-    });
-    // Version 0 plus one for the change from nothing, as `publish` counts it.
-    let version = i64::from(main.is_some() || !outcome.gallery.is_empty());
-    let record = HotelRecord {
-        id: hotel,
-        version,
-        main,
-        image_count: outcome.active_image_count as i64,
-        gallery: outcome.gallery,
-    };
-    hotel_row(&record, now)
+) -> StoreResult<()> {
+    let rows = records.iter().map(|r| hotel_row(r, now)).collect();
+    upsert_hotels(conn, rows).await
 }
 
-fn hotel_row(record: &HotelRecord, now: DateTime<Utc>) -> hotel::ActiveModel {
+/// The row of a published view.
+pub fn hotel_row(record: &HotelRecord, now: DateTime<Utc>) -> hotel::ActiveModel {
     let main = record.main.as_ref();
     hotel::ActiveModel {
         id: Set(record.id.get()),
@@ -289,7 +213,7 @@ async fn best_partner_kinds<C: ConnectionTrait>(
         ))
         .and_where(
             Expr::col((image_source::Entity, image_source::Column::Status))
-                .eq(Status::Active.as_str()),
+                .eq(SourceStatus::Active.as_str()),
         );
     let rows = conn.query_all(&query).await?;
     let mut best: HashMap<ImageId, PartnerKind> = HashMap::new();
@@ -360,18 +284,6 @@ async fn load_overrides<C: ConnectionTrait>(
 }
 
 impl super::Store {
-    /// Curates `hotels` in a transaction of its own (the recompute command, seeding).
-    pub async fn publish_in_transaction(
-        &self,
-        hotels: &[HotelId],
-        rules: &Rules,
-    ) -> StoreResult<Vec<PublishedChange>> {
-        let txn = sea_orm::TransactionTrait::begin(&self.db).await?;
-        let changes = publish(&txn, hotels, rules, Utc::now()).await?;
-        txn.commit().await?;
-        Ok(changes)
-    }
-
     /// Hotel IDs in ascending order, after `after`: keyset paging over every hotel.
     pub async fn hotel_ids_after(
         &self,
