@@ -10,12 +10,14 @@ use async_graphql::{Error, ErrorExtensions};
 use std::sync::Arc;
 
 use crate::service::ServiceError;
+use crate::service::auth::Refused;
 
 /// What a failed loader batch gives every field that waited on it: shared, because one
 /// failure answers many keys (the loader's error type must be `Clone`).
 pub type LoadError = Arc<ServiceError>;
 
 pub const FORBIDDEN: &str = "FORBIDDEN";
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 
@@ -25,6 +27,15 @@ fn coded(message: impl Into<String>, code: &'static str) -> Error {
 
 pub fn forbidden() -> Error {
     coded("not allowed for this caller", FORBIDDEN)
+}
+
+/// A refused caller: `UNAUTHENTICATED` without a token (the client should log in),
+/// `FORBIDDEN` with one that lacks the scope or the hotel.
+pub fn refused(refusal: Refused) -> Error {
+    match refusal {
+        Refused::Unauthenticated => coded(refusal.to_string(), UNAUTHENTICATED),
+        Refused::Forbidden => forbidden(),
+    }
 }
 
 pub fn bad_input(message: impl Into<String>) -> Error {

@@ -1,7 +1,7 @@
 //! The `Mutation` root: every change takes one `input` and returns a payload with the changed
 //! objects and `userErrors`. An expected failure (not found, stale version, invalid input, ...)
-//! is a `userErrors` entry with a stable code and changes nothing; a caller without the right
-//! is a top-level `FORBIDDEN` error.
+//! is a `userErrors` entry with a stable code and changes nothing; a caller without a token is
+//! a top-level `UNAUTHENTICATED` error, one without the right a `FORBIDDEN` one.
 
 use async_graphql::{
     Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject, Upload,

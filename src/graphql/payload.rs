@@ -2,13 +2,14 @@
 //! user errors, the [`Caller`] behind the request, the services the schema was built with,
 //! and sorting a use case's outcome into the payload's user errors and top-level errors.
 //!
-//! A refused caller is a top-level `FORBIDDEN`; an expected failure is a `userErrors` entry
+//! A refused caller is a top-level `UNAUTHENTICATED` (no token) or `FORBIDDEN` (a token without
+//! the right); an expected failure is a `userErrors` entry
 //! (nothing changed); anything else, including a schema built without a service a mutation
 //! needs, is logged once and shown as a generic `INTERNAL_SERVER_ERROR`.
 
 use async_graphql::{Context, Enum, ID, InputObject, Result, SimpleObject};
 
-use super::error::{forbidden, unexpected};
+use super::error::{refused, unexpected};
 use super::loader::{Loaders, forget_all};
 use super::types::ImageCategory;
 use crate::service::auth::Actor;
@@ -91,7 +92,7 @@ pub fn outcome<T, E: Into<Failure>>(result: Result<T, E>) -> Result<Result<T, Ve
     match result.map_err(Into::into) {
         Ok(value) => Ok(Ok(value)),
         Err(Failure::User(error)) => Ok(Err(vec![error.into()])),
-        Err(Failure::Forbidden(_)) => Err(forbidden()),
+        Err(Failure::Refused(refusal)) => Err(refused(refusal)),
         Err(Failure::Unexpected(cause)) => Err(unexpected(&cause)),
     }
 }

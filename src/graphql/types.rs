@@ -8,7 +8,7 @@ use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::connection::{CursorKind, PageArgs, PageInfo, page_complexity, page_info};
-use super::error::{bad_input, forbidden, load, unexpected};
+use super::error::{bad_input, load, refused, unexpected};
 use super::loader::{
     HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
     TagsOf,
@@ -160,11 +160,10 @@ impl Hotel {
     }
 
     fn require_internals(&self, ctx: &Context<'_>) -> Result<()> {
-        if actor(ctx)?.may_read_hotel_internals(self.id) {
-            Ok(())
-        } else {
-            Err(forbidden())
-        }
+        let actor = actor(ctx)?;
+        actor
+            .require(actor.may_read_hotel_internals(self.id))
+            .map_err(refused)
     }
 }
 
@@ -304,11 +303,10 @@ pub struct Image {
 
 impl Image {
     fn require_internals(ctx: &Context<'_>) -> Result<()> {
-        if actor(ctx)?.may_read_image_internals() {
-            Ok(())
-        } else {
-            Err(forbidden())
-        }
+        let actor = actor(ctx)?;
+        actor
+            .require(actor.may_read_image_internals())
+            .map_err(refused)
     }
 }
 

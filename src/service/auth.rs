@@ -54,9 +54,45 @@ pub struct Actor {
     pub partner_id: Option<PartnerId>,
 }
 
+/// Why a caller may not do something: it did not authenticate at all (clients answer with
+/// their login flow: `UNAUTHENTICATED`), or it did, without the scope or the hotel
+/// (`FORBIDDEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("not allowed for this caller")]
+    Forbidden,
+}
+
+impl Refused {
+    /// The refusal `actor` gets for something it may not do.
+    pub fn of(actor: &Actor) -> Self {
+        if actor.is_anonymous() {
+            Refused::Unauthenticated
+        } else {
+            Refused::Forbidden
+        }
+    }
+}
+
 impl Actor {
     pub fn anonymous() -> Self {
         Self::default()
+    }
+
+    /// No token: nothing is known of the caller.
+    pub fn is_anonymous(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `Ok` when `allowed`, else the refusal this actor gets.
+    pub fn require(&self, allowed: bool) -> Result<(), Refused> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refused::of(self))
+        }
     }
 
     pub fn has(&self, scope: Scope) -> bool {

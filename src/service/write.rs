@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
-use super::auth::{Actor, Scope};
+use super::auth::{Actor, Refused, Scope};
 use super::events;
 use super::freshness::Freshness;
 use crate::cache::CacheKey;
@@ -66,9 +66,9 @@ impl Caller {
             .unwrap_or_else(|| "anonymous".to_owned())
     }
 
-    /// `Ok` when `allowed`, else the [`Forbidden`] refusal (every use case error converts it).
-    pub fn require(&self, allowed: bool) -> Result<(), Forbidden> {
-        if allowed { Ok(()) } else { Err(Forbidden) }
+    /// `Ok` when `allowed`, else the caller's [`Refused`] (every use case error converts it).
+    pub fn require(&self, allowed: bool) -> Result<(), Refused> {
+        self.actor.require(allowed)
     }
 
     /// An audit row of `operation` by this caller (before and after are the use case's).
@@ -83,11 +83,6 @@ impl Caller {
         }
     }
 }
-
-/// The caller may not do this (a top-level `FORBIDDEN` for clients).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not allowed for this caller")]
-pub struct Forbidden;
 
 /// A stable code for an expected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +169,7 @@ pub fn check_score(value: f64, field: &[&str]) -> Result<Score, UserError> {
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error(transparent)]
-    Forbidden(#[from] Forbidden),
+    Refused(#[from] Refused),
     #[error(transparent)]
     User(#[from] UserError),
     #[error("unexpected failure")]
@@ -192,7 +187,7 @@ pub trait UseCaseError: From<StoreError> + Into<Failure> {
 }
 
 /// Declares the error enum of a use case whose failures are the usual three: the caller is
-/// refused ([`Forbidden`]), an expected failure ([`UserError`]), or an unexpected store
+/// refused ([`Refused`]), an expected failure ([`UserError`]), or an unexpected store
 /// failure. Each use case names its own, so a signature says which use case failed; one whose
 /// failures differ writes its enum by hand and implements [`UseCaseError`] and
 /// `Into<Failure>` itself.
@@ -202,7 +197,7 @@ macro_rules! use_case_error {
         #[derive(Debug, thiserror::Error)]
         pub enum $name {
             #[error(transparent)]
-            Forbidden(#[from] $crate::service::write::Forbidden),
+            Refused(#[from] $crate::service::auth::Refused),
             #[error(transparent)]
             User(#[from] $crate::service::write::UserError),
             #[error("unexpected failure")]
@@ -218,7 +213,7 @@ macro_rules! use_case_error {
         impl From<$name> for $crate::service::write::Failure {
             fn from(error: $name) -> Self {
                 match error {
-                    $name::Forbidden(refusal) => Self::Forbidden(refusal),
+                    $name::Refused(refusal) => Self::Refused(refusal),
                     $name::User(error) => Self::User(error),
                     $name::Unexpected(cause) => Self::Unexpected(cause),
                 }

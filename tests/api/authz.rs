@@ -155,10 +155,9 @@ async fn the_authorization_matrix_holds_and_refused_calls_change_nothing() {
         NotLinked,
     }
     let expected: [(&str, [Outcome; 5]); 8] = [
-        (
-            "anonymous",
-            [Forbidden, Forbidden, Forbidden, Forbidden, Forbidden],
-        ),
+        // No token at all: the client must log in (`UNAUTHENTICATED`); `FORBIDDEN` is for a
+        // caller who did, without the scope or the hotel.
+        ("anonymous", [Unauthenticated; 5]),
         (
             "hotelier of A",
             [Done, Forbidden, NotLinked, Forbidden, Forbidden],
@@ -307,4 +306,34 @@ async fn a_failure_half_way_leaves_catalog_audit_and_outbox_unchanged_and_leaks_
     }
     assert_eq!(snapshot(&app).await, before);
     assert_eq!(gallery(&app, HOTEL_A).await, main_before);
+}
+
+#[tokio::test]
+async fn internal_fields_need_a_token_first_and_then_the_right_one() {
+    let app = spawn_app().await;
+    let query = format!("{{ hotel(id: \"{HOTEL_B}\") {{ version }} }}");
+    let anonymous = app.graphql_with(&query, json!({}), None).await;
+    assert_eq!(
+        anonymous.error_codes(),
+        ["UNAUTHENTICATED"],
+        "{:#}",
+        anonymous.body
+    );
+    let other_hotel = mint(
+        JWT_SECRET.as_bytes(),
+        &claims("images:hotelier", &[HOTEL_A], later()),
+    )
+    .unwrap();
+    let refused = app
+        .graphql_with(&query, json!({}), Some(&other_hotel))
+        .await;
+    assert_eq!(refused.error_codes(), ["FORBIDDEN"], "{:#}", refused.body);
+    let image = "{ images(ids: [\"1\"]) { legacyIds } }";
+    let anonymous = app.graphql_with(image, json!({}), None).await;
+    assert_eq!(
+        anonymous.error_codes(),
+        ["UNAUTHENTICATED"],
+        "{:#}",
+        anonymous.body
+    );
 }

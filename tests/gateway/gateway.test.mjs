@@ -228,7 +228,7 @@ test('internal fields answer an admin token forwarded by the gateway, and nobody
 
   const anonymous = await ask(query);
   assert.equal(anonymous.data.accommodation, null);
-  assert.deepEqual(codes(anonymous.errors), ['FORBIDDEN']);
+  assert.deepEqual(codes(anonymous.errors), ['UNAUTHENTICATED'], 'no token: the client must log in');
 });
 
 test('a hotelier token opens the internal fields of its own hotels only', async () => {
