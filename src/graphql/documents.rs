@@ -37,3 +37,41 @@ impl Documents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(query: String) -> async_graphql::Request {
+        async_graphql::Request::new(query)
+    }
+
+    /// Text bytes of every cached document.
+    fn cached_text(documents: &Documents) -> usize {
+        documents.0.run_pending_tasks();
+        documents.0.iter().map(|(query, _)| query.len()).sum()
+    }
+
+    #[test]
+    fn a_document_over_the_limits_is_not_kept() {
+        let documents = Documents::default();
+        let aliases = (0..31)
+            .map(|i| format!("a{i}: hotel(id: {i}) {{ id }}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        documents.attach(&mut request(format!("{{ {aliases} }}")));
+        assert_eq!(cached_text(&documents), 0);
+    }
+
+    #[test]
+    fn kept_documents_stay_within_a_byte_budget() {
+        let documents = Documents::default();
+        for n in 0..2_000 {
+            let head = format!("query Q{n} {{ hotel(id: 1) {{ id }} }}\n# ");
+            let query = format!("{head}{}", "x".repeat(8 * 1024 - 1 - head.len()));
+            documents.attach(&mut request(query));
+        }
+        let text = cached_text(&documents);
+        assert!(text <= 2 << 20, "{text} bytes of query text kept");
+    }
+}
