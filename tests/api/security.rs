@@ -91,6 +91,16 @@ async fn the_token_command_writes_the_configured_issuer_and_audience() {
         .expect("the token command runs");
     assert!(output.status.success(), "{output:?}");
     let token = String::from_utf8(output.stdout).expect("UTF-8");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    let decoded = jsonwebtoken::decode::<Value>(
+        token.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes()),
+        &validation,
+    );
+    assert!(decoded.is_ok(), "the token lacks iss or aud: {decoded:?}");
 
     let app = spawn_app_with(|s| {
         s.jwt_issuer = Some(ISSUER.to_owned());
