@@ -81,7 +81,10 @@ impl Documents {
 
 impl Parsed {
     /// Hands the tree to the request; what [`Documents::keep`] needs stays here.
-    pub fn attach(self, request: &mut async_graphql::Request) -> Option<(String, ExecutableDocument)> {
+    pub fn attach(
+        self,
+        request: &mut async_graphql::Request,
+    ) -> Option<(String, ExecutableDocument)> {
         request.set_parsed_query(self.document);
         self.to_keep
     }
@@ -107,7 +110,10 @@ mod tests {
         documents.keep(to_keep);
         assert_eq!(cached_text(&documents), query.len());
         let again = documents.parse(query).expect("cached");
-        assert!(again.to_keep.is_none(), "a cached document is not kept twice");
+        assert!(
+            again.to_keep.is_none(),
+            "a cached document is not kept twice"
+        );
         assert!(documents.parse("{ hotel(").is_none());
     }
 

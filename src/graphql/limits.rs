@@ -421,16 +421,48 @@ mod tests {
         let entities = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Hotel { id mainImage { id url(size: SMALL) } } } }";
         let cases: Vec<(&str, serde_json::Value, usize)> = vec![
             ("{ hotel(id: 1) { id } }", serde_json::json!({}), 2),
-            ("{ hotel(id: 1) { gallery(first: 10) { nodes { id } } } }", serde_json::json!({}), 1 + 1 + 10 * 2),
-            ("{ hotel(id: 1) { gallery { nodes { id } } } }", serde_json::json!({}), 1 + 1 + 20 * 2),
-            ("{ hotel(id: 1) { gallery(first: 1000) { nodes { id } } } }", serde_json::json!({}), 1 + 1 + 100 * 2),
-            ("query($n: Int = 30) { hotel(id: 1) { gallery(first: $n) { nodes { id } } } }", serde_json::json!({}), 1 + 1 + 30 * 2),
-            ("query($n: Int = 30) { hotel(id: 1) { gallery(first: $n) { nodes { id } } } }", serde_json::json!({ "n": 5 }), 1 + 1 + 5 * 2),
-            ("{ hotels(ids: [1, 2, 3]) { id } }", serde_json::json!({}), 1 + 3),
+            (
+                "{ hotel(id: 1) { gallery(first: 10) { nodes { id } } } }",
+                serde_json::json!({}),
+                1 + 1 + 10 * 2,
+            ),
+            (
+                "{ hotel(id: 1) { gallery { nodes { id } } } }",
+                serde_json::json!({}),
+                1 + 1 + 20 * 2,
+            ),
+            (
+                "{ hotel(id: 1) { gallery(first: 1000) { nodes { id } } } }",
+                serde_json::json!({}),
+                1 + 1 + 100 * 2,
+            ),
+            (
+                "query($n: Int = 30) { hotel(id: 1) { gallery(first: $n) { nodes { id } } } }",
+                serde_json::json!({}),
+                1 + 1 + 30 * 2,
+            ),
+            (
+                "query($n: Int = 30) { hotel(id: 1) { gallery(first: $n) { nodes { id } } } }",
+                serde_json::json!({ "n": 5 }),
+                1 + 1 + 5 * 2,
+            ),
+            (
+                "{ hotels(ids: [1, 2, 3]) { id } }",
+                serde_json::json!({}),
+                1 + 3,
+            ),
             (entities, reps(1), 1 + 4),
             (entities, reps(500), 1 + 500 * 4),
-            ("query { ...A } fragment A on Query { hotel(id: 1) { id } }", serde_json::json!({}), 2),
-            ("query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }", serde_json::json!({}), 0),
+            (
+                "query { ...A } fragment A on Query { hotel(id: 1) { id } }",
+                serde_json::json!({}),
+                2,
+            ),
+            (
+                "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+                serde_json::json!({}),
+                0,
+            ),
         ];
         for (query, variables, want) in cases {
             assert_eq!(cost_of(query, variables), want, "{query}");
@@ -443,7 +475,9 @@ mod tests {
         let fragments: String = (0..40)
             .map(|i| format!("fragment F{i} on Query {{ ...F{n} ...F{n} }} ", n = i + 1))
             .collect();
-        let query = format!("query {{ ...F0 }} {fragments} fragment F40 on Query {{ hotel(id: 1) {{ id }} }}");
+        let query = format!(
+            "query {{ ...F0 }} {fragments} fragment F40 on Query {{ hotel(id: 1) {{ id }} }}"
+        );
         assert_eq!(cost_of(&query, serde_json::json!({})), 1 << 41);
     }
 }

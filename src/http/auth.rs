@@ -251,7 +251,10 @@ mod tests {
             (format!("Bearer{good}"), AuthError::Malformed),
         ];
         for scheme in ["bearer", "BEARER", "bEaReR"] {
-            assert!(auth.actor(&headers(&format!("{scheme} {good}"))).is_ok(), "{scheme}");
+            assert!(
+                auth.actor(&headers(&format!("{scheme} {good}"))).is_ok(),
+                "{scheme}"
+            );
         }
         for (header, want) in cases {
             assert_eq!(auth.actor(&headers(&header)), Err(want), "{header}");

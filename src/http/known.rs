@@ -28,9 +28,10 @@ pub fn operation_names() -> Vec<String> {
         .filter_map(|text| async_graphql::parser::parse_query(text).ok())
         .flat_map(|document| match document.operations {
             DocumentOperations::Single(_) => Vec::new(),
-            DocumentOperations::Multiple(operations) => {
-                operations.into_keys().map(|name| name.to_string()).collect()
-            }
+            DocumentOperations::Multiple(operations) => operations
+                .into_keys()
+                .map(|name| name.to_string())
+                .collect(),
         })
         .collect()
 }
@@ -52,7 +53,11 @@ mod tests {
         }
         assert_eq!(files, DOCUMENTS.len());
         let names = operation_names();
-        assert_eq!(names.len(), DOCUMENTS.len(), "one named operation each: {names:?}");
+        assert_eq!(
+            names.len(),
+            DOCUMENTS.len(),
+            "one named operation each: {names:?}"
+        );
         assert!(names.iter().any(|n| n == "SearchResultsMainImages"));
     }
 }

@@ -263,7 +263,11 @@ async fn media(
 /// one needs write access to the store's directory, which is the premise of the attack anyway;
 /// this check keeps a link planted there (or left by a backup tool) from widening it.
 async fn inside_local_store(objects: &Objects, key: &str) -> bool {
-    let Some(root) = objects.source_url("").strip_prefix("local://").map(str::to_owned) else {
+    let Some(root) = objects
+        .source_url("")
+        .strip_prefix("local://")
+        .map(str::to_owned)
+    else {
         return true;
     };
     if key

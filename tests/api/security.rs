@@ -10,7 +10,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{JWT_SECRET, TestApp, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas};
+use crate::helpers::{
+    JWT_SECRET, TestApp, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas,
+};
 
 // ---- 1. Token claims ---------------------------------------------------------------------
 
@@ -55,10 +57,26 @@ async fn tokens_without_the_configured_issuer_or_audience_are_refused() {
     .await;
     let cases = [
         ("neither", json!({}), StatusCode::UNAUTHORIZED),
-        ("issuer only", json!({ "iss": ISSUER }), StatusCode::UNAUTHORIZED),
-        ("audience only", json!({ "aud": AUDIENCE }), StatusCode::UNAUTHORIZED),
-        ("wrong issuer", json!({ "iss": "https://evil.example.com", "aud": AUDIENCE }), StatusCode::UNAUTHORIZED),
-        ("both", json!({ "iss": ISSUER, "aud": AUDIENCE }), StatusCode::OK),
+        (
+            "issuer only",
+            json!({ "iss": ISSUER }),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "audience only",
+            json!({ "aud": AUDIENCE }),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong issuer",
+            json!({ "iss": "https://evil.example.com", "aud": AUDIENCE }),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "both",
+            json!({ "iss": ISSUER, "aud": AUDIENCE }),
+            StatusCode::OK,
+        ),
     ];
     for (case, extra, want) in cases {
         let token = token_of(admin_claims(extra));
@@ -201,7 +219,10 @@ async fn persisted_queries_kept_in_process_stay_within_their_byte_budget() {
     for query in &queries {
         known += usize::from(known_by_hash(&app, query).await);
     }
-    assert!(known <= 4, "{known} texts of 2 KiB kept in a budget of 8 KiB");
+    assert!(
+        known <= 4,
+        "{known} texts of 2 KiB kept in a budget of 8 KiB"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +241,10 @@ async fn persisted_queries_registered_in_redis_stay_within_their_byte_budget() {
     for query in &queries {
         known += usize::from(known_by_hash(b, query).await);
     }
-    assert!(known <= 4, "{known} texts of 2 KiB shared in a budget of 8 KiB");
+    assert!(
+        known <= 4,
+        "{known} texts of 2 KiB shared in a budget of 8 KiB"
+    );
     assert!(known >= 1, "the budget admits some");
 }
 
@@ -241,15 +265,23 @@ async fn entities_cost_is_counted_per_representation_and_refused_before_executio
     let (refused, statements) = app
         .count_statements(app.graphql(query, json!({ "r": hotel_representations(200) })))
         .await;
-    assert_eq!(refused.error_codes(), ["LIMIT_EXCEEDED"], "{:#}", refused.body);
+    assert_eq!(
+        refused.error_codes(),
+        ["LIMIT_EXCEEDED"],
+        "{:#}",
+        refused.body
+    );
     assert!(refused.data().is_null());
     assert_eq!(statements, 0, "nothing was read for a refused request");
 
     // The search page of the consumers, at its largest, still passes.
     let page = crate::helpers::operation("frontend/SearchResultsMainImages.graphql");
-    app.graphql(&page, json!({ "representations": hotel_representations(500) }))
-        .await
-        .ok();
+    app.graphql(
+        &page,
+        json!({ "representations": hotel_representations(500) }),
+    )
+    .await
+    .ok();
 }
 
 #[tokio::test]
@@ -257,7 +289,11 @@ async fn a_batch_is_counted_as_the_sum_of_its_operations() {
     let app = spawn_app().await;
     let one = "{ a: hotel(id: 1) { gallery(first: 100) { nodes { id width height category caption } } } b: hotel(id: 2) { gallery(first: 100) { nodes { id width height category caption } } } }";
     let alone = app.graphql(one, json!({})).await;
-    assert!(alone.body["errors"].is_null(), "one is within the budget: {:#}", alone.body);
+    assert!(
+        alone.body["errors"].is_null(),
+        "one is within the budget: {:#}",
+        alone.body
+    );
 
     let batch: Vec<Value> = (0..10).map(|_| json!({ "query": one })).collect();
     let response = app
@@ -268,7 +304,12 @@ async fn a_batch_is_counted_as_the_sum_of_its_operations() {
         .await
         .expect("sent");
     let refused = crate::helpers::answer(response).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{:#}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:#}",
+        refused.body
+    );
     assert_eq!(refused.error_codes(), ["LIMIT_EXCEEDED"]);
 
     let small: Vec<Value> = (0..3).map(|_| json!({ "query": one })).collect();
@@ -365,11 +406,16 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let holder = TcpStream::connect(address(&app)).await.expect("connected");
     // Give the server the moment it needs to take the first connection.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut waiting = TcpStream::connect(address(&app)).await.expect("in the backlog");
+    let mut waiting = TcpStream::connect(address(&app))
+        .await
+        .expect("in the backlog");
     waiting.write_all(LIVE).await.expect("written");
     let mut buffer = vec![0u8; 4096];
     let early = tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut buffer)).await;
-    assert!(early.is_err(), "a second connection was served past a cap of one");
+    assert!(
+        early.is_err(),
+        "a second connection was served past a cap of one"
+    );
     drop(holder);
     let read = tokio::time::timeout(Duration::from_secs(10), waiting.read(&mut buffer))
         .await
@@ -385,7 +431,12 @@ async fn the_service_sdl_is_for_admins_or_the_router_when_introspection_is_for_a
     let query = "{ _service { sdl } }";
     let app = spawn_app_with(|s| s.introspection = Some(false)).await;
     let anonymous = app.graphql(query, json!({})).await;
-    assert_eq!(anonymous.error_codes(), ["FORBIDDEN"], "{:#}", anonymous.body);
+    assert_eq!(
+        anonymous.error_codes(),
+        ["FORBIDDEN"],
+        "{:#}",
+        anonymous.body
+    );
     assert!(anonymous.body["data"]["_service"].is_null());
     let aliased = app
         .graphql("{ ... on Query { s: _service { sdl } } }", json!({}))
@@ -411,7 +462,10 @@ async fn the_service_sdl_is_for_admins_or_the_router_when_introspection_is_for_a
         .json()
         .await
         .expect("JSON");
-    assert!(answer["data"]["_service"]["sdl"].as_str().is_some(), "{answer:#}");
+    assert!(
+        answer["data"]["_service"]["sdl"].as_str().is_some(),
+        "{answer:#}"
+    );
 }
 
 /// The object store directory of `app`.
@@ -489,9 +543,12 @@ async fn made_up_operation_names_do_not_crowd_out_the_known_operations_in_metric
             .expect("sent");
     }
     let page = crate::helpers::operation("frontend/SearchResultsMainImages.graphql");
-    app.graphql(&page, json!({ "representations": hotel_representations(2) }))
-        .await
-        .ok();
+    app.graphql(
+        &page,
+        json!({ "representations": hotel_representations(2) }),
+    )
+    .await
+    .ok();
     let metrics = app.metrics().await;
     assert_eq!(
         sample(
