@@ -305,12 +305,7 @@ impl<'a> Costing<'a> {
             Some(None) => return 0,
             None => {}
         }
-        let Some((_, fragment)) = self
-            .document
-            .fragments
-            .iter()
-            .find(|(fragment_name, _)| fragment_name.as_str() == name)
-        else {
+        let Some(fragment) = self.document.fragments.get(name) else {
             return 0;
         };
         self.fragments.insert(name, None);
