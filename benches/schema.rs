@@ -59,7 +59,10 @@ fn request(documents: &Documents, schema: &AppSchema, first: u64) -> async_graph
     let mut request = async_graphql::Request::new(S1).variables(
         async_graphql::Variables::from_json(json!({ "representations": representations })),
     );
-    documents.attach(&mut request);
+    // As the HTTP layer does: the cached parse, kept once (S1 is valid and within the limits).
+    if let Some(parsed) = documents.parse(S1) {
+        documents.keep(parsed.attach(&mut request));
+    }
     prepare(schema, request, Actor::anonymous(), None)
 }
 

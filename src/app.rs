@@ -5,7 +5,7 @@
 //! [`Application::build`] binds its own listener so that tests can use port 0 and learn the
 //! address; `run_until` takes the shutdown signal as an input so that tests can trigger it.
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::cache::Cache;
-use crate::cache::persisted::PersistedQueries;
+use crate::cache::persisted::{ApqBudget, PersistedQueries};
 use crate::config::Settings;
 use crate::domain::curation::Rules;
 use crate::domain::media::Cdn;
@@ -27,6 +27,7 @@ use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, b
 use crate::http::auth::{Authenticator, TokenKey};
 use crate::http::lifecycle::Draining;
 use crate::http::scan::ScanLimits;
+use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
@@ -155,12 +156,7 @@ pub fn schema(
             max_depth: settings.query_max_depth,
             max_complexity: settings.query_max_complexity,
             max_directives: settings.query_max_directives,
-            document: DocumentLimits {
-                max_aliases: settings.query_max_aliases,
-                max_root_fields: settings.query_max_root_fields,
-                max_entities: settings.query_max_entities,
-                ..DocumentLimits::default()
-            },
+            document: document_limits(settings),
         },
         introspection: if settings.introspection_for_everyone() {
             Introspection::Everyone
@@ -304,6 +300,7 @@ impl Application {
                 .context("cannot seed the demo catalog")?;
         }
         let metrics = Metrics::new();
+        metrics.label_only_operations(crate::http::known::operation_names());
         core.report_to(&metrics);
         let (sink, events) = event_sink(settings)?;
         let relay = outbox_relay(settings, &core, sink, &metrics).await?;
@@ -342,6 +339,9 @@ impl Application {
                 request_timeout: Duration::from_millis(settings.request_timeout_ms),
                 max_concurrent_requests: settings.max_concurrent_requests,
                 router_secret: settings.router_secret.clone(),
+                document: document_limits(settings),
+                max_cost: settings.query_max_complexity,
+                connections: connection_limits(settings),
             },
             metrics,
             draining: Draining::default(),
@@ -350,6 +350,7 @@ impl Application {
                 &settings.redis_prefix,
                 Duration::from_secs(settings.apq_ttl_secs),
                 Duration::from_millis(settings.redis_timeout_ms),
+                apq_budget(settings),
             )
             .context("invalid REDIS_URL")?,
             public_max_age: settings.cache_control_max_age,
@@ -424,9 +425,8 @@ impl Application {
                 let _ = closed_tx.send(());
             }
         };
-        let server = axum::serve(listener, router(state))
-            .with_graceful_shutdown(close_listener)
-            .into_future();
+        let connections = state.protection.connections;
+        let server = serve(listener, router(state), connections, close_listener);
         let served = drain(server, closed_rx, &draining, stopping.drain).await;
         upkeep.abort();
         let _ = stop_relay.send(());
@@ -482,4 +482,33 @@ async fn drain(
 /// Milliseconds as a number the log formats as one (a `u128` would become a string).
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ---- Issue 19 (security, round two): limits built from the settings, kept in one place. ----
+
+/// The per-document limits: the schema checks them after parsing, and the HTTP layer checks
+/// them too, so that a document over them is never cached.
+fn document_limits(settings: &Settings) -> DocumentLimits {
+    DocumentLimits {
+        max_aliases: settings.query_max_aliases,
+        max_root_fields: settings.query_max_root_fields,
+        max_entities: settings.query_max_entities,
+        ..DocumentLimits::default()
+    }
+}
+
+/// The accept loop's header-read timeout and connection cap.
+fn connection_limits(settings: &Settings) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_millis(settings.http_header_read_timeout_ms),
+        max_connections: usize::try_from(settings.http_max_connections).unwrap_or(usize::MAX),
+    }
+}
+
+/// Bytes of persisted-query texts kept in process and registered in Redis.
+fn apq_budget(settings: &Settings) -> ApqBudget {
+    ApqBudget {
+        local_bytes: settings.apq_max_bytes,
+        shared_bytes: settings.apq_redis_max_bytes,
+    }
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::app::{Application, Core, jwt_secret, schema};
 use crate::config::{Cli, Command, ImportArgs, RecomputeArgs, SeedArgs, Settings, TokenArgs};
 use crate::graphql::published_sdl;
-use crate::http::auth::{Claims, mint};
+use crate::http::auth::{Claims, mint_for};
 use crate::service::curation::RecomputePlan;
 use crate::telemetry::Metrics;
 
@@ -225,6 +225,13 @@ fn token(settings: &Settings, args: &TokenArgs) -> anyhow::Result<()> {
             .collect(),
         partner_id: args.partner_id.map(|id| serde_json::json!(id)),
     };
-    println!("{}", mint(&secret, &claims)?);
+    // A deployment that requires an issuer and an audience refuses tokens without them.
+    let token = mint_for(
+        &secret,
+        &claims,
+        settings.jwt_issuer.as_deref(),
+        settings.jwt_audience.as_deref(),
+    )?;
+    println!("{token}");
     Ok(())
 }

@@ -451,6 +451,42 @@ pub struct Settings {
     /// Log as JSON lines (default: human-readable).
     #[arg(long, env = "LOG_JSON", default_value_t = false, global = true)]
     pub log_json: bool,
+
+    // ---- Connections and the budgets of anonymous input (issue 19); one block on purpose. ----
+    /// How long a client may take to send a request's headers, in milliseconds. hyper starts
+    /// this clock whenever a connection waits for a request: on a new connection and, after
+    /// each answer, on a keep-alive connection; so it is also how long an idle keep-alive
+    /// connection is kept. Past it the connection is closed. Keep it above the idle timeout
+    /// of the router's connection pool (Apollo Router: 5 s).
+    #[arg(
+        long,
+        env = "HTTP_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub http_header_read_timeout_ms: u64,
+
+    /// Connections this process serves at once; further ones wait in the listen backlog
+    /// until one closes. Each costs a task and buffers even when it sends nothing.
+    #[arg(
+        long,
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = 4_096,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub http_max_connections: u64,
+
+    /// Bytes of persisted-query (APQ) texts kept in this process.
+    #[arg(long, env = "APQ_MAX_BYTES", default_value_t = 16 << 20, global = true)]
+    pub apq_max_bytes: u64,
+
+    /// Bytes of persisted-query texts all replicas together may register in Redis per
+    /// `APQ_TTL_SECS` (so at most twice this is kept at any time); past it a registration is
+    /// kept in process only.
+    #[arg(long, env = "APQ_REDIS_MAX_BYTES", default_value_t = 64 << 20, global = true)]
+    pub apq_redis_max_bytes: u64,
 }
 
 /// What start-up derives from several flags, checked by [`Settings::check`] before any command

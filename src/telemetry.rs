@@ -13,7 +13,7 @@
 //! | metric | kind | labels |
 //! |---|---|---|
 //! | `http_requests_total` | counter | `route` (the route's pattern, `unmatched` for 404s), `status` |
-//! | `graphql_operation_duration_seconds` | histogram | `operation` (the operation's name; `unknown` when it has none) |
+//! | `graphql_operation_duration_seconds` | histogram | `operation` (the operation's name; `unknown` when it has none; `other` for names outside [`Metrics::label_only_operations`] when set, or past 500 names) |
 //! | `graphql_errors_total` | counter | `code` (`extensions.code`; `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED` or `UNCODED` for the library's own errors) |
 //! | `dataloader_batch_size` | histogram | `kind` (what the loader loads) |
 //! | `db_statements_total` | counter | |
@@ -101,6 +101,10 @@ struct Inner {
     /// Latency histograms by operation label: a name seen before costs a read lock and no
     /// allocation, and the number of names is bounded.
     operations: RwLock<HashMap<String, Histogram>>,
+    /// When set, the only operation names labelled as such; every other name is `other`.
+    /// Names come from anonymous clients: with this set (the known operations, see
+    /// `crate::http::known`) made-up names cannot use up the labels the real ones need.
+    known_operations: std::sync::OnceLock<std::collections::HashSet<String>>,
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
 
@@ -130,6 +134,7 @@ impl Metrics {
             recorder,
             requests: RwLock::new(HashMap::new()),
             operations: RwLock::new(HashMap::new()),
+            known_operations: std::sync::OnceLock::new(),
             scrape_hooks: Mutex::new(Vec::new()),
         }))
     }
@@ -167,8 +172,20 @@ impl Metrics {
 
     /// One GraphQL operation, from the start of parsing to its response.
     pub fn operation(&self, name: Option<&str>, elapsed: Duration) {
-        self.operation_histogram(operation_label(name))
+        let label = match (operation_label(name), self.0.known_operations.get()) {
+            (label, Some(known)) if label != UNKNOWN_OPERATION && !known.contains(label) => {
+                OTHER_OPERATIONS
+            }
+            (label, _) => label,
+        };
+        self.operation_histogram(label)
             .record(elapsed.as_secs_f64());
+    }
+
+    /// Labels operation latency by these names only (the first call wins); others count as
+    /// `other`.
+    pub fn label_only_operations(&self, names: impl IntoIterator<Item = String>) {
+        let _ = self.0.known_operations.set(names.into_iter().collect());
     }
 
     /// One error in a GraphQL response, by its `extensions.code`.

@@ -1,8 +1,10 @@
 //! Turning the `Authorization` header into an [`Actor`] at the HTTP boundary.
 //!
 //! Bearer JWTs: HS256 with a shared secret or RS256 with a public key. The algorithm is pinned
-//! (a token signed otherwise, or `alg: none`, is refused), `exp` and `sub` are required, and
-//! issuer and audience are checked when configured.
+//! (a token signed otherwise, or `alg: none`, is refused), `exp` and `sub` are required, a
+//! configured issuer or audience is required too (a token without the claim is refused like
+//! one with a wrong value), and `nbf` is honoured when present (60 s of clock skew, as for
+//! `exp`). The scheme is matched without regard to case (RFC 7235).
 //! A request without a token is anonymous; a request with a bad token is rejected, never
 //! treated as anonymous.
 
@@ -65,12 +67,9 @@ pub enum TokenKey<'a> {
 impl Authenticator {
     /// An authenticator for HS256 tokens (`None`: tokens are refused).
     pub fn hs256(secret: Option<&[u8]>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_aud = false;
         Self {
             key: secret.map(DecodingKey::from_secret),
-            validation,
+            validation: validation(Algorithm::HS256, None, None),
         }
     }
 
@@ -89,16 +88,10 @@ impl Authenticator {
                 (Algorithm::RS256, Some(DecodingKey::from_rsa_pem(pem)?))
             }
         };
-        let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        if let Some(issuer) = issuer {
-            validation.set_issuer(&[issuer]);
-        }
-        match audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation: validation(algorithm, issuer, audience),
+        })
     }
 
     /// The caller of a request: anonymous without an `Authorization` header.
@@ -109,7 +102,7 @@ impl Authenticator {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(AuthError::Malformed)?;
         let key = self.key.as_ref().ok_or(AuthError::NotConfigured)?;
         let claims = jsonwebtoken::decode::<Claims>(token.trim(), key, &self.validation)
@@ -117,6 +110,34 @@ impl Authenticator {
             .claims;
         Ok(actor_of(claims))
     }
+}
+
+/// What a token must carry: `exp` and `sub` always; `iss` and `aud` when configured (the
+/// library checks only the values of claims that are present unless they are required), and
+/// `nbf` is checked when present.
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    match audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation.validate_nbf = true;
+    validation
+}
+
+/// The token of a `Bearer` credential; the scheme is case-insensitive (RFC 7235 section 2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// IDs in claims may be numbers or strings; anything else is ignored.
@@ -152,9 +173,34 @@ fn actor_of(claims: Claims) -> Actor {
 
 /// Mints an HS256 token (the `token` command and tests).
 pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_for(secret, claims, None, None)
+}
+
+/// Mints an HS256 token that also names `issuer` and `audience` (the `token` command of a
+/// deployment that requires them). They are added beside [`Claims`] rather than in it, so that
+/// the claims this service reads stay one plain struct.
+pub fn mint_for(
+    secret: &[u8],
+    claims: &Claims,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    #[derive(Serialize)]
+    struct Registered<'a> {
+        #[serde(flatten)]
+        claims: &'a Claims,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aud: Option<&'a str>,
+    }
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        claims,
+        &Registered {
+            claims,
+            iss: issuer,
+            aud: audience,
+        },
         &EncodingKey::from_secret(secret),
     )
 }
@@ -202,7 +248,14 @@ mod tests {
             (format!("Bearer {wrong_key}"), AuthError::Invalid),
             ("Bearer not.a.token".to_owned(), AuthError::Invalid),
             (format!("Basic {good}"), AuthError::Malformed),
+            (format!("Bearer{good}"), AuthError::Malformed),
         ];
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            assert!(
+                auth.actor(&headers(&format!("{scheme} {good}"))).is_ok(),
+                "{scheme}"
+            );
+        }
         for (header, want) in cases {
             assert_eq!(auth.actor(&headers(&header)), Err(want), "{header}");
         }

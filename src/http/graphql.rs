@@ -8,14 +8,16 @@
 //! - A bad token is a 401 with an `UNAUTHENTICATED` error, never an anonymous request.
 //! - Before anything is parsed, each document is scanned for nesting, size and tokens, and a
 //!   batch may hold at most a few operations: violations are a 400 with `LIMIT_EXCEEDED`.
+//! - Then each document is parsed once, and the request is admitted or refused as a whole
+//!   (cost of a batch against one budget, `_service` for the router and admins only; see
+//!   [`super::admission`]).
 //! - Automatic persisted queries (Apollo's APQ): a request may carry the SHA-256 of its query
 //!   instead of the query; an unknown hash answers `PersistedQueryNotFound`, and a request with
-//!   both registers the query (after the scan) for every replica.
+//!   both registers the query for every replica once it ran (passed limits and validation).
 //! - `Cache-Control`: a successful query of public fields only is `public, max-age=N`
 //!   (`CACHE_CONTROL_MAX_AGE`); mutations, internal fields, errors and refusals are `no-store`.
 
 use async_graphql::ParseRequestError;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::extract::State;
@@ -25,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 
 use sha2::{Digest as _, Sha256};
 
+use super::admission::{admit, passed_validation};
 use super::auth::AuthError;
 use super::scan::scan;
 use super::{AppState, Protection};
@@ -67,10 +70,11 @@ pub async fn handle(
             media_type,
         );
     }
-    for (hash, query) in registrations {
-        state.persisted.put(&hash, &query).await;
-    }
-    if method == Method::GET && batch.iter().any(is_mutation) {
+    let admitted = match admit(&state, batch, &actor) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.respond(&state.metrics, media_type),
+    };
+    if method == Method::GET && admitted.mutation {
         return error_response(
             &state.metrics,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -83,23 +87,47 @@ pub async fn handle(
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(64).collect::<String>());
-    let prepared = match batch {
-        BatchRequest::Single(mut request) => {
-            state.documents.attach(&mut request);
+    let prepared = match admitted.batch {
+        BatchRequest::Single(request) => {
             BatchRequest::Single(prepare(&state.schema, request, actor, request_id))
         }
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|mut request| {
-                    state.documents.attach(&mut request);
-                    prepare(&state.schema, request, actor.clone(), request_id.clone())
-                })
+                .map(|request| prepare(&state.schema, request, actor.clone(), request_id.clone()))
                 .collect(),
         ),
     };
     let response = execute_batch(&state.schema, prepared).await;
+    register_valid(&state.persisted, registrations, &response).await;
+    admitted.documents.keep_valid(&state, &response);
     respond(response, media_type, state.public_max_age)
+}
+
+/// Registers the persisted queries whose requests ran: a text that failed the limits or
+/// validation is never stored (anyone may register, and it would only take memory).
+async fn register_valid(
+    persisted: &PersistedQueries,
+    registrations: Vec<Registration>,
+    response: &BatchResponse,
+) {
+    for registration in registrations {
+        let ran = match response {
+            BatchResponse::Single(response) => Some(response),
+            BatchResponse::Batch(responses) => responses.get(registration.index),
+        };
+        if ran.is_some_and(passed_validation) {
+            persisted.put(&registration.hash, &registration.query).await;
+        }
+    }
+}
+
+/// A query text sent with its hash: registered once its request has run.
+struct Registration {
+    /// The request's position in its batch.
+    index: usize,
+    hash: String,
+    query: String,
 }
 
 /// The `persistedQuery` request extension of APQ.
@@ -139,19 +167,19 @@ impl PersistedRefusal {
     }
 }
 
-/// Fills in the query of each request that sent only its hash, and returns the `(hash, query)`
-/// pairs to register once the documents passed the scan.
+/// Fills in the query of each request that sent only its hash, and returns the texts to
+/// register once their requests have run.
 async fn resolve_persisted(
     persisted: &PersistedQueries,
     batch: &mut BatchRequest,
-) -> Result<Vec<(String, String)>, PersistedRefusal> {
+) -> Result<Vec<Registration>, PersistedRefusal> {
     let mut registrations = Vec::new();
     // (`BatchRequest::iter_mut` is not `Send`, which a handler's future must be.)
     let requests: Vec<&mut async_graphql::Request> = match batch {
         BatchRequest::Single(request) => vec![request],
         BatchRequest::Batch(requests) => requests.iter_mut().collect(),
     };
-    for request in requests {
+    for (index, request) in requests.into_iter().enumerate() {
         let Some(extension) = request.extensions.remove("persistedQuery") else {
             continue;
         };
@@ -172,7 +200,11 @@ async fn resolve_persisted(
                 .ok_or(PersistedRefusal::NotFound)?;
             request.query = query.to_string();
         } else if hex::encode(Sha256::digest(request.query.as_bytes())) == hash {
-            registrations.push((hash, request.query.clone()));
+            registrations.push(Registration {
+                index,
+                hash,
+                query: request.query.clone(),
+            });
         } else {
             return Err(PersistedRefusal::Invalid(
                 "provided sha does not match query".to_owned(),
@@ -197,21 +229,6 @@ fn check_before_parsing(batch: &BatchRequest, protection: &Protection) -> Result
         .iter()
         .try_for_each(|request| scan(&request.query, &protection.scan))
         .map_err(|error| error.to_string())
-}
-
-/// Whether the operation a request would run is a mutation. A document that does not parse
-/// is left to the executor, which reports the syntax error.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let wanted = request.operation_name.as_deref();
-    match &document.operations {
-        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
-        DocumentOperations::Multiple(ops) => ops.iter().any(|(name, op)| {
-            wanted.is_none_or(|w| w == name.as_str()) && op.node.ty == OperationType::Mutation
-        }),
-    }
 }
 
 fn response_media_type(headers: &HeaderMap) -> &'static str {

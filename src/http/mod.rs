@@ -7,23 +7,29 @@
 //!
 //! # Layout
 //! - [`auth`]: the `Authorization` header to an `Actor`.
+//! - `admission`: parsing once, the cost budget of a request, what may be cached after it ran.
 //! - [`scan`]: the pre-parse nesting, size and token scan.
 //! - [`graphql`]: the `/graphql` handler.
+//! - [`known`]: the consumer operations' names, the only operation labels of `/metrics`.
 //! - [`observe`]: request IDs, trace context, per-request spans, log lines and counts.
 //! - [`lifecycle`]: draining on shutdown (readiness, and the cut-off at the drain timeout).
+//! - [`serve`]: the accept loop, with a header-read timeout and a connection cap.
 
+mod admission;
 pub mod auth;
 pub mod graphql;
+pub mod known;
 pub mod lifecycle;
 pub mod observe;
 pub mod scan;
+pub mod serve;
 
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -87,6 +93,12 @@ pub struct Protection {
     pub max_concurrent_requests: usize,
     /// When set, `/graphql` requires [`ROUTER_SECRET_HEADER`] with this value.
     pub router_secret: Option<Secret>,
+    /// The per-document limits, checked here too: a document over them is not cached.
+    pub document: crate::graphql::limits::DocumentLimits,
+    /// The cost one request may have, a batch's operations together (`QUERY_MAX_COMPLEXITY`).
+    pub max_cost: usize,
+    /// Header-read timeout and connection cap of the accept loop.
+    pub connections: serve::ConnectionLimits,
 }
 
 /// The application's routes; tests drive it directly or over a real listener.
@@ -206,7 +218,9 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
 }
 
 /// `/media/{size}/{key}`: a stored upload, as is (this server does not resize; a CDN or image
-/// server in front does).
+/// server in front does). Answers say `nosniff`, so that a browser never takes an upload for
+/// HTML or script whatever its bytes; a file reached through a symbolic link that leaves the
+/// store is not served (see [`inside_local_store`]).
 async fn media(
     State(state): State<AppState>,
     Path((_size, key)): Path<(String, String)>,
@@ -217,16 +231,57 @@ async fn media(
     let format = key
         .rsplit_once('.')
         .and_then(|(_, ext)| UploadFormat::from_extension(ext));
+    if format.is_none() || !inside_local_store(objects, &key).await {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     match (format, objects.get(&key).await) {
-        (Some(format), Ok(Some(bytes))) => {
-            ([(CONTENT_TYPE, format.content_type())], bytes).into_response()
-        }
+        (Some(format), Ok(Some(bytes))) => (
+            [
+                (CONTENT_TYPE, format.content_type()),
+                (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            bytes,
+        )
+            .into_response(),
         (_, Err(error)) if !matches!(error, ObjectsError::Key) => {
             tracing::error!(error = %error, "cannot read a stored file");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Whether `key` of a local (`file://`) store resolves to a file inside the store. The store
+/// reads files by path and would follow a symbolic link anywhere (`/etc`, another tenant's
+/// directory); resolving the path and checking that it stays under the store's resolved root
+/// serves links that stay inside and refuses the others. Keys with empty, `.` or `..` parts
+/// are refused as the store refuses them. Other stores (S3, GCS) have no links: always true.
+///
+/// The check and the read are two steps: a link swapped in between would be followed. Making
+/// one needs write access to the store's directory, which is the premise of the attack anyway;
+/// this check keeps a link planted there (or left by a backup tool) from widening it.
+async fn inside_local_store(objects: &Objects, key: &str) -> bool {
+    let Some(root) = objects
+        .source_url("")
+        .strip_prefix("local://")
+        .map(str::to_owned)
+    else {
+        return true;
+    };
+    if key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return false;
+    }
+    let root = std::path::PathBuf::from(root);
+    let (Ok(real_root), Ok(real_file)) = (
+        tokio::fs::canonicalize(&root).await,
+        tokio::fs::canonicalize(root.join(key)).await,
+    ) else {
+        return false;
+    };
+    real_file.starts_with(&real_root)
 }
 
 /// Refuses requests without the router's shared secret, when one is configured.

@@ -19,6 +19,7 @@ mod persisted;
 mod protection;
 mod proxy;
 mod read_api;
+mod security;
 mod seed;
 mod shutdown;
 mod upload;
