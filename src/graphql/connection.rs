@@ -89,7 +89,9 @@ impl PageArgs {
     }
 }
 
+// Relay's `PageInfo`, `@shareable`: nearly every subgraph with connections declares the same.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(shareable)]
 pub struct PageInfo {
     pub has_next_page: bool,
     pub has_previous_page: bool,

@@ -20,8 +20,13 @@ use crate::service::write::{self, Caller, Failure};
 #[derive(Debug, Clone, Default)]
 pub struct RequestId(pub Option<String>);
 
+// Published as `ImagesUserErrorCode` and `ImagesUserError`: neighbouring subgraphs declare
+// their own `UserError` with other fields, and two value types of one name would not compose.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "crate::service::write::UserErrorCode")]
+#[graphql(
+    name = "ImagesUserErrorCode",
+    remote = "crate::service::write::UserErrorCode"
+)]
 pub enum UserErrorCode {
     NotFound,
     StaleVersion,
@@ -34,6 +39,7 @@ pub enum UserErrorCode {
 
 /// An expected failure: nothing was changed.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "ImagesUserError")]
 pub struct UserError {
     pub code: UserErrorCode,
     /// Path to the input field at fault, e.g. `["items", "3", "imageId"]`.

@@ -555,7 +555,9 @@ pub struct MainImageChoice {
     pub chosen_at: Option<DateTime<Utc>>,
 }
 
-// Relay connections (`edges`, `nodes`, `pageInfo`, `totalCount`) of images and hotels.
+// Relay connections (`edges`, `nodes`, `pageInfo`, `totalCount`) of images and hotels. They
+// and their edges are `@shareable`: a neighbouring subgraph may declare the same Relay types
+// (with compatible fields), and composition then merges them instead of failing.
 
 /// Where an image list's total comes from: known already, or counted on demand.
 pub enum ImageTotal {
@@ -571,12 +573,13 @@ pub struct ImageConnection {
 }
 
 #[derive(SimpleObject)]
+#[graphql(shareable)]
 pub struct ImageEdge {
     pub cursor: String,
     pub node: Image,
 }
 
-#[Object]
+#[Object(shareable)]
 impl ImageConnection {
     async fn edges(&self) -> Vec<ImageEdge> {
         self.edges
@@ -617,12 +620,13 @@ pub struct HotelConnection {
 }
 
 #[derive(SimpleObject)]
+#[graphql(shareable)]
 pub struct HotelEdge {
     pub cursor: String,
     pub node: Hotel,
 }
 
-#[Object]
+#[Object(shareable)]
 impl HotelConnection {
     async fn edges(&self) -> Vec<HotelEdge> {
         self.edges
