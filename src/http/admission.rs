@@ -21,7 +21,7 @@ use super::AppState;
 use super::graphql::error_response;
 use crate::graphql::Introspection;
 use crate::graphql::limits::{self, LIMIT_EXCEEDED};
-use crate::service::auth::Actor;
+use crate::service::auth::{Actor, Refused};
 use crate::telemetry::Metrics;
 
 /// A request whose documents are parsed and attached, and which may run.
@@ -38,8 +38,12 @@ pub(super) struct PendingDocuments(Vec<Option<(String, ExecutableDocument)>>);
 
 /// Why a request may not run.
 pub(super) enum Refusal {
-    TooCostly { cost: usize, budget: usize },
-    ServiceForbidden,
+    TooCostly {
+        cost: usize,
+        budget: usize,
+    },
+    /// `_service` refused: `UNAUTHENTICATED` without a token, `FORBIDDEN` with one.
+    Service(Refused),
 }
 
 impl Refusal {
@@ -54,7 +58,14 @@ impl Refusal {
                 LIMIT_EXCEEDED,
                 media_type,
             ),
-            Refusal::ServiceForbidden => error_response(
+            Refusal::Service(Refused::Unauthenticated) => error_response(
+                metrics,
+                StatusCode::UNAUTHORIZED,
+                "`_service` is served to the router and to admins only: authentication required",
+                "UNAUTHENTICATED",
+                media_type,
+            ),
+            Refusal::Service(Refused::Forbidden) => error_response(
                 metrics,
                 StatusCode::FORBIDDEN,
                 "`_service` is served to the router and to admins only",
@@ -104,7 +115,7 @@ pub(super) fn admit(
         });
     }
     if asks_for_service && !may_read_service(state, actor) {
-        return Err(Refusal::ServiceForbidden);
+        return Err(Refusal::Service(Refused::of(actor)));
     }
     let batch = match (single, admitted.pop()) {
         (true, Some(request)) if admitted.is_empty() => BatchRequest::Single(request),

@@ -439,7 +439,7 @@ async fn the_service_sdl_is_for_admins_or_the_router_when_introspection_is_for_a
     let anonymous = app.graphql(query, json!({})).await;
     assert_eq!(
         anonymous.error_codes(),
-        ["FORBIDDEN"],
+        ["UNAUTHENTICATED"],
         "{:#}",
         anonymous.body
     );
@@ -447,7 +447,16 @@ async fn the_service_sdl_is_for_admins_or_the_router_when_introspection_is_for_a
     let aliased = app
         .graphql("{ ... on Query { s: _service { sdl } } }", json!({}))
         .await;
-    assert_eq!(aliased.error_codes(), ["FORBIDDEN"], "{:#}", aliased.body);
+    assert_eq!(
+        aliased.error_codes(),
+        ["UNAUTHENTICATED"],
+        "{:#}",
+        aliased.body
+    );
+    let hotelier = app
+        .graphql_as(&app.token("images:hotelier", &[1]), query, json!({}))
+        .await;
+    assert_eq!(hotelier.error_codes(), ["FORBIDDEN"], "{:#}", hotelier.body);
     let admin = app.graphql_as(&app.admin(), query, json!({})).await.ok();
     assert!(admin["_service"]["sdl"].as_str().is_some());
 
