@@ -536,7 +536,7 @@ async fn an_importer_may_import_for_its_own_partner_only() {
             json!({ "input": { "partnerId": "1", "items": items.clone() } }),
         )
         .await;
-    assert_eq!(anonymous.error_codes(), ["FORBIDDEN"]);
+    assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED"]);
     let hotelier = import_images(&app, &app.token("images:hotelier", &[1]), 1, items.clone()).await;
     assert_eq!(hotelier["errors"][0]["extensions"]["code"], "FORBIDDEN");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM image").await, 0);

@@ -119,7 +119,7 @@ async fn a_hotelier_can_touch_neither_another_hotel_nor_another_hotels_image() {
             json!({ "input": { "hotelId": "4", "imageId": foreign_image } }),
         )
         .await;
-    assert_eq!(anonymous.error_codes(), ["FORBIDDEN"]);
+    assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED"]);
 
     assert_eq!(hotel_state(&app, 5).await, other);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, 0);
