@@ -108,7 +108,10 @@ async fn internal_fields_are_denied_to_anonymous_callers_and_served_to_admins() 
     let query = r#"{ hotel(id: 1) { id mainImageChoice { origin } }
                      image(id: 1) { legacyIds } }"#;
     let anonymous = app.graphql(query, json!({})).await;
-    assert_eq!(anonymous.error_codes(), ["UNAUTHENTICATED", "UNAUTHENTICATED"]);
+    assert_eq!(
+        anonymous.error_codes(),
+        ["UNAUTHENTICATED", "UNAUTHENTICATED"]
+    );
     assert_eq!(anonymous.data()["hotel"]["mainImageChoice"], Value::Null);
 
     let admin = app.graphql_as(&app.admin(), query, json!({})).await.ok();
