@@ -195,7 +195,7 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if multipart && let Err(refusal) = may_upload(&state, request.headers()) {
+    if multipart && let Some(refusal) = upload_refusal(&state, request.headers()) {
         return refusal;
     }
     let protection = &state.protection;
@@ -223,38 +223,36 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// `Ok` when the caller of `headers` may upload; otherwise the answer it gets. The token is
-/// read again when the request is handled (decoding it is cheap next to an upload).
-fn may_upload(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let refuse = |status, message: &str, code| {
-        Err(graphql::error_response(
-            &state.metrics,
-            status,
-            message,
-            code,
-            graphql::JSON,
-        ))
-    };
-    match state.auth.actor(headers) {
-        Err(error) => refuse(
+/// The answer a caller who may not upload gets (`None` when it may). The token is read again
+/// when the request is handled (decoding it is cheap next to an upload).
+fn upload_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let (status, message, code) = match state.auth.actor(headers) {
+        Err(error) => (
             StatusCode::UNAUTHORIZED,
-            &error.to_string(),
+            error.to_string(),
             "UNAUTHENTICATED",
         ),
         Ok(actor) => match actor.require(actor.may_upload()) {
-            Ok(()) => Ok(()),
-            Err(Refused::Unauthenticated) => refuse(
+            Ok(()) => return None,
+            Err(Refused::Unauthenticated) => (
                 StatusCode::UNAUTHORIZED,
-                "uploads need a token",
+                "uploads need a token".to_owned(),
                 "UNAUTHENTICATED",
             ),
-            Err(Refused::Forbidden) => refuse(
+            Err(Refused::Forbidden) => (
                 StatusCode::FORBIDDEN,
-                "this token may not upload",
+                "this token may not upload".to_owned(),
                 "FORBIDDEN",
             ),
         },
-    }
+    };
+    Some(graphql::error_response(
+        &state.metrics,
+        status,
+        &message,
+        code,
+        graphql::JSON,
+    ))
 }
 
 /// `/media/{size}/{key}`: a stored upload, as is (this server does not resize; a CDN or image
