@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::catalog::{Category, HotelId, ImageId, MAX_TEXT_CHARS, Score, Tag, TagOrigin};
-use super::url::{CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize};
+use super::url::{CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize, require_public};
 
 /// Longest URL accepted, in bytes.
 pub const MAX_URL_BYTES: usize = 4_096;
@@ -114,6 +114,9 @@ pub fn validate(item: &RawItem, rewrites: &Rewrites) -> Result<Delivery, Rejecti
         return Err(Rejection::UrlTooLong);
     }
     let canonical_url = canonicalize(source_url, rewrites)?;
+    // Both the URL as sent (stored as the source) and the one a partner's rules made of it.
+    require_public(source_url)?;
+    require_public(canonical_url.as_str())?;
     let width = pixels(item.width, "width")?;
     let height = pixels(item.height, "height")?;
     let quality_score = item
@@ -442,6 +445,20 @@ mod tests {
                 Err("not a URL: relative URL without a base"),
             ),
             (
+                item("1", "https://u:p@img.example/a.jpg"),
+                Err(
+                    "the URL carries credentials (a user name or password before the host): \
+                     refused",
+                ),
+            ),
+            (
+                item("1", "http://169.254.169.254/latest/meta-data/"),
+                Err(
+                    "`169.254.169.254` is not a public host: loopback, private, link-local and \
+                     other internal addresses are refused",
+                ),
+            ),
+            (
                 RawItem {
                     width: Some(0),
                     ..item("1", url)
@@ -518,6 +535,22 @@ mod tests {
                 .map_err(|e| e.to_string());
             assert_eq!(got, want.map_err(str::to_owned), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_rewrite_rule_cannot_point_an_item_at_a_non_public_host() {
+        let rules = [crate::domain::url::UrlRewrite {
+            pattern: r"^https://img\.example/".to_owned(),
+            replacement: "http://10.0.0.7/".to_owned(),
+        }];
+        let rewrites = Rewrites::compile(&rules).expect("valid rules");
+        let got = validate(&item("1", "https://img.example/a.jpg"), &rewrites);
+        assert_eq!(
+            got,
+            Err(Rejection::Url(UrlError::NotPublicHost(
+                "10.0.0.7".to_owned()
+            )))
+        );
     }
 
     #[test]

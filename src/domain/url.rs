@@ -19,11 +19,21 @@
 //!    parameters keep their order), and drop the `?` when nothing is left.
 //! 5. Apply the partner's [`Rewrites`] in order to that string, then canonicalize the result again
 //!    (without the rules): a rule must not turn a URL into something that is not one.
+//!
+//! # URLs the service takes from partners
+//! Canonical form says nothing about whether a URL may be stored and fetched. [`require_public`]
+//! refuses, at import, URLs that carry credentials (`user:pass@`, which would be stored and
+//! shown) and URLs whose host is not public: an image server or fetcher asked for them would
+//! reach into the service's own network (loopback, private ranges, the cloud metadata service
+//! at 169.254.169.254). Only literal addresses and `localhost` names are judged: what a public
+//! name resolves to is the fetcher's business, at fetch time.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use ::url::Url;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ::url::{Host, Url};
 use regex::{Regex, RegexBuilder};
 use sha2::{Digest, Sha256};
 
@@ -50,6 +60,15 @@ pub enum UrlError {
     /// The URL has no host (or an empty one).
     #[error("the URL has no host")]
     NoHost,
+    /// The URL carries a user name or password (`user:pass@host`).
+    #[error("the URL carries credentials (a user name or password before the host): refused")]
+    Credentials,
+    /// The URL's host is a loopback, private, link-local or otherwise internal address, or a
+    /// `localhost` name; holds the host as parsed.
+    #[error(
+        "`{0}` is not a public host: loopback, private, link-local and other internal addresses are refused"
+    )]
+    NotPublicHost(String),
     /// A rewrite rule is invalid, or turned a URL into something that is not an accepted URL.
     #[error("bad rewrite rule `{pattern}`: {message}")]
     BadRewrite { pattern: String, message: String },
@@ -254,6 +273,83 @@ fn parse(text: &str) -> Result<Url, UrlError> {
         return Err(UrlError::NoHost);
     }
     Ok(url)
+}
+
+/// Refuses `url` when it carries credentials or names a host that is not public (see the
+/// module doc): the check every partner URL passes before it is stored.
+///
+/// Refused hosts: IPv4 `0.0.0.0/8` (unspecified, "this network"), loopback `127.0.0.0/8`,
+/// private `10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, shared (CGNAT) `100.64.0.0/10`,
+/// link-local `169.254.0.0/16`, multicast `224.0.0.0/4`, reserved `240.0.0.0/4` (broadcast
+/// included); IPv6 unspecified `::`, loopback `::1`, unique-local `fc00::/7`, link-local
+/// `fe80::/10`, site-local `fec0::/10`, multicast `ff00::/8`, and IPv4 addresses embedded in
+/// IPv6 (`::ffff:a.b.c.d`, `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) judged as IPv4; names
+/// `localhost` and `*.localhost` (trailing dot or not). The parser has already turned every
+/// other spelling of an address (`2130706433`, `0x7f.1`, octal) into its dotted form.
+pub fn require_public(url: &str) -> Result<(), UrlError> {
+    let url = parse(url)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    let public = match url.host() {
+        Some(Host::Ipv4(ip)) => is_public_v4(ip),
+        Some(Host::Ipv6(ip)) => is_public_v6(ip),
+        Some(Host::Domain(name)) => !is_localhost(name),
+        None => return Err(UrlError::NoHost),
+    };
+    if public {
+        Ok(())
+    } else {
+        Err(UrlError::NotPublicHost(
+            url.host_str().unwrap_or_default().to_owned(),
+        ))
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let internal = a == 0
+        || ip.is_loopback()
+        || ip.is_private()
+        || (a == 100 && (64..128).contains(&b))
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || a >= 240;
+    !internal
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    if ip.is_unspecified() || ip.is_loopback() {
+        return false;
+    }
+    if let Some(v4) = embedded_v4(ip) {
+        return is_public_v4(v4);
+    }
+    let internal = (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (first & 0xffc0) == 0xfec0 // site-local fec0::/10
+        || (first & 0xff00) == 0xff00; // multicast ff00::/8
+    !internal
+}
+
+/// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible (`::/96`) or NAT64
+/// (`64:ff9b::/96`) IPv6 address.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = || Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
+            Some(v4())
+        }
+        _ => None,
+    }
+}
+
+/// `localhost` and its subdomains (RFC 6761 reserves them for the local machine).
+fn is_localhost(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Normalizes the percent-encoding of each parameter of `query`, drops empty and tracking
@@ -852,5 +948,135 @@ mod tests {
             Err("not a URL: relative URL without a base".to_owned())
         );
         assert_eq!(UrlError::NoHost.to_string(), "the URL has no host");
+    }
+
+    #[test]
+    fn urls_with_credentials_or_non_public_hosts_are_refused() {
+        let not_public = |host: &str| Err(UrlError::NotPublicHost(host.to_owned()));
+        let cases = [
+            (
+                "https://user:secret@img.ota-one.example/a.jpg",
+                Err(UrlError::Credentials),
+            ),
+            (
+                "https://user@img.ota-one.example/a.jpg",
+                Err(UrlError::Credentials),
+            ),
+            (
+                "https://:secret@img.ota-one.example/a.jpg",
+                Err(UrlError::Credentials),
+            ),
+            // IPv4: unspecified, loopback, private, CGNAT, link-local, multicast, broadcast.
+            ("http://0.0.0.0/a.jpg", not_public("0.0.0.0")),
+            ("http://0.1.2.3/a.jpg", not_public("0.1.2.3")),
+            ("http://127.0.0.1/a.jpg", not_public("127.0.0.1")),
+            ("http://127.255.0.9:8080/a.jpg", not_public("127.255.0.9")),
+            ("http://10.0.0.1/a.jpg", not_public("10.0.0.1")),
+            ("http://10.255.255.255/a.jpg", not_public("10.255.255.255")),
+            ("http://172.16.0.1/a.jpg", not_public("172.16.0.1")),
+            ("http://172.31.255.255/a.jpg", not_public("172.31.255.255")),
+            ("http://192.168.0.1/a.jpg", not_public("192.168.0.1")),
+            ("http://100.64.0.1/a.jpg", not_public("100.64.0.1")),
+            (
+                "http://100.127.255.255/a.jpg",
+                not_public("100.127.255.255"),
+            ),
+            (
+                "http://169.254.169.254/latest/",
+                not_public("169.254.169.254"),
+            ),
+            ("http://169.254.0.1/a.jpg", not_public("169.254.0.1")),
+            ("http://224.0.0.1/a.jpg", not_public("224.0.0.1")),
+            (
+                "http://239.255.255.250/a.jpg",
+                not_public("239.255.255.250"),
+            ),
+            ("http://240.0.0.1/a.jpg", not_public("240.0.0.1")),
+            (
+                "http://255.255.255.255/a.jpg",
+                not_public("255.255.255.255"),
+            ),
+            // Other spellings of 127.0.0.1 and 169.254.169.254, as the parser reads them.
+            ("http://2130706433/a.jpg", not_public("127.0.0.1")),
+            ("http://0x7f.1/a.jpg", not_public("127.0.0.1")),
+            (
+                "http://0251.0376.0251.0376/a.jpg",
+                not_public("169.254.169.254"),
+            ),
+            // IPv6: unspecified, loopback, unique-local, link-local, site-local, multicast.
+            ("http://[::]/a.jpg", not_public("[::]")),
+            ("http://[::1]/a.jpg", not_public("[::1]")),
+            ("http://[fc00::1]/a.jpg", not_public("[fc00::1]")),
+            ("http://[fd12:3456::1]/a.jpg", not_public("[fd12:3456::1]")),
+            ("http://[fe80::1]/a.jpg", not_public("[fe80::1]")),
+            ("http://[febf::1]/a.jpg", not_public("[febf::1]")),
+            ("http://[fec0::1]/a.jpg", not_public("[fec0::1]")),
+            ("http://[ff02::1]/a.jpg", not_public("[ff02::1]")),
+            // IPv4 inside IPv6: mapped, compatible, NAT64.
+            (
+                "http://[::ffff:127.0.0.1]/a.jpg",
+                not_public("[::ffff:7f00:1]"),
+            ),
+            (
+                "http://[::ffff:169.254.169.254]/a.jpg",
+                not_public("[::ffff:a9fe:a9fe]"),
+            ),
+            (
+                "http://[::ffff:10.0.0.1]/a.jpg",
+                not_public("[::ffff:a00:1]"),
+            ),
+            ("http://[::192.168.0.1]/a.jpg", not_public("[::c0a8:1]")),
+            (
+                "http://[64:ff9b::10.0.0.1]/a.jpg",
+                not_public("[64:ff9b::a00:1]"),
+            ),
+            // Names of the local machine.
+            ("http://localhost/a.jpg", not_public("localhost")),
+            ("http://LOCALHOST:8080/a.jpg", not_public("localhost")),
+            ("http://localhost./a.jpg", not_public("localhost.")),
+            (
+                "http://media.localhost/a.jpg",
+                not_public("media.localhost"),
+            ),
+            ("http://a.b.localhost./a.jpg", not_public("a.b.localhost.")),
+            // Public hosts, some of them next to a refused range.
+            ("https://img.ota-one.example/a.jpg", Ok(())),
+            ("https://localhost.example/a.jpg", Ok(())),
+            ("https://notlocalhost/a.jpg", Ok(())),
+            ("http://8.8.8.8/a.jpg", Ok(())),
+            ("http://1.0.0.1/a.jpg", Ok(())),
+            ("http://11.0.0.1/a.jpg", Ok(())),
+            ("http://172.15.255.255/a.jpg", Ok(())),
+            ("http://172.32.0.1/a.jpg", Ok(())),
+            ("http://192.169.0.1/a.jpg", Ok(())),
+            ("http://100.63.255.255/a.jpg", Ok(())),
+            ("http://100.128.0.1/a.jpg", Ok(())),
+            ("http://169.253.255.255/a.jpg", Ok(())),
+            ("http://223.255.255.255/a.jpg", Ok(())),
+            ("http://[2001:4860:4860::8888]/a.jpg", Ok(())),
+            ("http://[::ffff:8.8.8.8]/a.jpg", Ok(())),
+            ("http://[64:ff9b::8.8.8.8]/a.jpg", Ok(())),
+            ("http://[fbff::1]/a.jpg", Ok(())),
+            ("http://[fe00::1]/a.jpg", Ok(())),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(require_public(raw), want, "{raw:?}");
+        }
+        assert!(matches!(
+            require_public("ftp://img.ota-one.example/a.jpg"),
+            Err(UrlError::SchemeNotAllowed(_))
+        ));
+        // The message names the host, never the password.
+        let message = require_public("https://user:secret@img.ota-one.example/a.jpg")
+            .map_err(|e| e.to_string());
+        assert!(
+            matches!(&message, Err(m) if !m.contains("secret") && m.contains("credentials")),
+            "{message:?}"
+        );
+        assert_eq!(
+            UrlError::NotPublicHost("127.0.0.1".into()).to_string(),
+            "`127.0.0.1` is not a public host: loopback, private, link-local and other internal \
+             addresses are refused"
+        );
     }
 }

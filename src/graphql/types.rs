@@ -328,7 +328,9 @@ impl Image {
             .url(&self.record.storage_key, size.into()))
     }
 
-    /// Signed image-server URL for a custom rendition; null when no signing key is configured.
+    /// Signed image-server URL for a custom rendition of the stored copy (the image server
+    /// fetches the ORIGINAL-size CDN URL, never the partner's URL); null when no signing key is
+    /// configured.
     async fn transform_url(
         &self,
         ctx: &Context<'_>,
@@ -345,14 +347,14 @@ impl Image {
         };
         let (width, height) = (pixels(width, "width")?, pixels(height, "height")?);
         let media = ctx.data::<Arc<Media>>()?;
+        // The source is the stored copy as the CDN serves it: public already, so the signed
+        // URL reveals nothing new (no partner URL or credentials, no object-store path), and
+        // the image server only ever fetches from the operator's CDN.
         Ok(media.imgproxy.as_ref().map(|signer| {
-            signer.transform_url(
-                &self.record.canonical_url,
-                width,
-                height,
-                fit.into(),
-                format.into(),
-            )
+            let original = media
+                .cdn
+                .url(&self.record.storage_key, media::ImageSize::Original);
+            signer.transform_url(&original, width, height, fit.into(), format.into())
         }))
     }
 

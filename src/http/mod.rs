@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -44,6 +44,7 @@ use crate::domain::upload::UploadFormat;
 use crate::graphql::AppSchema;
 use crate::graphql::documents::Documents;
 use crate::secret::Secret;
+use crate::service::auth::Refused;
 use crate::service::catalog::Catalog;
 use crate::store::objects::{Objects, ObjectsError};
 use crate::telemetry::Metrics;
@@ -185,13 +186,18 @@ fn overloaded_or_timed_out(metrics: &Metrics, error: BoxError) -> Response {
 }
 
 /// Refuses bodies over the limit with 413: at once when `Content-Length` says so, otherwise
-/// when the streamed body passes it. Multipart requests (uploads) have their own limit.
+/// when the streamed body passes it. Multipart requests (uploads) have their own, larger limit,
+/// and only callers who may upload get it: anyone else is refused (401 `UNAUTHENTICATED`, 403
+/// `FORBIDDEN`) before a byte of the body is read.
 async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let multipart = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if multipart && let Some(refusal) = upload_refusal(&state, request.headers()) {
+        return refusal;
+    }
     let protection = &state.protection;
     let limit = if multipart {
         protection.upload_limit
@@ -215,6 +221,38 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
     let (parts, body) = request.into_parts();
     let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The answer a caller who may not upload gets (`None` when it may). The token is read again
+/// when the request is handled (decoding it is cheap next to an upload).
+fn upload_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let (status, message, code) = match state.auth.actor(headers) {
+        Err(error) => (
+            StatusCode::UNAUTHORIZED,
+            error.to_string(),
+            "UNAUTHENTICATED",
+        ),
+        Ok(actor) => match actor.require(actor.may_upload()) {
+            Ok(()) => return None,
+            Err(Refused::Unauthenticated) => (
+                StatusCode::UNAUTHORIZED,
+                "uploads need a token".to_owned(),
+                "UNAUTHENTICATED",
+            ),
+            Err(Refused::Forbidden) => (
+                StatusCode::FORBIDDEN,
+                "this token may not upload".to_owned(),
+                "FORBIDDEN",
+            ),
+        },
+    };
+    Some(graphql::error_response(
+        &state.metrics,
+        status,
+        &message,
+        code,
+        graphql::JSON,
+    ))
 }
 
 /// `/media/{size}/{key}`: a stored upload, as is (this server does not resize; a CDN or image

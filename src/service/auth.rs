@@ -103,6 +103,12 @@ impl Actor {
         self.has(Scope::Admin)
     }
 
+    /// Uploading at all (for some hotel): admins and hoteliers. Checked before an upload's body
+    /// is read; which hotels a hotelier may upload for is checked once the request is parsed.
+    pub fn may_upload(&self) -> bool {
+        self.is_admin() || self.has(Scope::Hotelier)
+    }
+
     /// Changing a hotel's main image or pins, uploading for it: admins, and its hoteliers.
     pub fn may_manage_hotel(&self, hotel: HotelId) -> bool {
         self.may_read_hotel_internals(hotel)

@@ -81,7 +81,9 @@ impl Uploader {
         // Uploads have no partner URL: their key is derived from the content, in a namespace
         // of its own so it can never equal the key of a canonical URL.
         let url_key = hex::encode(Sha256::digest(format!("upload:{}", inspected.sha256)));
-        let source_url = self.objects.source_url(storage_key);
+        // What the image records as its URL and source: the content it was made of, not where
+        // the bytes lie (a local store's URL is an absolute path of the server).
+        let source_url = format!("upload:{}", inspected.sha256);
         let mut change = self.writer.begin().await?;
         let now = change.now();
         let record = UploadRecord {

@@ -20,6 +20,7 @@ mod protection;
 mod proxy;
 mod read_api;
 mod security;
+mod security_urls;
 mod seed;
 mod shutdown;
 mod upload;

@@ -1,6 +1,7 @@
 //! Hotelier uploads over the GraphQL multipart protocol: stored once per content, linked with
 //! the HOTELIER partner as source, curated, served from `/media` in the embedded setup.
 
+use futures::StreamExt as _;
 use images_subgraph::domain::upload::samples;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -131,4 +132,43 @@ async fn uploads_of_other_formats_too_large_or_for_other_hotels_are_refused() {
             .ok(),
         before
     );
+}
+
+/// A multipart request whose body starts and then never ends, as a slow upload looks.
+async fn endless_upload(app: &TestApp, token: Option<&str>) -> Option<reqwest::StatusCode> {
+    let start = b"--x\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{".to_vec();
+    let body =
+        futures::stream::iter([Ok::<_, std::io::Error>(start)]).chain(futures::stream::pending());
+    let mut request = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body(reqwest::Body::wrap_stream(body));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(3), request.send()).await;
+    sent.ok()
+        .map(|response| response.expect("an answer").status())
+}
+
+#[tokio::test]
+async fn an_upload_without_the_right_token_is_refused_before_its_body_is_read() {
+    let app = spawn_app().await;
+    assert_eq!(
+        endless_upload(&app, None).await,
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        endless_upload(&app, Some("not-a-token")).await,
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    let importer = app.importer(2);
+    assert_eq!(
+        endless_upload(&app, Some(&importer)).await,
+        Some(reqwest::StatusCode::FORBIDDEN)
+    );
+    // A hotelier's upload is read (here: waited for).
+    let hotelier = app.token("images:hotelier", &[14]);
+    assert_eq!(endless_upload(&app, Some(&hotelier)).await, None);
 }
