@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -96,7 +95,7 @@ impl Core {
         )
         .await
         .context("cannot connect to the database")?;
-        Migrator::up(&db, None)
+        crate::store::connect::migrate(&db, &settings.database_url())
             .await
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());

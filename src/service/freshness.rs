@@ -97,11 +97,25 @@ impl Replaying {
 }
 
 impl EventSink for Replaying {
-    fn publish<'a>(&'a self, events: &'a [RelayedEvent]) -> BoxFuture<'a, Result<(), SinkError>> {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [RelayedEvent],
+        round: i64,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            self.replay(events).await?;
-            self.inner.publish(events).await
+            if !events.is_empty() {
+                self.replay(events).await?;
+            }
+            self.inner.publish(events, round).await
         })
+    }
+
+    fn holds(&self, published: i64) -> BoxFuture<'_, Result<bool, SinkError>> {
+        self.inner.holds(published)
+    }
+
+    fn resynced(&self, round: i64) -> BoxFuture<'_, Result<(), SinkError>> {
+        self.inner.resynced(round)
     }
 }
 
