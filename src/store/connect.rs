@@ -88,11 +88,9 @@ pub async fn connect(
     }
     if !statement_timeout.is_zero() {
         options.map_sqlx_mysql_pool_opts(move |pool| {
-            pool.after_connect(
-                move |connection: &mut sea_orm::sqlx::MySqlConnection, _| {
-                    Box::pin(mysql_statement_timeout(connection, statement_timeout))
-                },
-            )
+            pool.after_connect(move |connection: &mut sea_orm::sqlx::MySqlConnection, _| {
+                Box::pin(mysql_statement_timeout(connection, statement_timeout))
+            })
         });
     }
     let mut db = Database::connect(options).await?;

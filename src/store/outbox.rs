@@ -228,7 +228,10 @@ pub const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(5);
 /// entry has been purged from the outbox. Nothing when that event is itself unpublished (its
 /// round never committed: every committed round is older and still in the stream). Returns
 /// how many events were unmarked.
-pub async fn take_back_since(txn: &DatabaseTransaction, last_held: Option<i64>) -> StoreResult<u64> {
+pub async fn take_back_since(
+    txn: &DatabaseTransaction,
+    last_held: Option<i64>,
+) -> StoreResult<u64> {
     let since = match last_held {
         None => None,
         Some(seq) => {
@@ -247,7 +250,10 @@ pub async fn take_back_since(txn: &DatabaseTransaction, last_held: Option<i64>) 
         }
     };
     let mut unmark = outbox::Entity::update_many()
-        .col_expr(outbox::Column::PublishedAt, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            outbox::Column::PublishedAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .filter(outbox::Column::PublishedAt.is_not_null());
     if let Some(since) = since {
         unmark = unmark.filter(outbox::Column::PublishedAt.gte(since));

@@ -235,7 +235,11 @@ impl EventSink for RedisStream {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let held: Option<i64> = self
-                .bounded(redis::cmd("GET").arg(&self.round_key).query_async(&mut connection))
+                .bounded(
+                    redis::cmd("GET")
+                        .arg(&self.round_key)
+                        .query_async(&mut connection),
+                )
                 .await?;
             Ok(match held {
                 Some(held) => held >= published,

@@ -336,8 +336,10 @@ async fn until_published(app: &TestApp) {
 
 /// Outbox events the stream does not hold.
 async fn missing_from_stream(app: &TestApp) -> Vec<String> {
-    let streamed: std::collections::HashSet<String> =
-        streamed_ids(&app.settings.redis_prefix).await.into_iter().collect();
+    let streamed: std::collections::HashSet<String> = streamed_ids(&app.settings.redis_prefix)
+        .await
+        .into_iter()
+        .collect();
     outbox_ids(app)
         .await
         .into_iter()
@@ -611,7 +613,12 @@ async fn during_the_shutdown_delay_answers_tell_clients_to_close_their_connectio
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase)
     };
-    let before = app.client.get(app.url("/health/live")).send().await.unwrap();
+    let before = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(before.status(), StatusCode::OK);
     assert_ne!(connection(&before).as_deref(), Some("close"));
 
