@@ -274,6 +274,10 @@ async fn outbox_relay(
     } else {
         sink
     };
+    // Faults (issue 20, item 6): without Redis, nothing else tells this process's cache of
+    // changes made by other processes on the same catalog.
+    let follower = (!core.cache.is_shared())
+        .then(|| freshness::OutboxFollower::new(core.cache.clone(), Store::new(db.clone())));
     let relay = Relay::new(
         db,
         sink,
@@ -284,6 +288,10 @@ async fn outbox_relay(
             holder: holder_name(),
         },
     );
+    let relay = match follower {
+        Some(follower) => relay.following(follower),
+        None => relay,
+    };
     let figures = relay.figures();
     metrics.on_scrape(move |metrics| {
         metrics.set_outbox(figures.lag_seconds(chrono::Utc::now()), figures.published());

@@ -35,6 +35,8 @@
 //! ([`take_back_since`]) and published again in `seq` order before anything newer: at least
 //! once, in order per aggregate, nothing lost while the outbox retains it.
 //!
+//! Without Redis, the relay also carries the process's [`OutboxFollower`] (it wakes up anyway).
+//!
 //! The relay runs on a pool of its own, so that it never waits for a connection behind
 //! requests (nor counts in their statement figures).
 
@@ -46,6 +48,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
+use crate::service::freshness::OutboxFollower;
 use crate::store::StoreError;
 use crate::store::outbox::{
     begin_locked, mark_published, oldest_unpublished, published_rounds, round_number,
@@ -152,6 +155,8 @@ pub struct Relay {
     figures: RelayFigures,
     /// When the idle relay last asked the sink whether it holds every round.
     checked_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Without Redis: follows the outbox for this process's L1 at every wake-up.
+    follower: Option<OutboxFollower>,
 }
 
 impl Relay {
@@ -169,7 +174,15 @@ impl Relay {
             settings,
             figures: RelayFigures::default(),
             checked_at: std::sync::Mutex::new(None),
+            follower: None,
         }
+    }
+
+    /// Also follows the outbox for this process's in-process cache at every wake-up (a
+    /// deployment without Redis, see [`OutboxFollower`]).
+    pub fn following(mut self, follower: OutboxFollower) -> Self {
+        self.follower = Some(follower);
+        self
     }
 
     /// The handle to poke after a commit that wrote events: `waker().notify_one()`.
@@ -185,6 +198,10 @@ impl Relay {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut backoff: Option<Duration> = None;
+        if let Some(follower) = &self.follower {
+            // Notes where the outbox stands before this process's cache takes anything in.
+            let _ = follower.follow().await;
+        }
         loop {
             let pause = backoff.unwrap_or(self.settings.poll);
             tokio::select! {
@@ -192,6 +209,11 @@ impl Relay {
                 () = &mut stop => break,
                 () = self.wake.notified(), if backoff.is_none() => {}
                 () = tokio::time::sleep(pause) => {}
+            }
+            if let Some(follower) = &self.follower
+                && let Err(error) = follower.follow().await
+            {
+                tracing::debug!(error = %error, "outbox follower: cannot read the outbox");
             }
             match self.drain().await {
                 Ok(()) => backoff = None,

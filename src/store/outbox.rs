@@ -260,3 +260,46 @@ pub async fn take_back_since(
     }
     Ok(unmark.exec(txn).await?.rows_affected)
 }
+
+/// An outbox event as a follower of the outbox sees it: which aggregate changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    /// `Hotel` or `Image`.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+}
+
+/// Events with a `seq` above `after` or within one of `gaps` (inclusive ranges of `seq`s not
+/// seen yet, which a late commit may still fill), at most `limit`, in `seq` order. Served by
+/// the primary key.
+pub async fn changes_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    gaps: &[(i64, i64)],
+    limit: u64,
+) -> StoreResult<Vec<Change>> {
+    let mut wanted = sea_orm::Condition::any().add(outbox::Column::Seq.gt(after));
+    for &(first, last) in gaps {
+        wanted = wanted.add(outbox::Column::Seq.between(first, last));
+    }
+    let rows: Vec<(i64, String, String)> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Seq)
+        .column(outbox::Column::Aggregatetype)
+        .column(outbox::Column::Aggregateid)
+        .filter(wanted)
+        .order_by_asc(outbox::Column::Seq)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, aggregate_type, aggregate_id)| Change {
+            seq,
+            aggregate_type,
+            aggregate_id,
+        })
+        .collect())
+}

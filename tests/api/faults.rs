@@ -499,6 +499,48 @@ async fn one_slow_redis_call_keeps_the_in_process_cache() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6. Two processes on one catalog without Redis.
+
+async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
+    let data = app
+        .graphql(
+            "query($id: ID!) { hotel(id: $id) { mainImage { id } } }",
+            json!({ "id": hotel.to_string() }),
+        )
+        .await
+        .ok();
+    data["hotel"]["mainImage"]["id"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn without_redis_a_change_on_one_process_reaches_the_other_s_cache_within_a_poll() {
+    let apps = crate::helpers::spawn_replicas(2, |s| {
+        s.redis_url = None;
+        s.outbox_poll_ms = 50;
+    })
+    .await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let hotel = 8;
+    for pick in [1, 2, 1] {
+        // B holds the current main image in its cache.
+        let before = main_image(b, hotel).await;
+        assert_eq!(main_image(b, hotel).await, before);
+        change_main_image(a, hotel, pick).await;
+        let now = main_image(a, hotel).await;
+        assert_ne!(now, before);
+        let changed = Instant::now();
+        while main_image(b, hotel).await != now {
+            assert!(
+                changed.elapsed() < Duration::from_secs(3),
+                "B still serves the main image of before the change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("visible on B after {:?}", changed.elapsed());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 7. The import's rejects file, and keep-alive connections at shutdown.
 
 /// A file that keeps only what was flushed: what a killed process leaves on disk.
