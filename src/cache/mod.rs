@@ -31,11 +31,12 @@
 //! store it after that commit's invalidation.
 //!
 //! # When Redis fails
-//! Every Redis call has a short timeout. A failed call falls back to the next level (a read
-//! goes to the database, a fill is skipped), and counts towards the **breaker**: the cache
-//! turns **degraded** (the breaker opens) once [`BREAKER_FAILURES`] calls failed within
+//! Every Redis call has a short timeout. A failed read or fill falls back (the read goes to
+//! the database, the fill is skipped), and counts towards the **breaker**: the cache turns
+//! **degraded** (the breaker opens) once [`BREAKER_FAILURES`] calls failed within
 //! [`BREAKER_WINDOW`], or at once when the invalidation subscription is lost or does not
-//! answer. Degraded, this replica flushes its L1 (it may miss invalidations now) and serves
+//! answer, or when an invalidation fails (Redis may then still hold the changed record, and
+//! this replica would read it back). Degraded, this replica flushes its L1 (it may miss invalidations now) and serves
 //! from the database without filling anything; `/health/ready` says `degraded`. Writes still
 //! commit and still try to invalidate; an invalidation that fails is replayed by the outbox
 //! relay, which invalidates the keys of every event it publishes. A prober retries Redis; the
@@ -45,8 +46,8 @@
 //!
 //! # Why one slow call does not flush L1, and nothing stale is served
 //! L1 is only as fresh as the invalidations that reach it, and those come through the
-//! subscription, not through the calls that fail. So a failed call is not a reason to distrust
-//! L1, but it may be the first sign of a Redis this replica lost: after any failure the cache
+//! subscription, not through the reads and fills that fail. So a failed read is not a reason
+//! to distrust L1, but it may be the first sign of a Redis this replica lost: after any failure the cache
 //! checks the subscription itself. It publishes a token of its own on the invalidation channel,
 //! on a connection of its own, and waits up to [`ECHO_DEADLINE`] for it to come back through
 //! the subscription. If it comes back, every invalidation published before it has come back
@@ -461,7 +462,7 @@ impl Cache {
         if let Some(shared) = &self.0.shared
             && let Err(error) = shared.invalidate(keys).await
         {
-            self.failed(&error);
+            self.invalidation_failed(&error);
             let mut pending = self
                 .0
                 .pending
@@ -484,7 +485,7 @@ impl Cache {
         if let Some(shared) = &self.0.shared
             && let Err(error) = shared.invalidate(keys).await
         {
-            self.failed(&error);
+            self.invalidation_failed(&error);
             return Err(CacheError(error.to_string()));
         }
         Ok(())
@@ -519,8 +520,17 @@ impl Cache {
         self.0.shared.is_some()
     }
 
-    /// A Redis call failed: the breaker opens past [`BREAKER_FAILURES`] in the window;
-    /// before that, the subscription is checked (see the module doc).
+    /// An invalidation did not reach Redis: Redis may still hold what the change made stale,
+    /// and this replica would read it back into L1. Degrade at once (as any outage does) until
+    /// the keys have been sent again.
+    fn invalidation_failed(&self, error: &shared::SharedError) {
+        self.0.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.0.degrade(error);
+    }
+
+    /// A read or a fill failed: nothing stale can come of it (the read falls back to the
+    /// database, the fill is skipped). The breaker opens past [`BREAKER_FAILURES`] in the
+    /// window; before that, the subscription is checked (see the module doc).
     fn failed(&self, error: &shared::SharedError) {
         self.0.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
         if self.degraded() {

@@ -272,9 +272,9 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "live" }))
 }
 
-/// How long the readiness check waits for the database. Shorter than a probe's usual timeout
-/// (Kubernetes: 1 s) would make a loaded database look down; this long, a probe with a
-/// `timeoutSeconds` of 2 always gets an answer, even while the database does not answer.
+/// How long the readiness check waits for the database before it answers 503: a database
+/// that stopped answering costs the probe this long, not a hang. Probes should allow more
+/// (Kubernetes `timeoutSeconds: 2`), so that they always get the answer.
 pub const READINESS_DEADLINE: Duration = Duration::from_millis(1_000);
 
 /// Ready when the database answers within [`READINESS_DEADLINE`], and not once shutdown has

@@ -33,8 +33,8 @@ use super::events;
 use crate::cache::{Cache, CacheKey, RecoveryCheck};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::store::Store;
-use crate::store::manage::linked_hotels;
 use crate::store::StoreResult;
+use crate::store::manage::linked_hotels;
 use crate::store::outbox::{RelayedEvent, changes_after, last_seq, unpublished_through};
 use crate::store::stream::{EventSink, SinkError};
 

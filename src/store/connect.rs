@@ -35,7 +35,7 @@ use sea_orm::{
 /// How long a request waits for a connection of the pool (or for a new one to open) on
 /// PostgreSQL and MySQL/MariaDB: well under the request timeout (10 s by default), so that a
 /// database that stopped answering makes requests fail in this time, not time out.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The same on SQLite, where connections wait in the pool while another one writes.
 pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A pooled connection idle at least this long is pinged before use. Connections in steady use
