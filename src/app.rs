@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -99,7 +98,7 @@ impl Core {
         )
         .await
         .context("cannot connect to the database")?;
-        Migrator::up(&db, None)
+        crate::store::connect::migrate(&db, &settings.database_url())
             .await
             .context("cannot migrate the database")?;
         let store = Store::new(db.clone());
@@ -253,6 +252,10 @@ async fn outbox_relay(
     } else {
         sink
     };
+    // Faults (issue 20, item 6): without Redis, nothing else tells this process's cache of
+    // changes made by other processes on the same catalog.
+    let follower = (!core.cache.is_shared())
+        .then(|| freshness::OutboxFollower::new(core.cache.clone(), Store::new(db.clone())));
     let relay = Relay::new(
         db,
         sink,
@@ -263,6 +266,10 @@ async fn outbox_relay(
             holder: holder_name(),
         },
     );
+    let relay = match follower {
+        Some(follower) => relay.following(follower),
+        None => relay,
+    };
     let figures = relay.figures();
     metrics.on_scrape(move |metrics| {
         metrics.set_outbox(figures.lag_seconds(chrono::Utc::now()), figures.published());

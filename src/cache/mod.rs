@@ -31,20 +31,35 @@
 //! store it after that commit's invalidation.
 //!
 //! # When Redis fails
-//! Every Redis call has a short timeout. A failure (or the loss of the subscription) makes
-//! the cache **degraded**: this replica flushes its L1 (it may miss invalidations now) and
-//! serves from the database without filling anything; `/health/ready` says `degraded`. Writes
-//! still commit and still try to invalidate; an invalidation that fails is replayed by the
-//! outbox relay, which invalidates the keys of every event it publishes. A prober retries
-//! Redis; the cache is used again once Redis answers, the subscription is back, and the
-//! recovery check (see [`Cache::set_recovery_check`]: the outbox holds nothing unpublished from
-//! before the recovery) passes.
+//! Every Redis call has a short timeout. A failed read or fill falls back (the read goes to
+//! the database, the fill is skipped), and counts towards the **breaker**: the cache turns
+//! **degraded** (the breaker opens) once [`BREAKER_FAILURES`] calls failed within
+//! [`BREAKER_WINDOW`], or at once when the invalidation subscription is lost or does not
+//! answer, or when an invalidation fails (Redis may then still hold the changed record, and
+//! this replica would read it back). Degraded, this replica flushes its L1 (it may miss invalidations now) and serves
+//! from the database without filling anything; `/health/ready` says `degraded`. Writes still
+//! commit and still try to invalidate; an invalidation that fails is replayed by the outbox
+//! relay, which invalidates the keys of every event it publishes. A prober retries Redis; the
+//! cache is used again once Redis answers, the subscription is back, and the recovery check
+//! (see [`Cache::set_recovery_check`]: the outbox holds nothing unpublished from before the
+//! recovery) passes.
+//!
+//! # Why one slow call does not flush L1, and nothing stale is served
+//! L1 is only as fresh as the invalidations that reach it, and those come through the
+//! subscription, not through the reads and fills that fail. So a failed read is not a reason
+//! to distrust L1, but it may be the first sign of a Redis this replica lost: after any failure the cache
+//! checks the subscription itself. It publishes a token of its own on the invalidation channel,
+//! on a connection of its own, and waits up to [`ECHO_DEADLINE`] for it to come back through
+//! the subscription. If it comes back, every invalidation published before it has come back
+//! too (Redis delivers a channel's messages in order), and L1 is kept; if not, the cache
+//! degrades and flushes L1 as before. A single slow call (a Redis fork, a long command, a
+//! network hiccup) therefore costs one fallback read, not the whole in-process cache.
 
 pub(crate) mod local;
 pub mod persisted;
 pub(crate) mod shared;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,6 +70,7 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
 
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::domain::curation::HotelRecord;
@@ -215,10 +231,29 @@ struct Inner {
     /// Keys whose invalidation could not reach Redis, sent again before the cache is used
     /// again (the outbox relay's replay covers the rest, and other replicas' changes).
     pending: Mutex<BTreeSet<CacheKey>>,
+    /// When the recent failed Redis calls happened (the breaker's window).
+    failures: Mutex<VecDeque<std::time::Instant>>,
+    /// Check tokens that came back through the subscription, to the checks waiting for them.
+    echoes: broadcast::Sender<String>,
+    /// Whether a subscription check is running (one at a time).
+    checking: AtomicBool,
+    /// Names this cache's check tokens (several replicas share the channel).
+    echo_tag: u64,
+    /// Numbers this cache's check tokens.
+    echo_count: AtomicU64,
 }
 
 /// Most keys kept for [`Inner::pending`]; beyond it the relay's replay alone repairs Redis.
 const MAX_PENDING: usize = 100_000;
+
+/// Failed Redis calls within [`BREAKER_WINDOW`] that open the breaker (degrade the cache).
+pub const BREAKER_FAILURES: usize = 5;
+/// The window in which [`BREAKER_FAILURES`] failures open the breaker.
+pub const BREAKER_WINDOW: Duration = Duration::from_secs(10);
+/// How long a check of the subscription waits for its own token to come back through it.
+pub const ECHO_DEADLINE: Duration = Duration::from_secs(1);
+/// What starts a subscription check's token on the invalidation channel (never a cache key).
+const ECHO_PREFIX: &str = "echo:";
 
 impl Cache {
     /// Builds the cache; with Redis, starts the subscriber and the prober (they stop when the
@@ -245,6 +280,11 @@ impl Cache {
             fill_pause: Mutex::new(None),
             recovery_check: Mutex::new(None),
             pending: Mutex::new(BTreeSet::new()),
+            failures: Mutex::new(VecDeque::new()),
+            echoes: broadcast::channel(64).0,
+            checking: AtomicBool::new(false),
+            echo_tag: rand::random(),
+            echo_count: AtomicU64::new(0),
         }));
         if with_redis {
             tokio::spawn(subscribe(Arc::downgrade(&cache.0)));
@@ -265,6 +305,11 @@ impl Cache {
             fill_pause: Mutex::new(None),
             recovery_check: Mutex::new(None),
             pending: Mutex::new(BTreeSet::new()),
+            failures: Mutex::new(VecDeque::new()),
+            echoes: broadcast::channel(1).0,
+            checking: AtomicBool::new(false),
+            echo_tag: 0,
+            echo_count: AtomicU64::new(0),
         }))
     }
 
@@ -419,7 +464,7 @@ impl Cache {
         if let Some(shared) = &self.0.shared
             && let Err(error) = shared.invalidate(keys).await
         {
-            self.failed(&error);
+            self.invalidation_failed(&error);
             let mut pending = self
                 .0
                 .pending
@@ -442,7 +487,7 @@ impl Cache {
         if let Some(shared) = &self.0.shared
             && let Err(error) = shared.invalidate(keys).await
         {
-            self.failed(&error);
+            self.invalidation_failed(&error);
             return Err(CacheError(error.to_string()));
         }
         Ok(())
@@ -477,9 +522,39 @@ impl Cache {
         self.0.shared.is_some()
     }
 
-    fn failed(&self, error: &shared::SharedError) {
+    /// An invalidation did not reach Redis: Redis may still hold what the change made stale,
+    /// and this replica would read it back into L1. Degrade at once (as any outage does) until
+    /// the keys have been sent again.
+    fn invalidation_failed(&self, error: &shared::SharedError) {
         self.0.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
         self.0.degrade(error);
+    }
+
+    /// A read or a fill failed: nothing stale can come of it (the read falls back to the
+    /// database, the fill is skipped). The breaker opens past [`BREAKER_FAILURES`] in the
+    /// window; before that, the subscription is checked (see the module doc).
+    fn failed(&self, error: &shared::SharedError) {
+        self.0.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        if self.degraded() {
+            return;
+        }
+        if self.0.breaker_trips(std::time::Instant::now()) {
+            self.0.degrade(&format!(
+                "{BREAKER_FAILURES} Redis calls failed within {BREAKER_WINDOW:?}, the last: {error}"
+            ));
+            return;
+        }
+        if self.0.checking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = self.0.clone();
+        tokio::spawn(async move {
+            let answers = inner.subscription_answers().await;
+            inner.checking.store(false, Ordering::SeqCst);
+            if !answers {
+                inner.degrade(&"the invalidation subscription did not answer");
+            }
+        });
     }
 
     pub fn figures(&self) -> CacheFigures {
@@ -527,7 +602,52 @@ impl Cache {
 }
 
 impl Inner {
+    /// Notes a failed call at `now`; true when that makes [`BREAKER_FAILURES`] in the window.
+    fn breaker_trips(&self, now: std::time::Instant) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > BREAKER_WINDOW)
+        {
+            failures.pop_front();
+        }
+        failures.len() >= BREAKER_FAILURES
+    }
+
+    /// Whether the subscription delivers: a token of this cache, published on a connection of
+    /// its own (not behind a slow call), comes back through it within [`ECHO_DEADLINE`].
+    async fn subscription_answers(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        if !self.subscribed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let token = format!(
+            "{ECHO_PREFIX}{:016x}:{}",
+            self.echo_tag,
+            self.echo_count.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut echoes = self.echoes.subscribe();
+        let deadline = tokio::time::Instant::now() + ECHO_DEADLINE;
+        if shared.publish_alone(&token, ECHO_DEADLINE).await.is_err() {
+            return false;
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, echoes.recv()).await {
+                Ok(Ok(echo)) if echo == token => return true,
+                Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return false,
+            }
+        }
+    }
+
     fn degrade(&self, reason: &dyn fmt::Display) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         if !self.degraded.swap(true, Ordering::SeqCst) {
             self.counters.degradations.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %reason, "cache degraded: serving from the database");
@@ -575,6 +695,10 @@ impl Inner {
         // Whatever L1 took in while degraded was not filled (fills are off): flush anyway,
         // in case a fill raced the degradation.
         self.local.flush();
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         if self.degraded.swap(false, Ordering::SeqCst) {
             tracing::info!("cache recovered");
         }
@@ -641,6 +765,11 @@ async fn subscribe(cache: std::sync::Weak<Inner>) {
                 return;
             };
             let text = String::from_utf8_lossy(message.get_payload_bytes());
+            if text.starts_with(ECHO_PREFIX) {
+                // A subscription check's token (nobody waiting is fine).
+                let _ = inner.echoes.send(text.into_owned());
+                continue;
+            }
             let keys: Vec<CacheKey> = text.split(' ').filter_map(CacheKey::parse).collect();
             inner.local.invalidate(&keys);
         }
@@ -671,6 +800,24 @@ mod tests {
         assert_eq!(parsed, keys);
         assert_eq!(CacheKey::parse("x:1"), None);
         assert_eq!(CacheKey::parse("h:0"), None);
+    }
+
+    #[test]
+    fn the_breaker_opens_on_enough_failures_within_its_window_only() {
+        let cache = Cache::in_process(10, Duration::from_secs(1));
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let window = BREAKER_WINDOW.as_millis() as u64;
+        // Failures spread wider than the window never open it.
+        for n in 0..3 * BREAKER_FAILURES as u64 {
+            assert!(!cache.0.breaker_trips(at(n * window / 3)), "failure {n}");
+        }
+        cache.0.failures.lock().unwrap().clear();
+        // The same number close together does, at the last one.
+        for n in 1..BREAKER_FAILURES as u64 {
+            assert!(!cache.0.breaker_trips(at(n)), "failure {n}");
+        }
+        assert!(cache.0.breaker_trips(at(BREAKER_FAILURES as u64)));
     }
 
     #[test]

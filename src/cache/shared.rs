@@ -209,6 +209,23 @@ impl Shared {
         Ok(())
     }
 
+    /// Publishes `message` on the invalidation channel over a new connection of its own, so
+    /// that it does not queue behind a slow call of the shared one; all within `timeout`.
+    pub(crate) async fn publish_alone(&self, message: &str, timeout: Duration) -> SharedResult<()> {
+        let publish = async {
+            let mut connection = self.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(message)
+                .query_async::<i64>(&mut connection)
+                .await
+        };
+        match tokio::time::timeout(timeout, publish).await {
+            Ok(result) => Ok(result.map(|_| ())?),
+            Err(_) => Err(SharedError::Timeout),
+        }
+    }
+
     /// Whether Redis answers.
     pub(crate) async fn ping(&self) -> SharedResult<()> {
         let mut connection = self.connection.clone();

@@ -2,7 +2,8 @@
 //!
 //! When the process is told to stop, start-up code calls [`Draining::start`]: from then on
 //! `/health/ready` answers 503, so load balancers and the router stop sending traffic, while
-//! requests in flight go on. If some are still running when the drain timeout passes,
+//! requests in flight go on, and every answer asks its client to close its connection
+//! (`Connection: close`). If some are still running when the drain timeout passes,
 //! [`Draining::cut_off`] ends them with a 503 `SHUTTING_DOWN` answer, so that their
 //! connections close and the server really stops.
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::watch;
@@ -63,12 +65,15 @@ impl Draining {
 }
 
 /// Runs a request unless the drain timeout passes first; then answers 503 `SHUTTING_DOWN`.
+/// Once draining has started, every answer carries `Connection: close`: the client opens a
+/// new connection for its next request (which the balancer sends elsewhere) instead of
+/// reusing one that the server is about to close under it (a broken pipe).
 pub async fn cut_off_at_deadline(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    tokio::select! {
+    let mut response = tokio::select! {
         response = next.run(request) => response,
         () = state.draining.cut_off_signal() => super::graphql::error_response(
             &state.metrics,
@@ -77,5 +82,12 @@ pub async fn cut_off_at_deadline(
             "SHUTTING_DOWN",
             super::graphql::JSON,
         ),
+    };
+    if state.draining.is_started() {
+        // HTTP/1.1: hyper closes the connection once this answer is written.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }

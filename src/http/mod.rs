@@ -364,8 +364,14 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "live" }))
 }
 
-/// Ready when the database answers, and not once shutdown has begun. A cache without Redis
-/// makes the answer `degraded` but still ready: reads are served from the database.
+/// How long the readiness check waits for the database before it answers 503: a database
+/// that stopped answering costs the probe this long, not a hang. Probes should allow more
+/// (Kubernetes `timeoutSeconds: 2`), so that they always get the answer.
+pub const READINESS_DEADLINE: Duration = Duration::from_millis(1_000);
+
+/// Ready when the database answers within [`READINESS_DEADLINE`], and not once shutdown has
+/// begun. A cache without Redis makes the answer `degraded` but still ready: reads are served
+/// from the database.
 async fn ready(State(state): State<AppState>) -> Response {
     if state.draining.is_started() {
         return (
@@ -374,7 +380,11 @@ async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match state.catalog.ready().await {
+    let checked = match tokio::time::timeout(READINESS_DEADLINE, state.catalog.ready()).await {
+        Ok(checked) => checked.map_err(|error| error.to_string()),
+        Err(_) => Err(format!("no answer within {READINESS_DEADLINE:?}")),
+    };
+    match checked {
         Ok(()) => {
             let cache = state.catalog.cache();
             let (status, cache) = match (cache.is_shared(), cache.degraded()) {

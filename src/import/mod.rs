@@ -138,7 +138,7 @@ struct Group {
 }
 
 /// Imports the feed `input` (see the module doc). `rejects` gets one JSON line per rejected
-/// line: `{"line": N, "reason": "..."}`.
+/// line: `{"line": N, "reason": "..."}`, flushed after every batch.
 ///
 /// Fails on I/O errors and unexpected store errors; what was committed before stays, and
 /// running the same file again finishes the job.
@@ -197,6 +197,9 @@ where
             observer: &mut *observer,
         };
         import_batch(ingestor, &caller, batch, &mut report).await?;
+        // The batch has committed: its rejects reach the file now, so that an import killed
+        // later leaves the reasons of every line it committed.
+        rejects.flush().context("cannot write the rejects file")?;
         // Each time the images this import added have doubled, the planner learns the tables'
         // new sizes: it never works from tables much smaller than they are, and a re-import,
         // which adds nothing, never waits for it.

@@ -26,6 +26,17 @@
 //! costs that one read per poll interval and takes no lock. The same read feeds the lag metric
 //! ([`RelayFigures`]).
 //!
+//! # A stream that lost events
+//! A Redis restarted with less data than the relay published (no persistence, an older
+//! snapshot, a failover) is found by the round that publishes next (see
+//! [`crate::store::stream`]), or, with nothing to publish, by [`STREAM_CHECK`]: every so often
+//! an idle relay asks the sink whether it still holds every published round. Then, in the
+//! round's transaction, the events the stream no longer holds are unmarked
+//! ([`take_back_since`]) and published again in `seq` order before anything newer: at least
+//! once, in order per aggregate, nothing lost while the outbox retains it.
+//!
+//! Without Redis, the relay also carries the process's [`OutboxFollower`] (it wakes up anyway).
+//!
 //! The relay runs on a pool of its own, so that it never waits for a connection behind
 //! requests (nor counts in their statement figures).
 
@@ -37,14 +48,20 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 
+use crate::service::freshness::OutboxFollower;
 use crate::store::StoreError;
-use crate::store::outbox::{begin_locked, mark_published, oldest_unpublished, unpublished};
+use crate::store::outbox::{
+    begin_locked, mark_published, oldest_unpublished, published_rounds, round_number,
+    take_back_since, unpublished,
+};
 use crate::store::stream::{EventSink, SinkError};
 
 /// The longest wait between two attempts while the sink or the database fails.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long the last drain at shutdown may take.
 pub const STOP_DRAIN: Duration = Duration::from_secs(3);
+/// How often an idle relay asks the sink whether it still holds every published round.
+pub const STREAM_CHECK: Duration = Duration::from_secs(1);
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -81,6 +98,8 @@ struct Figures {
     /// `created_at` of the oldest unpublished event (Unix microseconds), [`NONE`] when none.
     oldest_unpublished: AtomicI64,
     published: AtomicU64,
+    /// Events taken back from a stream that lost them, to be published again.
+    taken_back: AtomicU64,
 }
 
 /// "No unpublished event" in [`Figures::oldest_unpublished`].
@@ -91,6 +110,7 @@ impl Default for Figures {
         Self {
             oldest_unpublished: AtomicI64::new(NONE),
             published: AtomicU64::new(0),
+            taken_back: AtomicU64::new(0),
         }
     }
 }
@@ -108,6 +128,11 @@ impl RelayFigures {
     /// Events this relay published (and marked) since start.
     pub fn published(&self) -> u64 {
         self.0.published.load(Ordering::Relaxed)
+    }
+
+    /// Events this relay took back from a stream that had lost them (to publish them again).
+    pub fn taken_back(&self) -> u64 {
+        self.0.taken_back.load(Ordering::Relaxed)
     }
 
     fn set_oldest(&self, oldest: Option<DateTime<Utc>>) {
@@ -128,6 +153,10 @@ pub struct Relay {
     wake: Arc<Notify>,
     settings: RelaySettings,
     figures: RelayFigures,
+    /// When the idle relay last asked the sink whether it holds every round.
+    checked_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Without Redis: follows the outbox for this process's L1 at every wake-up.
+    follower: Option<OutboxFollower>,
 }
 
 impl Relay {
@@ -144,7 +173,16 @@ impl Relay {
             wake,
             settings,
             figures: RelayFigures::default(),
+            checked_at: std::sync::Mutex::new(None),
+            follower: None,
         }
+    }
+
+    /// Also follows the outbox for this process's in-process cache at every wake-up (a
+    /// deployment without Redis, see [`OutboxFollower`]).
+    pub fn following(mut self, follower: OutboxFollower) -> Self {
+        self.follower = Some(follower);
+        self
     }
 
     /// The handle to poke after a commit that wrote events: `waker().notify_one()`.
@@ -160,6 +198,10 @@ impl Relay {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut backoff: Option<Duration> = None;
+        if let Some(follower) = &self.follower {
+            // Notes where the outbox stands before this process's cache takes anything in.
+            let _ = follower.follow().await;
+        }
         loop {
             let pause = backoff.unwrap_or(self.settings.poll);
             tokio::select! {
@@ -167,6 +209,11 @@ impl Relay {
                 () = &mut stop => break,
                 () = self.wake.notified(), if backoff.is_none() => {}
                 () = tokio::time::sleep(pause) => {}
+            }
+            if let Some(follower) = &self.follower
+                && let Err(error) = follower.follow().await
+            {
+                tracing::debug!(error = %error, "outbox follower: cannot read the outbox");
             }
             match self.drain().await {
                 Ok(()) => backoff = None,
@@ -195,11 +242,20 @@ impl Relay {
     }
 
     /// Rounds until no unpublished event is left (or a round finds nothing it can take).
+    /// With nothing left, checks now and then that the sink still holds what was published.
     pub async fn drain(&self) -> Result<(), RelayError> {
         loop {
             let oldest = oldest_unpublished(&self.db).await?;
             self.figures.set_oldest(oldest);
-            if oldest.is_none() || self.round().await? == 0 {
+            let published = if oldest.is_none() {
+                if self.sink_holds_everything().await {
+                    return Ok(());
+                }
+                self.round_with(true).await?
+            } else {
+                self.round().await?
+            };
+            if published == 0 {
                 return Ok(());
             }
         }
@@ -208,21 +264,79 @@ impl Relay {
     /// One round: under the relay lock, publishes the oldest unpublished events (at most a
     /// batch) and marks them. Returns how many it published.
     pub async fn round(&self) -> Result<u64, RelayError> {
+        self.round_with(false).await
+    }
+
+    /// A round; with `check`, one that goes to the sink even with nothing to publish, to find
+    /// out whether the stream lost events. Returns how many events it published, or took back
+    /// from a stream that had lost them.
+    async fn round_with(&self, check: bool) -> Result<u64, RelayError> {
         let txn = begin_locked(&self.db, &self.settings.holder, Utc::now()).await?;
+        let round = round_number(&txn).await?;
         let events = unpublished(&txn, self.settings.batch_size).await?;
-        if events.is_empty() {
+        if events.is_empty() && !check {
             txn.rollback().await?;
             return Ok(0);
         }
-        if let Err(error) = self.sink.publish(&events).await {
-            txn.rollback().await?;
-            return Err(error.into());
+        match self.sink.publish(&events, round).await {
+            Ok(()) => {}
+            Err(SinkError::StreamLost { last_held }) => {
+                let taken_back = take_back_since(&txn, last_held).await?;
+                txn.commit().await?;
+                tracing::warn!(
+                    last_held,
+                    taken_back,
+                    "outbox relay: the event stream lost events (Redis restarted with less data); publishing them again"
+                );
+                self.figures
+                    .0
+                    .taken_back
+                    .fetch_add(taken_back, Ordering::Relaxed);
+                // Until this succeeds, every round finds the stream short again and takes back
+                // nothing more (what it lost is unmarked already): no event is lost meanwhile.
+                self.sink.resynced(round).await?;
+                return Ok(taken_back.max(1));
+            }
+            Err(error) => {
+                txn.rollback().await?;
+                return Err(error.into());
+            }
         }
         let marked = mark_published(&txn, &events, Utc::now()).await?;
         txn.commit().await?;
         self.figures.add_published(marked);
-        tracing::debug!(events = marked, "outbox relay: published");
+        if marked > 0 {
+            tracing::debug!(events = marked, "outbox relay: published");
+        }
         Ok(marked)
+    }
+
+    /// Whether the sink still holds every published round. Asked at most every
+    /// [`STREAM_CHECK`]; in between, and when the question itself fails (the next round that
+    /// publishes asks it again anyway), the answer is yes.
+    async fn sink_holds_everything(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        {
+            let mut checked_at = self
+                .checked_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if checked_at.is_some_and(|at| now.duration_since(at) < STREAM_CHECK) {
+                return true;
+            }
+            *checked_at = Some(now);
+        }
+        let published = match published_rounds(&self.db).await {
+            Ok(published) => published,
+            Err(_) => return true,
+        };
+        match self.sink.holds(published).await {
+            Ok(holds) => holds,
+            Err(error) => {
+                tracing::debug!(error = %error, "outbox relay: cannot check the event stream");
+                true
+            }
+        }
     }
 }
 
@@ -265,6 +379,7 @@ mod tests {
         fn publish<'a>(
             &'a self,
             events: &'a [RelayedEvent],
+            _round: i64,
         ) -> BoxFuture<'a, Result<(), SinkError>> {
             let mut seen = self.seen.lock().unwrap();
             seen.extend(events.iter().map(|e| e.id.clone()));

@@ -15,6 +15,11 @@
 //! 3. The sink publishes them (outside this module).
 //! 4. [`mark_published`], then commit: the lock is released with the marks.
 //!
+//! The lock row's `turns` counts the rounds that published (a round that publishes nothing or
+//! fails rolls its increment back): [`round_number`] is the current round's number, which the
+//! stream keeps with the entries to find out when it lost some ([`super::stream`]), and
+//! [`take_back_since`] unmarks what a stream that lost data no longer holds.
+//!
 //! A crash or a failed commit between 3 and 4 rolls the marks back, so the events are published
 //! again by the next round: at least once, never lost.
 //!
@@ -34,7 +39,7 @@
 //! Both reads are served by `idx_outbox_published_seq` (`published_at`, `seq`): a range scan of
 //! the NULL prefix, at most a batch long.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use entity::{outbox, outbox_relay};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
@@ -196,4 +201,105 @@ pub async fn unpublished_through(db: &impl ConnectionTrait, through: i64) -> Sto
         .one(db)
         .await?;
     Ok(first.is_some())
+}
+
+/// The number of the round `txn` (holding the relay lock) runs: the rounds published before
+/// it, plus one (`turns` was raised when the lock was taken).
+pub async fn round_number(txn: &DatabaseTransaction) -> StoreResult<i64> {
+    let row = outbox_relay::Entity::find_by_id(LOCK_ROW).one(txn).await?;
+    Ok(row.map_or(1, |row| row.turns))
+}
+
+/// How many rounds have published so far (no lock taken).
+pub async fn published_rounds(db: &impl ConnectionTrait) -> StoreResult<i64> {
+    let row = outbox_relay::Entity::find_by_id(LOCK_ROW).one(db).await?;
+    Ok(row.map_or(0, |row| row.turns))
+}
+
+/// How far before the publication of the stream's last entry [`take_back_since`] reaches:
+/// `published_at` comes from each replica's clock, so a batch published just after that entry
+/// by a replica whose clock is behind may carry an earlier time. What the margin takes back in
+/// excess is published twice, which consumers drop by event ID.
+pub const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(5);
+
+/// Unmarks the events the stream may have lost, so that the relay publishes them again:
+/// those published since the event `last_held` (the `seq` of the stream's last entry), less
+/// [`CLOCK_MARGIN`]; every published event when the stream is empty (`None`) or its last
+/// entry has been purged from the outbox. Nothing when that event is itself unpublished (its
+/// round never committed: every committed round is older and still in the stream). Returns
+/// how many events were unmarked.
+pub async fn take_back_since(
+    txn: &DatabaseTransaction,
+    last_held: Option<i64>,
+) -> StoreResult<u64> {
+    let since = match last_held {
+        None => None,
+        Some(seq) => {
+            let published: Option<Option<DateTime<Utc>>> = outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::PublishedAt)
+                .filter(outbox::Column::Seq.eq(seq))
+                .into_tuple()
+                .one(txn)
+                .await?;
+            match published {
+                Some(None) => return Ok(0),
+                Some(Some(at)) => Some(at - CLOCK_MARGIN),
+                None => None,
+            }
+        }
+    };
+    let mut unmark = outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::PublishedAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .filter(outbox::Column::PublishedAt.is_not_null());
+    if let Some(since) = since {
+        unmark = unmark.filter(outbox::Column::PublishedAt.gte(since));
+    }
+    Ok(unmark.exec(txn).await?.rows_affected)
+}
+
+/// An outbox event as a follower of the outbox sees it: which aggregate changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    /// `Hotel` or `Image`.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+}
+
+/// Events with a `seq` above `after` or within one of `gaps` (inclusive ranges of `seq`s not
+/// seen yet, which a late commit may still fill), at most `limit`, in `seq` order. Served by
+/// the primary key.
+pub async fn changes_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    gaps: &[(i64, i64)],
+    limit: u64,
+) -> StoreResult<Vec<Change>> {
+    let mut wanted = sea_orm::Condition::any().add(outbox::Column::Seq.gt(after));
+    for &(first, last) in gaps {
+        wanted = wanted.add(outbox::Column::Seq.between(first, last));
+    }
+    let rows: Vec<(i64, String, String)> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Seq)
+        .column(outbox::Column::Aggregatetype)
+        .column(outbox::Column::Aggregateid)
+        .filter(wanted)
+        .order_by_asc(outbox::Column::Seq)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, aggregate_type, aggregate_id)| Change {
+            seq,
+            aggregate_type,
+            aggregate_id,
+        })
+        .collect())
 }

@@ -6,11 +6,25 @@
 //! `Ok`, and publishes it again after an `Err` (at least once). A sink may therefore see an
 //! event twice (after a crash, a timeout whose command did reach Redis, a failed commit of the
 //! marks); consumers dedupe by the event's `id`.
+//!
+//! # A stream that lost events
+//! An acknowledged `XADD` is only as durable as Redis: restarted without persistence (or from
+//! an older RDB snapshot, or failed over to a replica that lagged), Redis has lost the end of
+//! the stream while the outbox has those events marked published. So every batch is published
+//! as a numbered *round*: the relay's count of published batches (`outbox_relay.turns`, which
+//! commits with the marks) plus one, and Redis keeps, atomically with the entries, the number
+//! of the last round it took (`{prefix}:events:round`). A batch is appended only if Redis
+//! still holds every round the outbox counts as published; otherwise nothing is appended and
+//! the sink answers [`SinkError::StreamLost`] with the last entry the stream still holds, and
+//! the relay takes back (unmarks) what was published after it and publishes it again.
+//! [`EventSink::holds`] asks the same question without a batch, so that an idle relay finds a
+//! Redis restarted empty without waiting for the next change.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::outbox::RelayedEvent;
@@ -25,16 +39,51 @@ pub enum SinkError {
     /// Another sink (e.g. one wrapped around these) failed.
     #[error("{0}")]
     Other(String),
+    /// The stream no longer holds every round the outbox counts as published (Redis lost
+    /// data); the batch was not appended. `last_held`: the `seq` of the stream's last entry,
+    /// `None` when the stream is empty.
+    #[error("the event stream lost events (its last entry is seq {last_held:?})")]
+    StreamLost { last_held: Option<i64> },
 }
 
 /// Publishes a batch of events, in order, all of them or report an error.
 pub trait EventSink: Send + Sync {
-    fn publish<'a>(&'a self, events: &'a [RelayedEvent]) -> BoxFuture<'a, Result<(), SinkError>>;
+    /// Publishes `events` as round `round` (the number of batches published before it, plus
+    /// one; see the module doc). `events` may be empty: the round then only checks the stream.
+    fn publish<'a>(
+        &'a self,
+        events: &'a [RelayedEvent],
+        round: i64,
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Whether the sink still holds every round up to `published` (the rounds the outbox
+    /// counts as published). A sink that cannot lose what it took says yes.
+    fn holds(&self, _published: i64) -> BoxFuture<'_, Result<bool, SinkError>> {
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    /// Called once the outbox took back what the sink lost (in a committed round `round`): the
+    /// sink counts as holding every round up to `round` from now on.
+    fn resynced(&self, _round: i64) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl<S: EventSink + ?Sized> EventSink for Arc<S> {
-    fn publish<'a>(&'a self, events: &'a [RelayedEvent]) -> BoxFuture<'a, Result<(), SinkError>> {
-        (**self).publish(events)
+    fn publish<'a>(
+        &'a self,
+        events: &'a [RelayedEvent],
+        round: i64,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        (**self).publish(events, round)
+    }
+
+    fn holds(&self, published: i64) -> BoxFuture<'_, Result<bool, SinkError>> {
+        (**self).holds(published)
+    }
+
+    fn resynced(&self, round: i64) -> BoxFuture<'_, Result<(), SinkError>> {
+        (**self).resynced(round)
     }
 }
 
@@ -43,15 +92,64 @@ pub fn stream_key(prefix: &str) -> String {
     format!("{prefix}:events")
 }
 
+/// The number of the last round the stream took: `{prefix}:events:round` (no TTL; it must
+/// never be evicted, see the README).
+pub fn round_key(prefix: &str) -> String {
+    format!("{prefix}:events:round")
+}
+
+/// Appends a round's entries if the stream holds every earlier round; else appends nothing
+/// and answers the `seq` of the stream's last entry.
+/// KEYS: stream, round key. ARGV: rounds published before this one, this round, the
+/// stream's MAXLEN, then id, aggregatetype, aggregateid, type, payload, seq of each event.
+const PUBLISH: &str = r"
+local raw = redis.call('GET', KEYS[2])
+local held = raw and tonumber(raw) or nil
+local published = tonumber(ARGV[1])
+if (held == nil and published > 0) or (held ~= nil and held < published) then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    local fields = last[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'seq' then
+        return {'lost', fields[i + 1]}
+      end
+    end
+  end
+  return {'lost'}
+end
+for i = 4, #ARGV, 6 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+    'id', ARGV[i], 'aggregatetype', ARGV[i + 1], 'aggregateid', ARGV[i + 2],
+    'type', ARGV[i + 3], 'payload', ARGV[i + 4], 'seq', ARGV[i + 5])
+end
+if held == nil or held < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return {'ok'}
+";
+
+/// Raises the round key to ARGV[1] (never lowers it: a later round may have set it already).
+const RESYNCED: &str = r"
+local held = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if held < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+";
+
 /// A Redis stream: each event is one entry (`XADD key MAXLEN ~ n * id .. aggregatetype ..
-/// aggregateid .. type .. payload .. seq ..`), the whole batch in one `MULTI`/`EXEC` pipeline,
-/// so one round trip, and in the stream entirely or not at all.
+/// aggregateid .. type .. payload .. seq ..`), the whole batch in one script call, so one round
+/// trip, and in the stream entirely or not at all, together with its round number.
 #[derive(Clone)]
 pub struct RedisStream {
     connection: ConnectionManager,
     key: String,
+    round_key: String,
     max_len: u64,
     timeout: Duration,
+    publish: Script,
+    resynced: Script,
 }
 
 impl RedisStream {
@@ -74,60 +172,92 @@ impl RedisStream {
         Ok(Self {
             connection: ConnectionManager::new_lazy_with_config(client, config)?,
             key: stream_key(prefix),
+            round_key: round_key(prefix),
             max_len,
             timeout,
+            publish: Script::new(PUBLISH),
+            resynced: Script::new(RESYNCED),
         })
     }
 
-    /// The `MULTI`/`EXEC` pipeline that appends `events`. A wrapping sink may add its own
-    /// commands (e.g. cache invalidations) before [`RedisStream::send`], to keep one round trip.
-    pub fn batch(&self, events: &[RelayedEvent]) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for event in events {
-            pipe.cmd("XADD")
-                .arg(&self.key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.max_len)
-                .arg("*")
-                .arg("id")
-                .arg(&event.id)
-                .arg("aggregatetype")
-                .arg(&event.aggregate_type)
-                .arg("aggregateid")
-                .arg(&event.aggregate_id)
-                .arg("type")
-                .arg(&event.event_type)
-                .arg("payload")
-                .arg(&event.payload)
-                .arg("seq")
-                .arg(event.seq)
-                .ignore();
+    /// Runs `call` within the timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SinkError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(SinkError::Timeout(self.timeout)),
         }
-        pipe
     }
 }
 
 impl EventSink for RedisStream {
-    fn publish<'a>(&'a self, events: &'a [RelayedEvent]) -> BoxFuture<'a, Result<(), SinkError>> {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [RelayedEvent],
+        round: i64,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            if events.is_empty() {
-                return Ok(());
+            let mut invocation = self.publish.prepare_invoke();
+            invocation
+                .key(&self.key)
+                .key(&self.round_key)
+                .arg(round - 1)
+                .arg(round)
+                .arg(self.max_len);
+            for event in events {
+                invocation
+                    .arg(&event.id)
+                    .arg(&event.aggregate_type)
+                    .arg(&event.aggregate_id)
+                    .arg(&event.event_type)
+                    .arg(&event.payload)
+                    .arg(event.seq);
             }
-            self.send(self.batch(events)).await
+            let mut connection = self.connection.clone();
+            let answer: Vec<String> = self
+                .bounded(invocation.invoke_async(&mut connection))
+                .await?;
+            match answer.first().map(String::as_str) {
+                Some("ok") => Ok(()),
+                Some("lost") => Err(SinkError::StreamLost {
+                    last_held: answer.get(1).and_then(|seq| seq.parse().ok()),
+                }),
+                _ => Err(SinkError::Other(format!(
+                    "unexpected answer of the publish script: {answer:?}"
+                ))),
+            }
         })
     }
-}
 
-impl RedisStream {
-    /// Sends `pipe` in one round trip, within the timeout.
-    pub async fn send(&self, pipe: redis::Pipeline) -> Result<(), SinkError> {
-        let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut connection)).await {
-            Ok(answer) => Ok(answer?),
-            Err(_) => Err(SinkError::Timeout(self.timeout)),
-        }
+    fn holds(&self, published: i64) -> BoxFuture<'_, Result<bool, SinkError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let held: Option<i64> = self
+                .bounded(
+                    redis::cmd("GET")
+                        .arg(&self.round_key)
+                        .query_async(&mut connection),
+                )
+                .await?;
+            Ok(match held {
+                Some(held) => held >= published,
+                None => published == 0,
+            })
+        })
+    }
+
+    fn resynced(&self, round: i64) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let mut invocation = self.resynced.prepare_invoke();
+            invocation.key(&self.round_key).arg(round);
+            let mut connection = self.connection.clone();
+            let _: i64 = self
+                .bounded(invocation.invoke_async(&mut connection))
+                .await?;
+            Ok(())
+        })
     }
 }
 
@@ -162,7 +292,11 @@ impl EventBus {
 }
 
 impl EventSink for EventBus {
-    fn publish<'a>(&'a self, events: &'a [RelayedEvent]) -> BoxFuture<'a, Result<(), SinkError>> {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [RelayedEvent],
+        _round: i64,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
         for event in events {
             // An error only says that nobody is subscribed.
             let _ = self.sender.send(event.clone());

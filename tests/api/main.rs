@@ -6,6 +6,7 @@ mod authz;
 mod cache;
 mod curation;
 mod events;
+mod faults;
 mod federation;
 mod fuzz;
 mod helpers;

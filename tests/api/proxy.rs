@@ -1,18 +1,36 @@
-//! A TCP proxy between the app and Redis that a test can cut (every connection dropped, new
-//! ones refused) and restore, to play a Redis that goes away mid-run.
+//! A TCP proxy between the app and a server (Redis, PostgreSQL, MySQL) that a test can break
+//! in the ways networks and servers break:
+//!
+//! - [`Proxy::cut`]: every connection dropped and new ones refused, as a server that goes away
+//!   or restarts ([`Proxy::restore`] ends it);
+//! - [`Proxy::stall`]: a black hole: connections are accepted, nothing is forwarded either way,
+//!   nothing is refused ([`Proxy::resume`] forwards what was held);
+//! - [`Proxy::delay_next`]: the next chunk sent to the server waits, as one slow call.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub struct Proxy {
     pub addr: SocketAddr,
-    cut: Arc<AtomicBool>,
+    state: Arc<State>,
+}
+
+struct State {
+    target: String,
+    cut: AtomicBool,
     /// Bumped by every cut: connections open at that moment are dropped.
     cuts: watch::Sender<u64>,
+    /// While true, nothing is forwarded (and new connections wait before reaching the server).
+    stalled: watch::Sender<bool>,
+    /// How long the next chunk towards the server waits.
+    delay_next: Mutex<Option<Duration>>,
 }
 
 impl Proxy {
@@ -20,32 +38,23 @@ impl Proxy {
     pub async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let cut = Arc::new(AtomicBool::new(false));
-        let (cuts, _) = watch::channel(0u64);
-        let proxy = Self {
-            addr,
-            cut: cut.clone(),
-            cuts: cuts.clone(),
-        };
+        let state = Arc::new(State {
+            target,
+            cut: AtomicBool::new(false),
+            cuts: watch::channel(0u64).0,
+            stalled: watch::channel(false).0,
+            delay_next: Mutex::new(None),
+        });
+        let accepting = state.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if cut.load(Ordering::SeqCst) {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if accepting.cut.load(Ordering::SeqCst) {
                     continue; // dropped: refused
                 }
-                let mut cut_signal = cuts.subscribe();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_signal.changed() => {}
-                    }
-                });
+                tokio::spawn(forward(inbound, accepting.clone()));
             }
         });
-        proxy
+        Self { addr, state }
     }
 
     /// A Redis URL that goes through the proxy.
@@ -55,11 +64,71 @@ impl Proxy {
 
     /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
+        self.state.cut.store(true, Ordering::SeqCst);
+        self.state.cuts.send_modify(|n| *n += 1);
     }
 
     pub fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+        self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Forwards nothing from now on, either way, and refuses nothing.
+    pub fn stall(&self) {
+        self.state.stalled.send_replace(true);
+    }
+
+    /// Forwards again, what was held first.
+    pub fn resume(&self) {
+        self.state.stalled.send_replace(false);
+    }
+
+    /// The next chunk sent towards the server waits `delay` first.
+    pub fn delay_next(&self, delay: Duration) {
+        *self.state.delay_next.lock().expect("lock") = Some(delay);
+    }
+}
+
+async fn forward(inbound: TcpStream, state: Arc<State>) {
+    let mut cut_signal = state.cuts.subscribe();
+    let connect = async {
+        let _ = state.stalled.subscribe().wait_for(|s| !s).await;
+        TcpStream::connect(&state.target).await
+    };
+    let outbound = tokio::select! {
+        outbound = connect => outbound,
+        _ = cut_signal.changed() => return,
+    };
+    let Ok(outbound) = outbound else {
+        return;
+    };
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
+    let (client_read, client_write) = inbound.into_split();
+    let (server_read, server_write) = outbound.into_split();
+    tokio::select! {
+        () = pump(client_read, server_write, &state, true) => {}
+        () = pump(server_read, client_write, &state, false) => {}
+        _ = cut_signal.changed() => {}
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while the proxy is stalled.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, state: &State, upstream: bool) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let _ = state.stalled.subscribe().wait_for(|s| !s).await;
+        if upstream {
+            let delay = state.delay_next.lock().expect("lock").take();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
