@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::AppState;
-use super::graphql::error_response;
+use super::refusal::error_response;
 use crate::graphql::Introspection;
 use crate::graphql::limits::{self, LIMIT_EXCEEDED};
 use crate::service::auth::{Actor, Refused};

@@ -29,6 +29,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::admission::{admit, passed_validation};
 use super::auth::AuthError;
+use super::refusal::{NO_STORE, error_response};
 use super::scan::scan;
 use super::{AppState, Protection};
 use crate::cache::persisted::PersistedQueries;
@@ -38,7 +39,6 @@ use crate::telemetry::Metrics;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub(super) const JSON: &str = "application/json";
-const NO_STORE: &str = "no-store";
 /// The request ID header (set by the router or by the request-ID layer).
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -319,27 +319,4 @@ fn unauthenticated(metrics: &Metrics, error: &AuthError, media_type: &'static st
         "UNAUTHENTICATED",
         media_type,
     )
-}
-
-/// A refusal before or instead of execution: one error with `code`, counted in the metrics.
-pub(super) fn error_response(
-    metrics: &Metrics,
-    status: StatusCode,
-    message: &str,
-    code: &str,
-    media_type: &'static str,
-) -> Response {
-    metrics.graphql_error(code);
-    let body = serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": code } }]
-    });
-    (
-        status,
-        [
-            (CONTENT_TYPE, HeaderValue::from_static(media_type)),
-            (CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),
-        ],
-        body.to_string(),
-    )
-        .into_response()
 }

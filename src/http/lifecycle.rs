@@ -75,7 +75,7 @@ pub async fn cut_off_at_deadline(
 ) -> Response {
     let mut response = tokio::select! {
         response = next.run(request) => response,
-        () = state.draining.cut_off_signal() => super::graphql::error_response(
+        () = state.draining.cut_off_signal() => super::refusal::error_response(
             &state.metrics,
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down, retry on another replica",

@@ -12,6 +12,7 @@
 //! - [`graphql`]: the `/graphql` handler.
 //! - [`known`]: the consumer operations' names, the only operation labels of `/metrics`.
 //! - [`observe`]: request IDs, trace context, per-request spans, log lines and counts.
+//! - `refusal`: the one shape of every answer refused before or instead of execution.
 //! - [`lifecycle`]: draining on shutdown (readiness, and the cut-off at the drain timeout).
 //! - [`serve`]: the accept loop, with a header-read timeout and a connection cap.
 
@@ -21,6 +22,7 @@ pub mod graphql;
 pub mod known;
 pub mod lifecycle;
 pub mod observe;
+mod refusal;
 pub mod scan;
 pub mod serve;
 
@@ -182,7 +184,7 @@ fn overloaded_or_timed_out(metrics: &Metrics, error: BoxError) -> Response {
             "INTERNAL_SERVER_ERROR",
         )
     };
-    graphql::error_response(metrics, status, message, code, graphql::JSON)
+    refusal::error_response(metrics, status, message, code, graphql::JSON)
 }
 
 /// Refuses bodies over the limit with 413: at once when `Content-Length` says so, otherwise
@@ -210,7 +212,7 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return graphql::error_response(
+        return refusal::error_response(
             &state.metrics,
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body is larger than {limit} bytes"),
@@ -246,7 +248,7 @@ fn upload_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
             ),
         },
     };
-    Some(graphql::error_response(
+    Some(refusal::error_response(
         &state.metrics,
         status,
         &message,
@@ -341,7 +343,7 @@ async fn require_router_secret(
     if matches {
         next.run(request).await
     } else {
-        graphql::error_response(
+        refusal::error_response(
             &state.metrics,
             StatusCode::FORBIDDEN,
             "this endpoint is only served to the router",
