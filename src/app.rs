@@ -346,7 +346,6 @@ impl Application {
                 request_timeout: Duration::from_millis(settings.request_timeout_ms),
                 max_concurrent_requests: settings.max_concurrent_requests,
                 router_secret: settings.router_secret.clone(),
-                document: document_limits(settings),
                 max_cost: settings.query_max_complexity,
                 connections: connection_limits(settings),
             },
@@ -493,8 +492,7 @@ fn millis(duration: Duration) -> u64 {
 
 // ---- Issue 19 (security, round two): limits built from the settings, kept in one place. ----
 
-/// The per-document limits: the schema checks them after parsing, and the HTTP layer checks
-/// them too, so that a document over them is never cached.
+/// The per-document limits the schema checks after parsing.
 fn document_limits(settings: &Settings) -> DocumentLimits {
     DocumentLimits {
         max_aliases: settings.query_max_aliases,

@@ -812,7 +812,12 @@ mod tests {
         for n in 0..3 * BREAKER_FAILURES as u64 {
             assert!(!cache.0.breaker_trips(at(n * window / 3)), "failure {n}");
         }
-        cache.0.failures.lock().unwrap().clear();
+        cache
+            .0
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         // The same number close together does, at the last one.
         for n in 1..BREAKER_FAILURES as u64 {
             assert!(!cache.0.breaker_trips(at(n)), "failure {n}");

@@ -33,7 +33,7 @@ pub(super) struct Admitted {
 }
 
 /// Per request of a batch: the parsed document to cache if its response shows that it was
-/// valid (`None`: cached already, too large, not parsed, or over the limits).
+/// valid (`None`: cached already, too large, or not parsed).
 pub(super) struct PendingDocuments(Vec<Option<(String, ExecutableDocument)>>);
 
 /// Why a request may not run.
@@ -99,13 +99,13 @@ pub(super) fn admit(
         };
         let document = &parsed.document;
         let operation = request.operation_name.as_deref();
-        let within_limits =
-            limits::check(document, &request.variables, &protection.document).is_ok();
+        // The per-document limits are checked once, by the executor (`graphql::execute`): a
+        // document over them gets a response without data or field errors, so
+        // `keep_valid` does not cache it.
         cost = cost.saturating_add(limits::cost(document, operation, &request.variables));
         mutation |= is_mutation(document, operation);
         asks_for_service |= limits::selects_root_field(document, "_service");
-        let keep = parsed.attach(&mut request);
-        to_keep.push(keep.filter(|_| within_limits));
+        to_keep.push(parsed.attach(&mut request));
         admitted.push(request);
     }
     if cost > protection.max_cost {

@@ -44,9 +44,14 @@ mod tests {
     fn every_consumer_operation_is_known_by_name() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/operations");
         let mut files = 0;
-        for team in std::fs::read_dir(&root).unwrap() {
-            for file in std::fs::read_dir(team.unwrap().path()).unwrap() {
-                let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        // A test reading the repository's own files: a missing or unreadable one is the
+        // failure to report.
+        let read_dir =
+            |dir: &std::path::Path| std::fs::read_dir(dir).expect("schema/operations is readable");
+        for team in read_dir(&root) {
+            for file in read_dir(&team.expect("a team folder").path()) {
+                let path = file.expect("an operation file").path();
+                let text = std::fs::read_to_string(&path).expect("an operation is UTF-8 text");
                 assert!(DOCUMENTS.contains(&text.as_str()), "{text}");
                 files += 1;
             }

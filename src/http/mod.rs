@@ -96,8 +96,6 @@ pub struct Protection {
     pub max_concurrent_requests: usize,
     /// When set, `/graphql` requires [`ROUTER_SECRET_HEADER`] with this value.
     pub router_secret: Option<Secret>,
-    /// The per-document limits, checked here too: a document over them is not cached.
-    pub document: crate::graphql::limits::DocumentLimits,
     /// The cost one request may have, a batch's operations together (`QUERY_MAX_COMPLEXITY`).
     pub max_cost: usize,
     /// Header-read timeout and connection cap of the accept loop.

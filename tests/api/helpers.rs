@@ -389,6 +389,38 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Sends `query` as a GraphQL multipart request with `bytes` as a PNG file in
+/// `variables.input.file` (`input` carries `"file": null` for it), with `token`.
+pub async fn upload_png(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    input: Value,
+    bytes: Vec<u8>,
+) -> Answer {
+    use reqwest::multipart::{Form, Part};
+    let operations = json!({ "query": query, "variables": { "input": input } });
+    let form = Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.input.file"] }).to_string())
+        .part(
+            "0",
+            Part::bytes(bytes)
+                .file_name("terrace.png")
+                .mime_str("image/png")
+                .expect("a valid MIME type"),
+        );
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    answer(response).await
+}
+
 pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status();
     let content_type = response

@@ -5,11 +5,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use images_subgraph::domain::upload::samples;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Answer, TestApp, answer, spawn_app_with};
+use crate::helpers::{Answer, TestApp, spawn_app_with};
 
 const IMPORT: &str = "mutation($input: ImportImagesInput!) { importImages(input: $input) {
     results { index outcome reason image { id url(size: ORIGINAL) transformUrl(width: 300) } }
@@ -140,30 +139,9 @@ async fn transform_urls_are_built_from_the_stored_copy_not_the_partner_url() {
 }
 
 async fn upload_png(app: &TestApp, bytes: Vec<u8>) -> Answer {
-    let operations = json!({
-        "query": UPLOAD,
-        "variables": { "input": { "hotelId": "14", "file": null } },
-    });
-    let form = Form::new()
-        .text("operations", operations.to_string())
-        .text("map", json!({ "0": ["variables.input.file"] }).to_string())
-        .part(
-            "0",
-            Part::bytes(bytes)
-                .file_name("terrace.png")
-                .mime_str("image/png")
-                .unwrap(),
-        );
     let token = app.token("images:hotelier", &[14]);
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("sent");
-    answer(response).await
+    let input = json!({ "hotelId": "14", "file": null });
+    crate::helpers::upload_png(app, &token, UPLOAD, input, bytes).await
 }
 
 #[tokio::test]

@@ -3,10 +3,9 @@
 
 use futures::StreamExt as _;
 use images_subgraph::domain::upload::samples;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, answer, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const UPLOAD: &str = "mutation($input: UploadImageInput!) { uploadImage(input: $input) {
     image { id width height status url(size: ORIGINAL) }
@@ -14,29 +13,8 @@ const UPLOAD: &str = "mutation($input: UploadImageInput!) { uploadImage(input: $
     userErrors { code field message } } }";
 
 async fn upload(app: &TestApp, token: &str, hotel: i64, bytes: Vec<u8>) -> crate::helpers::Answer {
-    let operations = json!({
-        "query": UPLOAD,
-        "variables": { "input": { "hotelId": hotel.to_string(), "file": null, "caption": "Our terrace" } },
-    });
-    let form = Form::new()
-        .text("operations", operations.to_string())
-        .text("map", json!({ "0": ["variables.input.file"] }).to_string())
-        .part(
-            "0",
-            Part::bytes(bytes)
-                .file_name("terrace.png")
-                .mime_str("image/png")
-                .unwrap(),
-        );
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("sent");
-    answer(response).await
+    let input = json!({ "hotelId": hotel.to_string(), "file": null, "caption": "Our terrace" });
+    crate::helpers::upload_png(app, token, UPLOAD, input, bytes).await
 }
 
 fn payload(answer: crate::helpers::Answer) -> Value {
