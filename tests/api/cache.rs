@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::{
-    TestApp, operation, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas,
+    TestApp, main_image, operation, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas,
 };
 use crate::proxy::Proxy;
 
@@ -39,17 +39,6 @@ async fn search_page(app: &TestApp) -> Value {
     )
     .await
     .ok()
-}
-
-async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { mainImage { id } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["mainImage"]["id"].as_str().map(str::to_owned)
 }
 
 /// Two images of `hotel`'s gallery: both may be its main image.

@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ScratchDatabase, TestApp, operation, redis_url, sample, spawn_app, spawn_app_with,
+    ScratchDatabase, TestApp, main_image, operation, redis_url, sample, spawn_app, spawn_app_with,
     spawn_stoppable_app_with,
 };
 use crate::proxy::Proxy;
@@ -500,17 +500,6 @@ async fn one_slow_redis_call_keeps_the_in_process_cache() {
 
 // ---------------------------------------------------------------------------------------------
 // 6. Two processes on one catalog without Redis.
-
-async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { mainImage { id } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["mainImage"]["id"].as_str().map(str::to_owned)
-}
 
 #[tokio::test]
 async fn without_redis_a_change_on_one_process_reaches_the_other_s_cache_within_a_poll() {

@@ -389,6 +389,18 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The ID of `hotel`'s main image, as an anonymous client reads it.
+pub async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
+    let data = app
+        .graphql(
+            "query($id: ID!) { hotel(id: $id) { mainImage { id } } }",
+            json!({ "id": hotel.to_string() }),
+        )
+        .await
+        .ok();
+    data["hotel"]["mainImage"]["id"].as_str().map(str::to_owned)
+}
+
 /// Sends `query` as a GraphQL multipart request with `bytes` as a PNG file in
 /// `variables.input.file` (`input` carries `"file": null` for it), with `token`.
 pub async fn upload_png(

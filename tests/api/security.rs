@@ -42,6 +42,17 @@ fn admin_claims(extra: Value) -> Value {
 }
 
 /// The status of an internal read made with `token`.
+/// The consumers' search page for `hotels` hotels; it must succeed.
+async fn search_page(app: &TestApp, hotels: usize) {
+    let page = crate::helpers::operation("frontend/SearchResultsMainImages.graphql");
+    app.graphql(
+        &page,
+        json!({ "representations": hotel_representations(hotels) }),
+    )
+    .await
+    .ok();
+}
+
 async fn status_with(app: &TestApp, token: &str) -> StatusCode {
     app.graphql_as(token, "{ hotel(id: 1) { id version } }", json!({}))
         .await
@@ -281,13 +292,7 @@ async fn entities_cost_is_counted_per_representation_and_refused_before_executio
     assert_eq!(statements, 0, "nothing was read for a refused request");
 
     // The search page of the consumers, at its largest, still passes.
-    let page = crate::helpers::operation("frontend/SearchResultsMainImages.graphql");
-    app.graphql(
-        &page,
-        json!({ "representations": hotel_representations(500) }),
-    )
-    .await
-    .ok();
+    search_page(&app, 500).await;
 }
 
 #[tokio::test]
@@ -557,13 +562,7 @@ async fn made_up_operation_names_do_not_crowd_out_the_known_operations_in_metric
             .await
             .expect("sent");
     }
-    let page = crate::helpers::operation("frontend/SearchResultsMainImages.graphql");
-    app.graphql(
-        &page,
-        json!({ "representations": hotel_representations(2) }),
-    )
-    .await
-    .ok();
+    search_page(&app, 2).await;
     let metrics = app.metrics().await;
     assert_eq!(
         sample(
