@@ -78,7 +78,7 @@ impl Core {
             metrics.set_cache(cache.figures());
             metrics.set_db_statements(statements.get());
             if let Some(pool) = pool_figures(&db) {
-                metrics.set_db_pool(pool.open, pool.idle);
+                metrics.set_db_pool(pool.open, pool.idle, pool.max);
             }
         });
     }

@@ -16,6 +16,7 @@ mod kernel;
 mod mutations;
 mod observability;
 mod operations;
+mod ops;
 mod persisted;
 mod protection;
 mod proxy;
