@@ -26,3 +26,4 @@ mod security_urls;
 mod seed;
 mod shutdown;
 mod upload;
+mod warmup;
