@@ -510,11 +510,12 @@ mod tests {
         let metrics = Metrics::new();
         metrics.on_scrape(|m| {
             m.set_db_statements(42);
-            m.set_db_pool(3, 2);
+            m.set_db_pool(3, 2, 16);
         });
         let text = metrics.render();
         assert!(text.contains("db_statements_total 42"), "{text}");
         assert!(text.contains("db_pool_connections 3"), "{text}");
         assert!(text.contains("db_pool_idle_connections 2"), "{text}");
+        assert!(text.contains("db_pool_max_connections 16"), "{text}");
     }
 }
