@@ -41,20 +41,21 @@ class RouterLikeDataSource extends RemoteGraphQLDataSource {
   }
 }
 
-/// @apollo/gateway cannot enforce `@authenticated` / `@requiresScopes` (Apollo Router does), so
-/// it refuses a supergraph that links them `for: SECURITY`. Dropping that purpose leaves the
-/// directives as inert metadata: behind this gateway the subgraph alone enforces authorization,
-/// which is what the tests below check.
-function withoutSecurityFeatures(supergraphSdl) {
-  const links = /(@link\(url: "https:\/\/specs\.apollo\.dev\/(?:authenticated|requiresScopes)\/v[\d.]+"), for: SECURITY\)/g;
-  assert.equal(supergraphSdl.match(links)?.length, 2, 'the supergraph links both security features');
+/// @apollo/gateway cannot enforce `@authenticated` / `@requiresScopes` (Apollo Router and Hive
+/// Gateway do) and has no response cache for `@cacheTag`, so it refuses a supergraph that links
+/// them `for: SECURITY` / `for: EXECUTION`. Dropping that purpose leaves the directives as inert
+/// metadata: behind this gateway the subgraph alone enforces authorization, which is what the
+/// tests below check.
+function withoutRouterOnlyFeatures(supergraphSdl) {
+  const links = /(@link\(url: "https:\/\/specs\.apollo\.dev\/(?:authenticated|requiresScopes|cacheTag)\/v[\d.]+"), for: (?:SECURITY|EXECUTION)\)/g;
+  assert.equal(supergraphSdl.match(links)?.length, 3, 'the supergraph links both security features and cache tags');
   return supergraphSdl.replace(links, '$1)');
 }
 
 async function startGateway(urls) {
   const server = new ApolloServer({
     gateway: new ApolloGateway({
-      supergraphSdl: withoutSecurityFeatures(supergraph(urls)),
+      supergraphSdl: withoutRouterOnlyFeatures(supergraph(urls)),
       buildService: ({ name }) => new RouterLikeDataSource(name, urls[name]),
     }),
   });
