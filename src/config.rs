@@ -472,6 +472,26 @@ pub struct Settings {
     )]
     pub max_concurrent_requests: usize,
 
+    /// The router's response-cache invalidation endpoint (Apollo Router `response_cache`
+    /// `invalidation`, e.g. `http://router:4000/invalidation`). When set, the relay asks it to
+    /// drop the cached entries of every hotel and image whose events it publishes.
+    #[arg(long, env = "ROUTER_INVALIDATION_URL", global = true)]
+    pub router_invalidation_url: Option<String>,
+
+    /// The `shared_key` the router's invalidation endpoint expects for this subgraph (sent as
+    /// the `Authorization` header).
+    #[arg(long, env = "ROUTER_INVALIDATION_KEY", global = true)]
+    pub router_invalidation_key: Option<Secret>,
+
+    /// This subgraph's name in the supergraph (the `subgraphs` of invalidation requests).
+    #[arg(
+        long,
+        env = "ROUTER_SUBGRAPH_NAME",
+        default_value = "images",
+        global = true
+    )]
+    pub router_subgraph_name: String,
+
     /// Shared secret only the router knows; when set, `/graphql` without the header
     /// `x-router-secret` carrying it is refused with 403.
     #[arg(long, env = "ROUTER_SECRET", global = true)]

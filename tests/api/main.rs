@@ -21,6 +21,7 @@ mod persisted;
 mod protection;
 mod proxy;
 mod read_api;
+mod router_cache;
 mod security;
 mod security_urls;
 mod seed;
