@@ -34,6 +34,7 @@ use crate::service::freshness::{self, Freshness, Replaying};
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
+use crate::service::router_cache::{RouterInvalidation, RouterInvalidationSettings};
 use crate::service::upload::Uploader;
 use crate::service::write::Writer;
 use crate::store::objects::Objects;
@@ -78,7 +79,7 @@ impl Core {
             metrics.set_cache(cache.figures());
             metrics.set_db_statements(statements.get());
             if let Some(pool) = pool_figures(&db) {
-                metrics.set_db_pool(pool.open, pool.idle);
+                metrics.set_db_pool(pool.open, pool.idle, pool.max);
             }
         });
     }
@@ -270,11 +271,33 @@ async fn outbox_relay(
         Some(follower) => relay.following(follower),
         None => relay,
     };
+    let relay = match router_invalidation(settings)? {
+        Some(router) => relay.invalidating(router),
+        None => relay,
+    };
     let figures = relay.figures();
     metrics.on_scrape(move |metrics| {
         metrics.set_outbox(figures.lag_seconds(chrono::Utc::now()), figures.published());
     });
     Ok(Some(relay))
+}
+
+/// The router's response-cache invalidation, when `ROUTER_INVALIDATION_URL` is set.
+fn router_invalidation(settings: &Settings) -> anyhow::Result<Option<RouterInvalidation>> {
+    let Some(url) = &settings.router_invalidation_url else {
+        return Ok(None);
+    };
+    let shared_key = settings
+        .router_invalidation_key
+        .clone()
+        .context("ROUTER_INVALIDATION_URL is set but ROUTER_INVALIDATION_KEY is not")?;
+    let router = RouterInvalidation::new(RouterInvalidationSettings {
+        url: url.clone(),
+        shared_key,
+        subgraph: settings.router_subgraph_name.clone(),
+    })
+    .context("cannot build the router invalidation client")?;
+    Ok(Some(router))
 }
 
 /// A running subgraph: its listener and routes.

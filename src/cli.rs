@@ -1,13 +1,15 @@
 //! The commands: `serve` (default), `migrate`, `seed`, `recompute`, `import`, `export-schema`,
-//! `token`.
+//! `token`, `warmup`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{Application, Core, jwt_secret, schema};
-use crate::config::{Cli, Command, ImportArgs, RecomputeArgs, SeedArgs, Settings, TokenArgs};
+use crate::app::{Application, Core, jwt_secret, media, schema};
+use crate::config::{
+    Cli, Command, ImportArgs, RecomputeArgs, SeedArgs, Settings, TokenArgs, WarmupArgs,
+};
 use crate::graphql::published_sdl;
 use crate::http::auth::{Claims, mint_for};
 use crate::service::curation::RecomputePlan;
@@ -29,7 +31,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(&settings.for_batch_job(), &args).await,
         Command::ExportSchema => export_schema(&settings).await,
         Command::Token(args) => token(&settings, &args),
+        Command::Warmup(args) => {
+            let bar = progress_bar(0, "warmup");
+            let summary = warmup(&settings.for_batch_job(), &args, &bar).await?;
+            bar.finish();
+            println!("warmed {summary}");
+            Ok(())
+        }
     }
+}
+
+/// Warms the CDN as `args` say (see [`crate::warmup`]), advancing `bar` per request.
+pub async fn warmup(
+    settings: &Settings,
+    args: &WarmupArgs,
+    bar: &ProgressBar,
+) -> anyhow::Result<crate::warmup::Summary> {
+    let hotels = if args.hotel_ids.is_empty() {
+        None
+    } else {
+        let ids = args.hotel_ids.iter().map(|&id| {
+            crate::domain::catalog::HotelId::new(id)
+                .with_context(|| format!("--hotel-ids: {id} is not a hotel ID"))
+        });
+        Some(ids.collect::<anyhow::Result<Vec<_>>>()?)
+    };
+    let plan = crate::warmup::Plan {
+        hotels,
+        gallery: args.gallery,
+        sizes: args.sizes.iter().map(|&size| size.into()).collect(),
+        concurrency: args.concurrency,
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    anyhow::ensure!(plan.concurrency >= 1, "--concurrency must be at least 1");
+    let cdn = media(settings)?.cdn;
+    let core = Core::open(settings).await?;
+    crate::warmup::warm(&core.catalog, &cdn, &plan, bar).await
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

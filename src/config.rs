@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::domain::catalog::PartnerId;
-use crate::domain::media::{Imgproxy, SizeTable};
+use crate::domain::media::{ImageSize, Imgproxy, SizeTable};
 
 pub use crate::secret::Secret;
 
@@ -44,6 +44,8 @@ pub enum Command {
     ExportSchema,
     /// Mint a token for the configured secret, to try internal fields and mutations.
     Token(TokenArgs),
+    /// Request the CDN URLs of hotels' main and first gallery images, to fill the CDN's cache.
+    Warmup(WarmupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +91,55 @@ pub struct ImportArgs {
     pub batch_size: Option<usize>,
     /// The feed file.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WarmupArgs {
+    /// Hotels to warm, comma-separated; every hotel when not given.
+    #[arg(long, value_delimiter = ',')]
+    pub hotel_ids: Vec<i64>,
+    /// Gallery images per hotel besides the main image (the gallery's first ones).
+    #[arg(long, default_value_t = 10)]
+    pub gallery: usize,
+    /// Sizes each image is requested at, comma-separated (the consumer operations use
+    /// thumbnail, small, large and xlarge).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = [WarmupSize::Thumbnail, WarmupSize::Small, WarmupSize::Large, WarmupSize::Xlarge]
+    )]
+    pub sizes: Vec<WarmupSize>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long one request may take, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+/// An image size as `warmup --sizes` names it (`Image.url(size:)`'s sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmupSize {
+    Thumbnail,
+    Small,
+    Medium,
+    Large,
+    Xlarge,
+    Original,
+}
+
+impl From<WarmupSize> for ImageSize {
+    fn from(size: WarmupSize) -> Self {
+        match size {
+            WarmupSize::Thumbnail => ImageSize::Thumbnail,
+            WarmupSize::Small => ImageSize::Small,
+            WarmupSize::Medium => ImageSize::Medium,
+            WarmupSize::Large => ImageSize::Large,
+            WarmupSize::Xlarge => ImageSize::Xlarge,
+            WarmupSize::Original => ImageSize::Original,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -420,6 +471,26 @@ pub struct Settings {
         global = true
     )]
     pub max_concurrent_requests: usize,
+
+    /// The router's response-cache invalidation endpoint (Apollo Router `response_cache`
+    /// `invalidation`, e.g. `http://router:4000/invalidation`). When set, the relay asks it to
+    /// drop the cached entries of every hotel and image whose events it publishes.
+    #[arg(long, env = "ROUTER_INVALIDATION_URL", global = true)]
+    pub router_invalidation_url: Option<String>,
+
+    /// The `shared_key` the router's invalidation endpoint expects for this subgraph (sent as
+    /// the `Authorization` header).
+    #[arg(long, env = "ROUTER_INVALIDATION_KEY", global = true)]
+    pub router_invalidation_key: Option<Secret>,
+
+    /// This subgraph's name in the supergraph (the `subgraphs` of invalidation requests).
+    #[arg(
+        long,
+        env = "ROUTER_SUBGRAPH_NAME",
+        default_value = "images",
+        global = true
+    )]
+    pub router_subgraph_name: String,
 
     /// Shared secret only the router knows; when set, `/graphql` without the header
     /// `x-router-secret` carrying it is refused with 403.

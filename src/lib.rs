@@ -14,6 +14,7 @@
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
 //! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
+//! - [`warmup`]: the `warmup` command: the CDN URLs of hotels' images requested ahead of traffic.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 //! - [`secret`]: settings that must never be printed; any layer may hold one.
 
@@ -30,3 +31,4 @@ pub mod seed;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod warmup;

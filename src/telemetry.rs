@@ -17,17 +17,19 @@
 //! | `graphql_errors_total` | counter | `code` (`extensions.code`; `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED` or `UNCODED` for the library's own errors) |
 //! | `dataloader_batch_size` | histogram | `kind` (what the loader loads) |
 //! | `db_statements_total` | counter | |
-//! | `db_pool_connections`, `db_pool_idle_connections` | gauges | |
+//! | `db_pool_connections`, `db_pool_idle_connections`, `db_pool_max_connections` | gauges | |
 //! | `cache_requests_total` | counter | `level` (`l1`, `l2`), `result` (`hit`, `miss`) |
 //! | `cache_redis_errors_total`, `cache_degradations_total` | counters | (Redis calls that failed or timed out; times the breaker opened) |
 //! | `cache_degraded` | gauge | (1 while the breaker is open and reads bypass the cache) |
 //! | `outbox_lag_seconds` | gauge | (age of the oldest unpublished outbox event; 0 when none) |
 //! | `outbox_published_total` | counter | (events this replica's relay published) |
+//! | `import_items_total` | counter | `outcome` (`CREATED`, `LINKED`, `DEDUPLICATED`, `UNCHANGED`, `REJECTED`: items of `importImages`) |
 //!
 //! Database figures are read when `/metrics` is scraped, through hooks the start-up code
 //! registers with [`Metrics::on_scrape`], so this module knows nothing of the database.
 
 use crate::cache::CacheFigures;
+use crate::domain::ingest::Outcome;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -47,12 +49,14 @@ pub const LOADER_BATCH_SIZE: &str = "dataloader_batch_size";
 pub const DB_STATEMENTS: &str = "db_statements_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_IDLE: &str = "db_pool_idle_connections";
+pub const DB_POOL_MAX: &str = "db_pool_max_connections";
 pub const CACHE_REQUESTS: &str = "cache_requests_total";
 pub const CACHE_REDIS_ERRORS: &str = "cache_redis_errors_total";
 pub const CACHE_DEGRADATIONS: &str = "cache_degradations_total";
 pub const CACHE_DEGRADED: &str = "cache_degraded";
 pub const OUTBOX_LAG: &str = "outbox_lag_seconds";
 pub const OUTBOX_PUBLISHED: &str = "outbox_published_total";
+pub const IMPORT_ITEMS: &str = "import_items_total";
 
 /// The `operation` label of an operation without a (usable) name.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -215,8 +219,8 @@ impl Metrics {
             .absolute(total);
     }
 
-    /// Open and idle connections of the database pool (read at scrape time).
-    pub fn set_db_pool(&self, open: u32, idle: usize) {
+    /// Open, idle and maximum connections of the database pool (read at scrape time).
+    pub fn set_db_pool(&self, open: u32, idle: usize, max: u32) {
         let recorder = &self.0.recorder;
         recorder
             .register_gauge(&Key::from_static_name(DB_POOL_CONNECTIONS), &METADATA)
@@ -224,6 +228,18 @@ impl Metrics {
         recorder
             .register_gauge(&Key::from_static_name(DB_POOL_IDLE), &METADATA)
             .set(idle as f64);
+        recorder
+            .register_gauge(&Key::from_static_name(DB_POOL_MAX), &METADATA)
+            .set(max);
+    }
+
+    /// `count` items of an import ended with `outcome`.
+    pub fn import_items(&self, outcome: Outcome, count: u64) {
+        let key = Key::from_parts(IMPORT_ITEMS, vec![Label::new("outcome", outcome.as_str())]);
+        self.0
+            .recorder
+            .register_counter(&key, &METADATA)
+            .increment(count);
     }
 
     /// The cache's totals (read at scrape time): lookups by level and result, Redis errors,
@@ -418,6 +434,16 @@ fn describe(recorder: &PrometheusRecorder) {
         None,
         help("Outbox events this replica's relay published"),
     );
+    recorder.describe_gauge(
+        KeyName::from_const_str(DB_POOL_MAX),
+        None,
+        help("Most connections the database pool opens"),
+    );
+    recorder.describe_counter(
+        KeyName::from_const_str(IMPORT_ITEMS),
+        None,
+        help("Items of importImages, by outcome"),
+    );
 }
 
 /// Installs the process's log output on stderr: JSON lines when `json`, else human-readable;
@@ -484,11 +510,12 @@ mod tests {
         let metrics = Metrics::new();
         metrics.on_scrape(|m| {
             m.set_db_statements(42);
-            m.set_db_pool(3, 2);
+            m.set_db_pool(3, 2, 16);
         });
         let text = metrics.render();
         assert!(text.contains("db_statements_total 42"), "{text}");
         assert!(text.contains("db_pool_connections 3"), "{text}");
         assert!(text.contains("db_pool_idle_connections 2"), "{text}");
+        assert!(text.contains("db_pool_max_connections 16"), "{text}");
     }
 }

@@ -9,9 +9,10 @@ use async_graphql::{Context, Enum, ID, InputObject, Result, SimpleObject};
 use super::payload::{ImageTagInput, UserError, caller, forget_loaded, outcome, parse_id, service};
 use super::types::{Image, Partner, PartnerKind, load_images};
 use crate::domain::catalog::{Category, ImageId};
-use crate::domain::ingest::{RawItem, RawTag};
+use crate::domain::ingest::{Outcome, RawItem, RawTag};
 use crate::domain::url::UrlRewrite;
 use crate::service::ingest::{Ingestor, PartnerInput};
+use crate::telemetry::Metrics;
 
 /// What happened to one item of an import (DESIGN section 3).
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -146,6 +147,14 @@ pub async fn import_images(
             });
         }
     };
+    if let Ok(metrics) = ctx.data::<Metrics>() {
+        for outcome in Outcome::ALL {
+            let count = results.iter().filter(|r| r.outcome == outcome).count();
+            if count > 0 {
+                metrics.import_items(outcome, count as u64);
+            }
+        }
+    }
     let mut ids: Vec<ImageId> = results.iter().filter_map(|r| r.image).collect();
     ids.sort();
     ids.dedup();

@@ -122,6 +122,7 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         .data(deps.manager)
         .data(deps.ingestor)
         .data(deps.introspection)
+        .data(deps.metrics.clone())
         .data(LoaderFactory {
             catalog: deps.catalog,
             metrics: deps.metrics,

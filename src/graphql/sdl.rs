@@ -3,11 +3,13 @@
 //! registry receives (`schema.graphql`) and `_service { sdl }` answers.
 //!
 //! async-graphql links federation v2.5 and knows neither `@authenticated` (authorization) nor
-//! `@cost` / `@listSize` (demand control, federation v2.9). So the exported SDL is processed
-//! here, in one place:
+//! `@cost` / `@listSize` (demand control, federation v2.9) nor `@cacheTag` (the router's
+//! response cache, federation v2.12). So the exported SDL is processed here, in one place:
 //! 1. the `@link` is raised to [`FEDERATION_URL`] and imports every directive
-//!    [`FIELD_DIRECTIVES`] uses;
-//! 2. each field named in [`FIELD_DIRECTIVES`] gets its directives, appended after its type.
+//!    [`FIELD_DIRECTIVES`] and [`TYPE_DIRECTIVES`] use;
+//! 2. each field named in [`FIELD_DIRECTIVES`] gets its directives, appended after its type;
+//! 3. each type named in [`TYPE_DIRECTIVES`] gets its directives, before the `{` of its
+//!    definition.
 //!
 //! Fields are found with the GraphQL parser, not by matching text, and the result is parsed
 //! again to check every directive landed on its field: a renamed field or a table entry for a
@@ -30,8 +32,9 @@ use async_graphql::parser::types::{FieldDefinition, TypeKind, TypeSystemDefiniti
 
 /// The federation version async-graphql links.
 const LIBRARY_FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.5";
-/// The federation version published: v2.9 is the first with `@cost` and `@listSize`.
-pub const FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.9";
+/// The federation version published: v2.12 is the first with `@cacheTag` (v2.9 brought `@cost`
+/// and `@listSize`).
+pub const FEDERATION_URL: &str = "https://specs.apollo.dev/federation/v2.12";
 
 /// Any valid token (the subgraph checks the token itself too; DESIGN "Who may do what").
 const AUTHENTICATED: &str = "@authenticated";
@@ -96,6 +99,15 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ("Mutation.upsertPartner", &[AUTHENTICATED, ADMIN]),
 ];
 
+/// The directives of each entity type, as `("Type", directives)`: the router's response cache
+/// tags what it caches of a hotel or an image with the entity's tag, which the relay
+/// invalidates when the entity changes ([`crate::service::router_cache::cache_tag`] makes the
+/// same tags).
+pub const TYPE_DIRECTIVES: &DirectiveTable = &[
+    ("Hotel", &[r#"@cacheTag(format: "hotel-{$key.id}")"#]),
+    ("Image", &[r#"@cacheTag(format: "image-{$key.id}")"#]),
+];
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdlError {
     #[error("the exported SDL does not link {LIBRARY_FEDERATION_URL} with an import list")]
@@ -104,6 +116,8 @@ pub enum SdlError {
     Unparsable(String),
     #[error("`{0}` is in the directive table but not in the schema")]
     UnknownField(String),
+    #[error("type `{0}` is in the directive table but not in the schema")]
+    UnknownType(String),
     #[error("`{0}` is not a `Type.field` name")]
     BadEntry(String),
     #[error("`{directive}` did not land on `{field}`")]
@@ -112,13 +126,20 @@ pub enum SdlError {
 
 /// The published SDL for the SDL async-graphql exported.
 pub fn publishable(exported: &str) -> Result<String, SdlError> {
-    publish(exported, FIELD_DIRECTIVES)
+    publish(exported, FIELD_DIRECTIVES, TYPE_DIRECTIVES)
 }
 
-fn publish(exported: &str, table: &DirectiveTable) -> Result<String, SdlError> {
-    let linked = relink(exported, &directive_names(table))?;
-    let directed = add_field_directives(&linked, table)?;
-    check(&directed, table)?;
+fn publish(
+    exported: &str,
+    fields: &DirectiveTable,
+    types: &DirectiveTable,
+) -> Result<String, SdlError> {
+    let mut imports = directive_names(fields);
+    imports.extend(directive_names(types));
+    let linked = relink(exported, &imports)?;
+    let directed = add_type_directives(&add_field_directives(&linked, fields)?, types)?;
+    check(&directed, fields)?;
+    check_types(&directed, types)?;
     Ok(directed)
 }
 
@@ -222,6 +243,80 @@ fn add_field_directives(sdl: &str, table: &DirectiveTable) -> Result<String, Sdl
         }
     }
     Ok(out)
+}
+
+/// Object types of `sdl` by name: the line of their definition and their directives' names.
+fn types(sdl: &str) -> Result<BTreeMap<String, (usize, BTreeSet<String>)>, SdlError> {
+    let document = parse_schema(sdl).map_err(|e| SdlError::Unparsable(e.to_string()))?;
+    let mut types = BTreeMap::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        if !matches!(ty.node.kind, TypeKind::Object(_)) {
+            continue;
+        }
+        let directives = ty
+            .node
+            .directives
+            .iter()
+            .map(|d| d.node.name.node.to_string())
+            .collect();
+        types.insert(ty.node.name.node.to_string(), (ty.pos.line, directives));
+    }
+    Ok(types)
+}
+
+/// Inserts each type's directives before the `{` that ends the line of its definition
+/// (async-graphql writes `type Hotel @key(fields: "id") {` on one line).
+fn add_type_directives(sdl: &str, table: &DirectiveTable) -> Result<String, SdlError> {
+    let types = types(sdl)?;
+    let mut additions: BTreeMap<usize, &[&str]> = BTreeMap::new();
+    for (name, directives) in table {
+        let (line, _) = types
+            .get(*name)
+            .ok_or_else(|| SdlError::UnknownType((*name).to_owned()))?;
+        additions.insert(*line, directives);
+    }
+    let mut out = String::with_capacity(sdl.len() + 256);
+    for (index, line) in sdl.split_inclusive('\n').enumerate() {
+        let opening = additions
+            .get(&(index + 1))
+            .zip(line.trim_end().strip_suffix('{'));
+        match opening {
+            Some((directives, head)) => {
+                out.push_str(head.trim_end());
+                for directive in *directives {
+                    out.push(' ');
+                    out.push_str(directive);
+                }
+                out.push_str(" {\n");
+            }
+            None => out.push_str(line),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the published SDL and checks that every type carries its directives.
+fn check_types(sdl: &str, table: &DirectiveTable) -> Result<(), SdlError> {
+    let types = types(sdl)?;
+    for (name, directives) in table {
+        let (_, present) = types
+            .get(*name)
+            .ok_or_else(|| SdlError::UnknownType((*name).to_owned()))?;
+        if let Some(missing) = directives
+            .iter()
+            .map(|d| directive_name(d).trim_start_matches('@'))
+            .find(|name| !present.contains(*name))
+        {
+            return Err(SdlError::NotApplied {
+                field: (*name).to_owned(),
+                directive: format!("@{missing}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Parses the published SDL and checks that every field carries its directives.
@@ -329,7 +424,7 @@ extend schema @link(
 
     #[test]
     fn directives_land_after_the_type_of_their_field_and_are_imported() {
-        let published = publish(EXPORTED, TABLE).expect("published");
+        let published = publish(EXPORTED, TABLE, &[]).expect("published");
         let lines: Vec<&str> = published.lines().collect();
         assert_eq!(
             lines[10],
@@ -369,21 +464,58 @@ extend schema @link(
             ),
         ];
         for (table, error) in cases {
-            assert_eq!(publish(EXPORTED, table).as_ref(), Err(error));
+            assert_eq!(publish(EXPORTED, table, &[]).as_ref(), Err(error));
         }
     }
 
     #[test]
     fn an_sdl_without_the_library_link_is_an_error() {
         let other = EXPORTED.replace("v2.5", "v2.3");
-        assert_eq!(publish(&other, TABLE), Err(SdlError::NoLink));
+        assert_eq!(publish(&other, TABLE, &[]), Err(SdlError::NoLink));
     }
 
     #[test]
-    fn the_table_names_only_directives_federation_v2_9_defines() {
-        let known = ["@authenticated", "@requiresScopes", "@cost", "@listSize"];
-        for name in directive_names(FIELD_DIRECTIVES) {
-            assert!(known.contains(&name), "{name}");
+    fn the_tables_name_only_directives_federation_v2_12_defines() {
+        let known = [
+            "@authenticated",
+            "@requiresScopes",
+            "@cost",
+            "@listSize",
+            "@cacheTag",
+        ];
+        for name in directive_names(FIELD_DIRECTIVES).union(&directive_names(TYPE_DIRECTIVES)) {
+            assert!(known.contains(name), "{name}");
         }
+    }
+
+    #[test]
+    fn the_cache_tags_are_those_the_relay_invalidates() {
+        for (ty, directives) in TYPE_DIRECTIVES {
+            let tag = crate::service::router_cache::cache_tag(ty, "{$key.id}").expect(ty);
+            assert_eq!(
+                *directives,
+                [format!(r#"@cacheTag(format: "{tag}")"#).as_str()]
+            );
+        }
+    }
+
+    #[test]
+    fn type_directives_land_before_the_brace_of_their_type_and_are_imported() {
+        const CACHED: &DirectiveTable = &[("Hotel", &[r#"@cacheTag(format: "hotel-{$key.id}")"#])];
+        let published = publish(EXPORTED, TABLE, CACHED).expect("published");
+        assert_eq!(
+            published.lines().next(),
+            Some(r#"type Hotel @key(fields: "id") @cacheTag(format: "hotel-{$key.id}") {"#)
+        );
+        assert!(
+            published.contains(r#""@authenticated", "@cacheTag", "@cost", "@listSize"]"#),
+            "{published}"
+        );
+        assert_eq!(published.lines().count(), EXPORTED.lines().count());
+        let unknown: &DirectiveTable = &[("Motel", &[r#"@cacheTag(format: "m")"#])];
+        assert_eq!(
+            publish(EXPORTED, TABLE, unknown),
+            Err(SdlError::UnknownType("Motel".into()))
+        );
     }
 }

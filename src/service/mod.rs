@@ -18,6 +18,7 @@
 //! - [`freshness`]: after a commit, the cache invalidation and the relay's wake-up; the
 //!   relay's replay of invalidations that Redis missed.
 //! - [`relay`]: the built-in outbox relay publishing those events to the event stream.
+//! - [`router_cache`]: the router's response cache, invalidated for every published change.
 
 pub mod auth;
 pub mod catalog;
@@ -27,6 +28,7 @@ pub mod freshness;
 pub mod ingest;
 pub mod manage;
 pub mod relay;
+pub mod router_cache;
 pub mod upload;
 pub mod write;
 

@@ -157,6 +157,8 @@ pub struct Relay {
     checked_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Without Redis: follows the outbox for this process's L1 at every wake-up.
     follower: Option<OutboxFollower>,
+    /// The router whose response cache drops the changed hotels and images of each round.
+    router: Option<super::router_cache::RouterInvalidation>,
 }
 
 impl Relay {
@@ -175,7 +177,15 @@ impl Relay {
             figures: RelayFigures::default(),
             checked_at: std::sync::Mutex::new(None),
             follower: None,
+            router: None,
         }
+    }
+
+    /// Also invalidates the router's response cache for the hotels and images of every
+    /// round's events, once they are published (see [`super::router_cache`]).
+    pub fn invalidating(mut self, router: super::router_cache::RouterInvalidation) -> Self {
+        self.router = Some(router);
+        self
     }
 
     /// Also follows the outbox for this process's in-process cache at every wake-up (a
@@ -304,6 +314,11 @@ impl Relay {
         }
         let marked = mark_published(&txn, &events, Utc::now()).await?;
         txn.commit().await?;
+        if let Some(router) = &self.router
+            && let Err(error) = router.invalidate(&events).await
+        {
+            tracing::warn!(error = %error, cause = ?std::error::Error::source(&error), "outbox relay: the router's response cache was not invalidated; its entries expire with their max-age");
+        }
         self.figures.add_published(marked);
         if marked > 0 {
             tracing::debug!(events = marked, "outbox relay: published");

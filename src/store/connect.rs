@@ -261,25 +261,33 @@ pub struct PoolFigures {
     pub open: u32,
     /// Open connections waiting in the pool.
     pub idle: usize,
+    /// The most connections the pool opens (`DATABASE_MAX_CONNECTIONS`).
+    pub max: u32,
 }
 
 /// The pool's figures; `None` for a connection that is not a SQLx pool.
 pub fn pool_figures(db: &DatabaseConnection) -> Option<PoolFigures> {
     // Each `get_*_connection_pool` panics for another engine: match the engine first.
-    let (open, idle) = match &db.inner {
+    macro_rules! figures {
+        ($pool:expr) => {{
+            let pool = $pool;
+            PoolFigures {
+                open: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            }
+        }};
+    }
+    Some(match &db.inner {
         DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
-            let pool = db.get_postgres_connection_pool();
-            (pool.size(), pool.num_idle())
+            figures!(db.get_postgres_connection_pool())
         }
         DatabaseConnectionType::SqlxMySqlPoolConnection(_) => {
-            let pool = db.get_mysql_connection_pool();
-            (pool.size(), pool.num_idle())
+            figures!(db.get_mysql_connection_pool())
         }
         DatabaseConnectionType::SqlxSqlitePoolConnection(_) => {
-            let pool = db.get_sqlite_connection_pool();
-            (pool.size(), pool.num_idle())
+            figures!(db.get_sqlite_connection_pool())
         }
         _ => return None,
-    };
-    Some(PoolFigures { open, idle })
+    })
 }

@@ -155,10 +155,10 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
     );
     assert_eq!(served.trim(), committed.trim());
     for key in [
-        r#"type Hotel @key(fields: "id")"#,
-        r#"type Image @key(fields: "id")"#,
+        r#"type Hotel @key(fields: "id") @cacheTag(format: "hotel-{$key.id}") {"#,
+        r#"type Image @key(fields: "id") @cacheTag(format: "image-{$key.id}") {"#,
         r#"type Partner @key(fields: "id")"#,
-        r#"url: "https://specs.apollo.dev/federation/v2.9""#,
+        r#"url: "https://specs.apollo.dev/federation/v2.12""#,
         r#"version: Int! @authenticated @requiresScopes(scopes: [["images:admin"], ["images:hotelier"]])"#,
         r#"legacyIds: [String!]! @authenticated @requiresScopes(scopes: [["images:admin"]])"#,
         r#"gallery(first: Int! = 20, after: String): ImageConnection! @listSize(slicingArguments: ["first"], sizedFields: ["edges", "nodes"])"#,

@@ -2,37 +2,25 @@
 // SQLite database with the demo catalog), the small accommodation subgraph of
 // `accommodation.mjs`, and @apollo/gateway over the supergraph that `schema/compose.mjs`
 // composes. Consumer queries go to the gateway over HTTP; every request the gateway sends to a
-// subgraph is recorded, so the tests can check how a query was planned.
+// subgraph is recorded, so the tests can check how a query was planned. `hive.test.mjs` does the
+// same behind Hive Gateway, which also enforces the supergraph's authorization and cost
+// directives itself.
 //
-//   npm ci --prefix tests/gateway && cargo build && node --test tests/gateway/
-//
-// IMAGES_SUBGRAPH_BIN names the binary (default: target/debug/images-subgraph, or under
-// CARGO_TARGET_DIR); E2E_VERBOSE=1 shows the subgraph's log.
+//   npm ci --prefix tests/gateway && cargo build && node --test tests/gateway/*.test.mjs
 
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 
 import { ApolloGateway, RemoteGraphQLDataSource } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import { startStandaloneServer } from '@apollo/server/standalone';
 
-import { compose, SUBGRAPHS } from '../../schema/compose.mjs';
+import { SUBGRAPHS } from '../../schema/compose.mjs';
 import { HOTELS, startAccommodation } from './accommodation.mjs';
+import { client, codes, repo, ROUTER_SECRET, startImages, supergraph, token } from './harness.mjs';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const binary =
-  process.env.IMAGES_SUBGRAPH_BIN ??
-  join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'images-subgraph');
-const JWT_SECRET = 'gateway-e2e-secret';
-const ROUTER_SECRET = 'gateway-e2e-router-secret';
-
-/// Every request the gateway sent to a subgraph: `{ subgraph, query, variables, headers }`.
+/// Every request the gateway sent to a subgraph: `{ subgraph, query, variables }`.
 const sent = [];
 let images; // { url, stop }
 let accommodation; // { url, stop }
@@ -53,64 +41,21 @@ class RouterLikeDataSource extends RemoteGraphQLDataSource {
   }
 }
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/// Starts the images subgraph as production would run it (explicit database, JWT secret and
-/// router secret), with the demo catalog; resolves once it is ready.
-async function startImages() {
-  const dir = mkdtempSync(join(tmpdir(), 'images-e2e-'));
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const child = spawn(
-    binary,
-    ['--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${join(dir, 'e2e.db')}?mode=rwc`],
-    {
-      cwd: dir,
-      env: { ...process.env, JWT_SECRET, ROUTER_SECRET, SEED_DEMO: 'true', DATABASE_URL: '' },
-      stdio: ['ignore', process.env.E2E_VERBOSE ? 'inherit' : 'pipe', process.env.E2E_VERBOSE ? 'inherit' : 'pipe'],
-    },
-  );
-  let log = '';
-  child.stdout?.on('data', (chunk) => (log += chunk));
-  child.stderr?.on('data', (chunk) => (log += chunk));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  const stop = async () => {
-    child.kill('SIGTERM');
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  for (let attempt = 0; attempt < 600; attempt++) {
-    if (child.exitCode !== null) break;
-    const ready = await fetch(`${base}/health/ready`).then((r) => r.ok, () => false);
-    if (ready) return { url: `${base}/graphql`, stop };
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  await stop();
-  throw new Error(`the images subgraph (${binary}) did not become ready:\n${log.slice(-4000)}`);
-}
-
-/// @apollo/gateway cannot enforce `@authenticated` / `@requiresScopes` (Apollo Router does), so
-/// it refuses a supergraph that links them `for: SECURITY`. Dropping that purpose leaves the
-/// directives as inert metadata: behind this gateway the subgraph alone enforces authorization,
-/// which is what the tests below check.
-function withoutSecurityFeatures(supergraphSdl) {
-  const links = /(@link\(url: "https:\/\/specs\.apollo\.dev\/(?:authenticated|requiresScopes)\/v[\d.]+"), for: SECURITY\)/g;
-  assert.equal(supergraphSdl.match(links)?.length, 2, 'the supergraph links both security features');
+/// @apollo/gateway cannot enforce `@authenticated` / `@requiresScopes` (Apollo Router and Hive
+/// Gateway do) and has no response cache for `@cacheTag`, so it refuses a supergraph that links
+/// them `for: SECURITY` / `for: EXECUTION`. Dropping that purpose leaves the directives as inert
+/// metadata: behind this gateway the subgraph alone enforces authorization, which is what the
+/// tests below check.
+function withoutRouterOnlyFeatures(supergraphSdl) {
+  const links = /(@link\(url: "https:\/\/specs\.apollo\.dev\/(?:authenticated|requiresScopes|cacheTag)\/v[\d.]+"), for: (?:SECURITY|EXECUTION)\)/g;
+  assert.equal(supergraphSdl.match(links)?.length, 3, 'the supergraph links both security features and cache tags');
   return supergraphSdl.replace(links, '$1)');
 }
 
 async function startGateway(urls) {
-  const { supergraphSdl, errors } = compose();
-  assert.deepEqual(errors, [], 'the supergraph composes');
   const server = new ApolloServer({
     gateway: new ApolloGateway({
-      supergraphSdl: withoutSecurityFeatures(supergraphSdl),
+      supergraphSdl: withoutRouterOnlyFeatures(supergraph(urls)),
       buildService: ({ name }) => new RouterLikeDataSource(name, urls[name]),
     }),
   });
@@ -121,27 +66,13 @@ async function startGateway(urls) {
   return { url, stop: () => server.stop() };
 }
 
-/// A token minted by the subgraph's own `token` command.
-function token(...args) {
-  return execFileSync(binary, ['token', ...args], {
-    env: { ...process.env, JWT_SECRET },
-    encoding: 'utf8',
-  }).trim();
-}
-
 /// Sends `query` to the gateway; returns its answer and the subgraph requests it caused.
-async function ask(query, { variables, bearer } = {}) {
-  const first = sent.length;
-  const response = await fetch(gateway.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(bearer && { authorization: `Bearer ${bearer}` }) },
-    body: JSON.stringify({ query, variables }),
-  });
-  assert.equal(response.status, 200);
-  return { ...(await response.json()), sent: sent.slice(first) };
+const askGateway = client(() => gateway.url, sent);
+async function ask(query, options) {
+  const answer = await askGateway(query, options);
+  assert.equal(answer.status, 200);
+  return answer;
 }
-
-const codes = (errors = []) => errors.map((e) => e.extensions?.code);
 
 before(async () => {
   const names = SUBGRAPHS.map((s) => s.name);
