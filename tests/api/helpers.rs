@@ -83,6 +83,40 @@ impl ScratchDatabase {
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
     }
+
+    /// Drops the database and creates it again, empty, under the same URL (as an operator
+    /// re-creating a catalog would). Nothing may be connected to it any more.
+    pub async fn recreate(&self) {
+        match &self._db {
+            TestDatabase::Sqlite(dir) => {
+                for file in ["test.db", "test.db-wal", "test.db-shm"] {
+                    let _ = std::fs::remove_file(dir.path().join(file));
+                }
+            }
+            TestDatabase::Server => {
+                let server = std::env::var("TEST_DATABASE_URL").expect("a server database");
+                let name = url::Url::parse(&self.url).expect("a URL").path()[1..].to_owned();
+                let admin = Database::connect(&server)
+                    .await
+                    .expect("connect to the test server");
+                let force = if self.is_postgres() {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
+                for statement in [
+                    format!("DROP DATABASE {name}{force}"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    admin
+                        .execute_unprepared(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+                }
+                admin.close().await.ok();
+            }
+        }
+    }
 }
 
 /// The app with the demo catalog (500 hotels, IDs 1..=500).
