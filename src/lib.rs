@@ -16,6 +16,8 @@
 //! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 //! - [`secret`]: settings that must never be printed; any layer may hold one.
+//! - [`redis_link`]: reaching Redis (one server or a cluster) and naming what is kept there;
+//!   any layer may use it.
 
 pub mod app;
 pub mod cache;
@@ -25,6 +27,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod import;
+pub mod redis_link;
 pub mod secret;
 pub mod seed;
 pub mod service;

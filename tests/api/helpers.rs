@@ -287,6 +287,11 @@ impl Answer {
 }
 
 impl TestApp {
+    /// The name of the app's Redis event stream (it carries the catalog's identity).
+    pub fn event_stream(&self) -> String {
+        self.core.redis_names(&self.settings).event_stream()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
