@@ -1,7 +1,7 @@
 //! The read cache: warm hot reads cost no SQL, a change is visible on every replica in the very
 //! next request, a slow reader cannot store old data over a change, and Redis going away
 //! costs neither answers nor freshness. Tests named `..._with_redis` use the local Redis
-//! whatever the engine; the others run as the engine's suite is configured (the embedded
+//! whatever the engine, `..._on_a_redis_cluster` the local Redis Cluster; the others run as the engine's suite is configured (the embedded
 //! in-process cache on SQLite, Redis on the server engines).
 
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::{
-    TestApp, main_image, operation, redis_url, sample, spawn_app, spawn_app_with, spawn_replicas,
+    TestApp, main_image, operation, redis_cluster_url, redis_url, sample, spawn_app,
+    spawn_app_with, spawn_replicas,
 };
 use crate::proxy::Proxy;
 
@@ -151,6 +152,77 @@ async fn a_main_image_set_on_one_replica_shows_on_the_other_in_the_next_request_
         percentile(50),
         percentile(99)
     );
+}
+
+/// Keys of the app's catalog held by each node of the cluster (`SCAN` on every seed node).
+async fn catalog_keys_per_node(app: &TestApp) -> Vec<usize> {
+    let url = redis_cluster_url();
+    let nodes = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .map(|node| format!("redis://{node}"));
+    let pattern = format!("{}:{}:*", app.settings.redis_prefix, app.core.catalog_id);
+    let mut counts = Vec::new();
+    for node in nodes {
+        let mut connection = redis::Client::open(node)
+            .expect("a node URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the node is up");
+        let (mut cursor, mut count) = (0_u64, 0);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .expect("SCAN");
+            count += keys.len();
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        counts.push(count);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_catalog_spreads_over_every_master_and_stays_fresh_across_replicas_on_a_redis_cluster() {
+    let replicas = spawn_replicas(2, |s| {
+        s.redis_url = Some(redis_cluster_url().parse().expect("URL"));
+    })
+    .await;
+    let (a, b) = (&replicas[0], &replicas[1]);
+    wait_until_ready(a).await;
+    wait_until_ready(b).await;
+    // A fills Redis (one script call per stripe); B reads the whole page from it: the MGET
+    // over many slots is split per node by the client.
+    search_page_costs_no_sql_once_warm(a).await;
+    let (page, statements) = b.count_statements(search_page(b)).await;
+    assert_eq!(page, search_page(a).await);
+    assert_eq!(statements, 0, "B read the page from the cluster");
+
+    // No master holds the whole catalog: only a key and its stripe's generation share a slot.
+    let per_node = catalog_keys_per_node(a).await;
+    assert!(
+        per_node.iter().all(|&keys| keys > 0),
+        "keys per node: {per_node:?}"
+    );
+
+    // A change on A is invalidated on the slots of its keys and published from there; B's
+    // subscription (on a seed node) hears it before B's next read.
+    let hotel = 1;
+    let (first, second) = two_eligible_images(a, hotel).await;
+    for image in [&second, &first, &second] {
+        assert!(main_image(b, hotel).await.is_some());
+        set_main(a, hotel, image).await;
+        assert_eq!(main_image(b, hotel).await.as_deref(), Some(image.as_str()));
+    }
 }
 
 /// A pause that holds the first batch reaching it until released, and says when one did.

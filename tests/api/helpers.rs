@@ -168,6 +168,14 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL_FOR_TESTS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The local Redis Cluster the cluster tests use (`.ci/run` starts it: three masters on
+/// 127.0.0.1:7001..7003).
+pub fn redis_cluster_url() -> String {
+    std::env::var("TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".to_owned()
+    })
+}
+
 /// What replicas share.
 struct Shared {
     url: String,
