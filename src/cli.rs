@@ -1,5 +1,5 @@
-//! The commands: `serve` (default), `migrate`, `seed`, `recompute`, `import`, `export-schema`,
-//! `token`.
+//! The commands: `serve` (default), `migrate`, `new-catalog-identity`, `seed`, `recompute`,
+//! `import`, `export-schema`, `token`.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::Migrate => {
-            Core::open(&settings).await?;
+            let core = Core::open(&settings).await?;
             tracing::info!("migrations applied");
+            print_identity(&settings, &core);
+            Ok(())
+        }
+        Command::NewCatalogIdentity => {
+            let mut core = Core::open(&settings).await?;
+            core.catalog_id = crate::store::identity::renew_catalog_id(&core.db)
+                .await
+                .context("cannot renew the catalog's identity")?;
+            print_identity(&settings, &core);
             Ok(())
         }
         Command::Seed(args) => seed(&settings.for_batch_job(), &args).await,
@@ -30,6 +39,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ExportSchema => export_schema(&settings).await,
         Command::Token(args) => token(&settings, &args),
     }
+}
+
+/// The catalog's identity and the name of its event stream (consumers read it).
+fn print_identity(settings: &Settings, core: &Core) {
+    println!(
+        "catalog {}; event stream {}",
+        core.catalog_id,
+        core.redis_names(settings).event_stream()
+    );
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -32,8 +32,11 @@ pub struct Cli {
 pub enum Command {
     /// Migrate, then serve the subgraph (the default).
     Serve,
-    /// Apply pending migrations and exit.
+    /// Apply pending migrations and exit (prints the catalog's identity and event stream).
     Migrate,
+    /// Give the catalog a new identity, after restoring its database from a backup, so that no
+    /// replica reads what Redis holds of the newer state. Stop every replica first.
+    NewCatalogIdentity,
     /// Generate a catalog of `--hotels` hotels (IDs 1..N) into an empty database.
     Seed(SeedArgs),
     /// Recompute the curation of every hotel (after a rule change).

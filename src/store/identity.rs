@@ -1,7 +1,7 @@
 //! The catalog's identity, as its database holds it (one row, drawn when the schema was
 //! created; see the migration `m20261203_redis_create_catalog_identity`).
 
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait as _};
+use sea_orm::{ActiveValue, DatabaseConnection, DbErr, EntityTrait as _};
 
 use crate::domain::catalog::CatalogId;
 
@@ -18,4 +18,18 @@ pub async fn catalog_id(db: &DatabaseConnection) -> Result<CatalogId, DbErr> {
             row.catalog
         ))
     })
+}
+
+/// Draws a new identity for the catalog `db` holds and returns it: for a database restored
+/// from a backup, whose identity is that of the catalog it was copied from (whose newer state
+/// a warm Redis may hold). Replicas read the identity at start: stop them all first.
+pub async fn renew_catalog_id(db: &DatabaseConnection) -> Result<CatalogId, DbErr> {
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    entity::catalog_identity::Entity::update(entity::catalog_identity::ActiveModel {
+        id: ActiveValue::Unchanged(1),
+        catalog: ActiveValue::Set(fresh),
+    })
+    .exec(db)
+    .await?;
+    catalog_id(db).await
 }

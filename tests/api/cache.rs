@@ -43,7 +43,7 @@ async fn search_page(app: &TestApp) -> Value {
 }
 
 /// Two images of `hotel`'s gallery: both may be its main image.
-async fn two_eligible_images(app: &TestApp, hotel: i64) -> (String, String) {
+pub(crate) async fn two_eligible_images(app: &TestApp, hotel: i64) -> (String, String) {
     let data = app
         .graphql(
             "query($id: ID!) { hotel(id: $id) { gallery(first: 2) { nodes { id } } } }",
@@ -62,7 +62,7 @@ async fn two_eligible_images(app: &TestApp, hotel: i64) -> (String, String) {
     )
 }
 
-async fn set_main(app: &TestApp, hotel: i64, image: &str) {
+pub(crate) async fn set_main(app: &TestApp, hotel: i64, image: &str) {
     let body = app
         .graphql_as(
             &app.admin(),

@@ -1,13 +1,17 @@
 //! Cache isolation (issue 18, item 1): catalogs that share one Redis with the default
-//! `REDIS_PREFIX` never serve each other's records, and a database re-created behind a warm
-//! Redis does not read what the old one left there. Both use the local Redis whatever the
-//! engine (`..._with_redis`).
+//! `REDIS_PREFIX` never serve each other's records, a database re-created behind a warm Redis
+//! does not read what the old one left there, and neither does one restored from a backup once
+//! it got a new identity. All use the local Redis whatever the engine (`..._with_redis`).
 
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait as _, EntityTrait as _, IntoActiveModel as _,
+    QueryFilter as _, QueryOrder as _,
+};
 use serde_json::{Value, json};
 
+use crate::cache::{set_main, two_eligible_images};
 use crate::helpers::{
-    ScratchDatabase, TestApp, redis_url, spawn_app_with, spawn_stoppable_app_with,
+    ScratchDatabase, StoppableApp, TestApp, redis_url, spawn_app_with, spawn_stoppable_app_with,
 };
 
 /// The hotels each check reads (a search page's worth).
@@ -99,6 +103,14 @@ async fn two_catalogs_sharing_one_redis_and_the_default_prefix_serve_only_their_
     assert_eq!(served(&y_replica).await, nothing, "a new replica of Y");
 }
 
+/// Stops the app and closes every pool it had on its database.
+async fn stop(app: StoppableApp) {
+    let db = app.app.core.db.clone();
+    app.stop.send(()).expect("the app runs");
+    app.server.await.expect("joined").expect("stopped cleanly");
+    db.close().await.expect("closed");
+}
+
 #[tokio::test]
 async fn a_database_re_created_behind_a_warm_redis_does_not_read_the_old_records_with_redis() {
     let database = ScratchDatabase::new().await;
@@ -114,11 +126,7 @@ async fn a_database_re_created_behind_a_warm_redis_does_not_read_the_old_records
         old_truth,
         "the old catalog warms Redis"
     );
-    let db = old.app.core.db.clone();
-    old.stop.send(()).expect("the app runs");
-    old.server.await.expect("joined").expect("stopped cleanly");
-    db.close().await.expect("closed");
-    drop(old.app);
+    stop(old).await;
 
     database.recreate().await;
     let new = spawn_app_with(|s| {
@@ -130,5 +138,54 @@ async fn a_database_re_created_behind_a_warm_redis_does_not_read_the_old_records
         served(&new).await,
         vec![(None, 0); HOTELS.count()],
         "the re-created (empty) catalog served the old one's records"
+    );
+}
+
+#[tokio::test]
+async fn a_database_restored_from_a_backup_and_given_a_new_identity_does_not_read_the_newer_state_with_redis()
+ {
+    let database = ScratchDatabase::new().await;
+    let at_database = |s: &mut images_subgraph::config::Settings| {
+        on_default_prefix(s);
+        s.database_url = Some(database.url.parse().expect("URL"));
+    };
+    let live = spawn_stoppable_app_with(at_database).await;
+    let hotel = 1;
+    let backup = entity::hotel::Entity::find_by_id(hotel)
+        .one(&live.app.core.db)
+        .await
+        .expect("read")
+        .expect("hotel 1");
+    // After the backup, a change; Redis holds the newer state.
+    let (_, other) = two_eligible_images(&live.app, hotel).await;
+    set_main(&live.app, hotel, &other).await;
+    let newer = served(&live.app).await;
+    assert_eq!(newer[0].0.as_deref(), Some(other.as_str()));
+    stop(live).await;
+
+    // The restore puts the backup's rows back (with the backup's identity), then the
+    // operator runs `new-catalog-identity` before starting the replicas.
+    let (db, _) = images_subgraph::store::connect(&database.url, 2, std::time::Duration::ZERO)
+        .await
+        .expect("connect");
+    backup
+        .clone()
+        .into_active_model()
+        .reset_all()
+        .update(&db)
+        .await
+        .expect("restored");
+    images_subgraph::store::identity::renew_catalog_id(&db)
+        .await
+        .expect("renewed");
+    db.close().await.expect("closed");
+
+    let restored = spawn_app_with(at_database).await;
+    let shown = served(&restored).await;
+    assert_eq!(shown, truth(&restored).await);
+    assert_eq!(
+        shown[0].0,
+        backup.main_image_id.map(|id| id.to_string()),
+        "the restored catalog served the newer main image it no longer has"
     );
 }
