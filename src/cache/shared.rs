@@ -18,8 +18,8 @@ use redis::{Client, Script};
 use super::{CacheKey, Record};
 use crate::redis_link::{Connection, Namespace, STRIPES, Target};
 
-/// Most keys per invalidation script call.
-const INVALIDATION_CHUNK: usize = 1_000;
+/// Most keys per fill or invalidation script call on one server.
+const SCRIPT_CHUNK: usize = 1_000;
 
 /// Stores each entry whose stripe generation still has the value the reader saw.
 /// KEYS: entry, generation, entry, generation, ...; ARGV: ttl ms, expected generation
@@ -121,14 +121,14 @@ impl Shared {
         self.names.generation(key.stripe(STRIPES))
     }
 
-    /// The script calls a batch takes: one for up to [`INVALIDATION_CHUNK`] keys on one server;
+    /// The script calls a batch takes: one for up to [`SCRIPT_CHUNK`] keys on one server;
     /// one per stripe on a cluster (a script's keys must share a slot there).
     fn script_groups<T>(&self, items: Vec<T>, key: impl Fn(&T) -> CacheKey) -> Vec<Vec<T>> {
         if !self.target.is_cluster() {
             let mut groups = Vec::new();
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
-                groups.push(items.by_ref().take(INVALIDATION_CHUNK).collect());
+                groups.push(items.by_ref().take(SCRIPT_CHUNK).collect());
             }
             return groups;
         }
