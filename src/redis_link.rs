@@ -11,17 +11,18 @@
 //! several slots into one `MGET` per node.
 //!
 //! # Names, and the hash tags of a cluster
-//! Every name starts with `{REDIS_PREFIX}:{catalog}` (see [`Namespace`]): the prefix chosen by
-//! the operator, then the catalog's identity (a UUID its database drew when the schema was
-//! created). Two catalogs sharing a Redis and a prefix therefore never share a name, and a
-//! database created again starts in an empty namespace.
+//! Every name starts with `{REDIS_PREFIX}:` and then holds the catalog's identity (a UUID its
+//! database drew when the schema was created; see [`Namespace`]). Two catalogs sharing a Redis
+//! and a prefix therefore never share a name, and a database created again starts in an empty
+//! namespace.
 //!
 //! A cluster runs a script or a multi-key command only when all its keys are in one slot, and
 //! a key's slot comes from its hash tag (the part between the first `{` and the next `}`) when
 //! it has one. Only the key groups that a script touches together carry a tag, each group its
 //! own, so that a catalog spreads over every shard instead of making one of them hot:
 //! - a cache entry and the generation of its stripe (the fill and invalidation scripts):
-//!   `{s<stripe>}`, one of 16,384 groups;
+//!   `{<catalog>:s<stripe>}`, one of 16,384 groups per catalog (the catalog is part of the tag
+//!   so that the same hotel of two catalogs does not land in the same slot);
 //! - the event stream and its round counter (the publish script): `{<catalog>}`.
 //!
 //! Persisted queries (`{prefix}:apq:...`, see `cache::persisted`) are not catalog data and
@@ -259,12 +260,12 @@ impl Namespace {
 
     /// A cache entry (`key`: `h:1`, `i:7`) in the group of its generation stripe.
     pub fn cache_entry(&self, stripe: usize, key: &str) -> String {
-        format!("{}:{}:{{s{stripe}}}:{key}", self.prefix, self.catalog)
+        format!("{}:{{{}:s{stripe}}}:{key}", self.prefix, self.catalog)
     }
 
     /// The generation counter of a stripe, in the same group as the stripe's entries.
     pub fn generation(&self, stripe: usize) -> String {
-        format!("{}:{}:{{s{stripe}}}:gen", self.prefix, self.catalog)
+        format!("{}:{{{}:s{stripe}}}:gen", self.prefix, self.catalog)
     }
 
     /// The invalidation channel.
@@ -323,8 +324,8 @@ mod tests {
     #[test]
     fn only_the_key_groups_of_scripts_share_a_hash_tag() {
         let names = Namespace::new("isg", "c0ffee");
-        assert_eq!(names.cache_entry(12, "h:1"), "isg:c0ffee:{s12}:h:1");
-        assert_eq!(names.generation(12), "isg:c0ffee:{s12}:gen");
+        assert_eq!(names.cache_entry(12, "h:1"), "isg:{c0ffee:s12}:h:1");
+        assert_eq!(names.generation(12), "isg:{c0ffee:s12}:gen");
         assert_eq!(names.invalidation_channel(), "isg:c0ffee:invalidate");
         assert_eq!(names.event_stream(), "isg:{c0ffee}:events");
         assert_eq!(names.event_round(), "isg:{c0ffee}:events:round");

@@ -15,9 +15,9 @@
 //! # Keys
 //! Named after the catalog's identity (see [`crate::redis_link`]), so that catalogs sharing a
 //! Redis never read each other's entries:
-//! - `{prefix}:{catalog}:{s<stripe>}:h:{hotel id}` / `...:i:{image id}`: JSON of the record,
-//!   or `null`; `{s<stripe>}` is the hash tag it shares with its stripe's generation.
-//! - `{prefix}:{catalog}:{s<stripe>}:gen`: a generation counter shared by the keys of one of
+//! - `{prefix}:{<catalog>:s<stripe>}:h:{hotel id}` / `...:i:{image id}`: JSON of the record,
+//!   or `null`; `{<catalog>:s<stripe>}` is the hash tag it shares with its stripe's generation.
+//! - `{prefix}:{<catalog>:s<stripe>}:gen`: a generation counter shared by the keys of one of
 //!   16,384 stripes (no TTL).
 //! - channel `{prefix}:{catalog}:invalidate`: space-separated keys (`h:1 i:7`), to every
 //!   replica's L1.

@@ -163,6 +163,21 @@ pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<
     apps
 }
 
+/// One more replica of `app`: its database, Redis and prefix, and object store (not seeded
+/// again), with a pool, caches and relay of its own.
+pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
+    let shared = Shared {
+        url: app.settings.database_url(),
+        db: app._db.clone(),
+        media: app._media.clone(),
+        redis_prefix: app.settings.redis_prefix.clone(),
+    };
+    let redis = app.settings.redis_url.clone();
+    launch(&shared, |s| s.redis_url = redis, std::future::pending())
+        .await
+        .0
+}
+
 /// The Redis every Redis test uses (CI exports it; a developer's machine has it here).
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL_FOR_TESTS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())

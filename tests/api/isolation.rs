@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::cache::{set_main, two_eligible_images};
 use crate::helpers::{
-    ScratchDatabase, StoppableApp, TestApp, redis_url, spawn_app_with, spawn_stoppable_app_with,
+    ScratchDatabase, StoppableApp, TestApp, redis_url, spawn_app_with, spawn_replica_of,
+    spawn_stoppable_app_with,
 };
 
 /// The hotels each check reads (a search page's worth).
@@ -94,12 +95,7 @@ async fn two_catalogs_sharing_one_redis_and_the_default_prefix_serve_only_their_
     assert_eq!(served(&x).await, x_truth, "X after Y");
     assert_eq!(served(&y).await, nothing, "Y after X");
     // Y's L1 holds its own records now; a fresh replica of Y reads Redis alone.
-    let y_replica = spawn_app_with(|s| {
-        on_default_prefix(s);
-        s.seed_demo = Some(false);
-        s.database_url = y.settings.database_url.clone();
-    })
-    .await;
+    let y_replica = spawn_replica_of(&y).await;
     assert_eq!(served(&y_replica).await, nothing, "a new replica of Y");
 }
 
