@@ -163,7 +163,7 @@ pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<
     apps
 }
 
-/// One more replica of `app`: its database, Redis and prefix, and object store (not seeded
+/// One more replica of `app`: its settings, database, Redis and object store (not seeded
 /// again), with a pool, caches and relay of its own.
 pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
     let shared = Shared {
@@ -172,8 +172,8 @@ pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
         media: app._media.clone(),
         redis_prefix: app.settings.redis_prefix.clone(),
     };
-    let redis = app.settings.redis_url.clone();
-    launch(&shared, |s| s.redis_url = redis, std::future::pending())
+    let settings = app.settings.clone();
+    launch(&shared, |s| *s = settings, std::future::pending())
         .await
         .0
 }
