@@ -30,7 +30,10 @@
 //!
 //! The invalidation channel is a classic pub/sub channel: a cluster delivers a `PUBLISH` on any
 //! node to the subscribers of every node, so a subscriber listens on one node (a seed node,
-//! the next one when it fails).
+//! the next one when it fails). A node hands what is published on it to its own subscribers
+//! before it answers, but to the other nodes' later: so what must arrive before the publisher
+//! goes on (an invalidation, a subscription check's token) is published from every master
+//! ([`Connection::publish_from_every_node`]).
 
 use std::time::Duration;
 
@@ -45,7 +48,7 @@ use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResu
 pub enum Target {
     Server(Client),
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         /// One client per seed node, for the invalidation subscription.
         seeds: Vec<Client>,
     },
@@ -68,7 +71,7 @@ impl Target {
         };
         let seeds = seed_urls(scheme, rest)?;
         Ok(Self::Cluster {
-            client: ClusterClientBuilder::new(seeds.clone()).build()?,
+            client: Box::new(ClusterClientBuilder::new(seeds.clone()).build()?),
             seeds: seeds
                 .iter()
                 .map(|seed| Client::open(seed.as_str()))

@@ -18,7 +18,7 @@ use redis::{Client, Script};
 use super::{CacheKey, Record};
 use crate::redis_link::{Connection, Namespace, STRIPES, Target};
 
-/// Most keys per fill or invalidation script call on one server.
+/// Most keys per fill or invalidation script call on one server, and per invalidation message.
 const SCRIPT_CHUNK: usize = 1_000;
 
 /// Stores each entry whose stripe generation still has the value the reader saw.
@@ -37,14 +37,17 @@ end
 return stored
 ";
 
-/// Bumps the generations, deletes the entries, then tells every replica.
+/// Bumps the generations, deletes the entries, then tells every replica (unless the channel
+/// is empty: on a cluster the caller publishes, see [`Shared::invalidate`]).
 /// KEYS: entry, generation, ...; ARGV: channel, message.
 const INVALIDATE: &str = r"
 for i = 1, #KEYS, 2 do
   redis.call('INCR', KEYS[i + 1])
   redis.call('DEL', KEYS[i])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+if ARGV[1] ~= '' then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
 return 1
 ";
 
@@ -224,7 +227,17 @@ impl Shared {
     }
 
     /// Bumps the generations of `keys`, deletes them and publishes them to every replica.
+    ///
+    /// On one server the script publishes, and Redis hands the message to every subscriber
+    /// before it answers: when this returns, every replica has it on the wire, so a change is
+    /// seen in the very next request anywhere. On a cluster a `PUBLISH` on one node reaches
+    /// the subscribers of the others later, over the cluster bus, and could lose that race
+    /// against the writer's answer; so there the keys are published afterwards from every
+    /// master (one round trip), each of which hands them to its own subscribers before
+    /// answering, wherever a replica listens.
     pub(crate) async fn invalidate(&self, keys: &[CacheKey]) -> SharedResult<()> {
+        let cluster = self.target.is_cluster();
+        let channel = if cluster { "" } else { self.channel.as_str() };
         let calls = self
             .script_groups(keys.to_vec(), |key| *key)
             .into_iter()
@@ -235,13 +248,20 @@ impl Shared {
                         .key(self.entry_key(*key))
                         .key(self.generation_key(*key));
                 }
-                invocation
-                    .arg(self.channel.as_str())
-                    .arg(super::message(&group));
+                invocation.arg(channel).arg(super::message(&group));
                 invocation
             })
             .collect();
-        self.invoke_all(calls).await
+        self.invoke_all(calls).await?;
+        if cluster {
+            for chunk in keys.chunks(SCRIPT_CHUNK) {
+                let mut connection = self.connection.clone();
+                let message = super::message(chunk);
+                self.bounded(connection.publish_from_every_node(&self.channel, &message))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes `message` on the invalidation channel over a new connection of its own, so
