@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::cache::Cache;
 use crate::cache::persisted::{ApqBudget, PersistedQueries};
 use crate::config::Settings;
+use crate::domain::catalog::CatalogId;
 use crate::domain::curation::Rules;
 use crate::domain::media::Cdn;
 use crate::graphql::documents::Documents;
@@ -28,6 +29,7 @@ use crate::http::lifecycle::Draining;
 use crate::http::scan::ScanLimits;
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, Protection, router};
+use crate::redis_link::{Namespace, Target};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::service::freshness::{self, Freshness, Replaying};
@@ -54,6 +56,8 @@ const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The database and the services built on it: what every command needs.
 pub struct Core {
     pub db: DatabaseConnection,
+    /// The catalog's identity, which names everything kept in Redis.
+    pub catalog_id: CatalogId,
     pub store: Store,
     /// The read cache (also reached through `catalog`), told of every committed change.
     pub cache: Cache,
@@ -84,14 +88,24 @@ impl Core {
         });
     }
 
-    /// Connects and migrates, with a cache of its own.
+    /// Connects and migrates, with a cache of its own (named after the catalog's identity).
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let cache = Cache::start(&settings.cache()).context("invalid cache settings")?;
-        Self::open_with_cache(settings, cache).await
+        let (db, statements, catalog_id) = Self::migrated(settings).await?;
+        let cache =
+            Cache::start(&settings.cache(), catalog_id).context("invalid cache settings")?;
+        Ok(Self::assemble(settings, db, statements, catalog_id, cache))
     }
 
     /// Connects and migrates, sharing `cache` (a second handle on a running app's data).
     pub async fn open_with_cache(settings: &Settings, cache: Cache) -> anyhow::Result<Self> {
+        let (db, statements, catalog_id) = Self::migrated(settings).await?;
+        Ok(Self::assemble(settings, db, statements, catalog_id, cache))
+    }
+
+    /// The pool on the migrated database, and the catalog's identity.
+    async fn migrated(
+        settings: &Settings,
+    ) -> anyhow::Result<(DatabaseConnection, StatementCounter, CatalogId)> {
         let (db, statements) = connect(
             &settings.database_url(),
             settings.database_max_connections,
@@ -102,20 +116,39 @@ impl Core {
         crate::store::connect::migrate(&db, &settings.database_url())
             .await
             .context("cannot migrate the database")?;
+        let catalog_id = crate::store::identity::catalog_id(&db)
+            .await
+            .context("cannot read the catalog's identity")?;
+        Ok((db, statements, catalog_id))
+    }
+
+    fn assemble(
+        settings: &Settings,
+        db: DatabaseConnection,
+        statements: StatementCounter,
+        catalog_id: CatalogId,
+        cache: Cache,
+    ) -> Self {
         let store = Store::new(db.clone());
         let freshness = Freshness::new(cache.clone(), Arc::new(Notify::new()));
         let writer = Writer::new(store.clone(), curation_rules(settings), freshness.clone());
-        Ok(Self {
+        Self {
             catalog: Catalog::new(store.clone(), cache.clone()),
             curator: Curator::new(writer.clone()),
             ingestor: Ingestor::new(writer.clone()),
             cache,
             store,
             db,
+            catalog_id,
             statements,
             freshness,
             writer,
-        })
+        }
+    }
+
+    /// The names of this catalog's things in Redis under `settings`' prefix.
+    pub fn redis_names(&self, settings: &Settings) -> Namespace {
+        Namespace::new(&settings.redis_prefix, self.catalog_id)
     }
 }
 
@@ -204,14 +237,17 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     .context("invalid JWT_PUBLIC_KEY")
 }
 
-/// The event sink for `settings`: the Redis stream when `REDIS_URL` is set, else the
-/// in-process bus (returned too, for in-process subscribers).
-pub fn event_sink(settings: &Settings) -> anyhow::Result<(Arc<dyn EventSink>, Option<EventBus>)> {
-    match &settings.redis_url {
-        Some(url) => {
+/// The event sink for `settings`: the Redis stream of catalog `names` when `REDIS_URL` is
+/// set, else the in-process bus (returned too, for in-process subscribers).
+pub fn event_sink(
+    settings: &Settings,
+    names: &Namespace,
+) -> anyhow::Result<(Arc<dyn EventSink>, Option<EventBus>)> {
+    match redis_target(settings)? {
+        Some(target) => {
             let stream = RedisStream::new(
-                url.expose(),
-                &settings.redis_prefix,
+                &target,
+                names,
                 settings.outbox_stream_maxlen,
                 Duration::from_millis(settings.outbox_publish_timeout_ms),
             )
@@ -223,6 +259,16 @@ pub fn event_sink(settings: &Settings) -> anyhow::Result<(Arc<dyn EventSink>, Op
             Ok((Arc::new(bus.clone()), Some(bus)))
         }
     }
+}
+
+/// The Redis `REDIS_URL` names (one server or a cluster), if any.
+fn redis_target(settings: &Settings) -> anyhow::Result<Option<Target>> {
+    settings
+        .redis_url
+        .as_ref()
+        .map(|url| Target::parse(url.expose()))
+        .transpose()
+        .context("invalid REDIS_URL")
 }
 
 /// The outbox relay of this replica (unless `OUTBOX_RELAY=off`), on a pool of its own (one
@@ -332,7 +378,15 @@ impl Application {
         let metrics = Metrics::new();
         metrics.label_only_operations(crate::http::known::operation_names());
         core.report_to(&metrics);
-        let (sink, events) = event_sink(settings)?;
+        let names = core.redis_names(settings);
+        if settings.redis_url.is_some() {
+            tracing::info!(
+                catalog = %core.catalog_id,
+                event_stream = %names.event_stream(),
+                "catalog identity: Redis keys, channel and stream are named after it"
+            );
+        }
+        let (sink, events) = event_sink(settings, &names)?;
         let relay = outbox_relay(settings, &core, sink, &metrics).await?;
         if !core.cache.settle(CACHE_SETTLE).await {
             tracing::warn!("Redis is not reachable yet: serving from the database until it is");
@@ -375,7 +429,7 @@ impl Application {
             metrics,
             draining: Draining::default(),
             persisted: PersistedQueries::new(
-                settings.redis_url.as_ref().map(|url| url.expose()),
+                redis_target(settings)?.as_ref(),
                 &settings.redis_prefix,
                 Duration::from_secs(settings.apq_ttl_secs),
                 Duration::from_millis(settings.redis_timeout_ms),

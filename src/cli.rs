@@ -1,5 +1,5 @@
-//! The commands: `serve` (default), `migrate`, `seed`, `recompute`, `import`, `export-schema`,
-//! `token`, `warmup`.
+//! The commands: `serve` (default), `migrate`, `new-catalog-identity`, `seed`, `recompute`,
+//! `import`, `export-schema`, `token`, `warmup`.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::Migrate => {
-            Core::open(&settings).await?;
+            let core = Core::open(&settings).await?;
             tracing::info!("migrations applied");
+            print_identity(&settings, &core);
+            Ok(())
+        }
+        Command::NewCatalogIdentity => {
+            let mut core = Core::open(&settings).await?;
+            core.catalog_id = crate::store::identity::renew_catalog_id(&core.db)
+                .await
+                .context("cannot renew the catalog's identity")?;
+            print_identity(&settings, &core);
             Ok(())
         }
         Command::Seed(args) => seed(&settings.for_batch_job(), &args).await,
@@ -67,6 +76,15 @@ pub async fn warmup(
     let cdn = media(settings)?.cdn;
     let core = Core::open(settings).await?;
     crate::warmup::warm(&core.catalog, &cdn, &plan, bar).await
+}
+
+/// The catalog's identity and the name of its event stream (consumers read it).
+fn print_identity(settings: &Settings, core: &Core) {
+    println!(
+        "catalog {}; event stream {}",
+        core.catalog_id,
+        core.redis_names(settings).event_stream()
+    );
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -32,8 +32,11 @@ pub struct Cli {
 pub enum Command {
     /// Migrate, then serve the subgraph (the default).
     Serve,
-    /// Apply pending migrations and exit.
+    /// Apply pending migrations and exit (prints the catalog's identity and event stream).
     Migrate,
+    /// Give the catalog a new identity, after restoring its database from a backup, so that no
+    /// replica reads what Redis holds of the newer state. Stop every replica first.
+    NewCatalogIdentity,
     /// Generate a catalog of `--hotels` hotels (IDs 1..N) into an empty database.
     Seed(SeedArgs),
     /// Recompute the curation of every hotel (after a rule change).
@@ -195,12 +198,15 @@ pub struct Settings {
     )]
     pub database_statement_timeout_ms: u64,
 
-    /// Redis URL for the shared cache and invalidation bus. Unset: in-process only.
+    /// Redis URL for the shared cache, invalidation bus, event stream and persisted queries:
+    /// `redis://` (or `rediss://`) for one server, `redis+cluster://host:port,host:port,...`
+    /// (or `rediss+cluster://`) for a Redis Cluster's seed nodes. Unset: in-process only.
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<Secret>,
 
-    /// Prefix of every Redis key, channel and stream this service uses, so that several
-    /// deployments (or test runs) can share one Redis.
+    /// Prefix of every Redis key, channel and stream this service uses (no `{` or `}`). The
+    /// catalog's identity follows it in every name of catalog data, so catalogs sharing one
+    /// Redis are kept apart even on the same prefix.
     #[arg(long, env = "REDIS_PREFIX", default_value = "isg", global = true)]
     pub redis_prefix: String,
 
@@ -599,6 +605,7 @@ impl Settings {
         };
         let upload_partner = PartnerId::new(self.upload_partner_id)
             .context("UPLOAD_PARTNER_ID must be a positive partner ID")?;
+        crate::redis_link::check_prefix(&self.redis_prefix).map_err(anyhow::Error::msg)?;
         Ok(Checked {
             image_sizes,
             imgproxy,

@@ -17,6 +17,8 @@
 //! - [`warmup`]: the `warmup` command: the CDN URLs of hotels' images requested ahead of traffic.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
 //! - [`secret`]: settings that must never be printed; any layer may hold one.
+//! - [`redis_link`]: reaching Redis (one server or a cluster) and naming what is kept there;
+//!   any layer may use it.
 
 pub mod app;
 pub mod cache;
@@ -26,6 +28,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod import;
+pub mod redis_link;
 pub mod secret;
 pub mod seed;
 pub mod service;

@@ -13,10 +13,14 @@
 //! comes from invalidation.
 //!
 //! # Keys
-//! - `{prefix}:h:{hotel id}` / `{prefix}:i:{image id}`: JSON of the record, or `null`.
-//! - `{prefix}:gen:{stripe}`: a generation counter shared by the keys of one of 16,384 stripes
-//!   (no TTL).
-//! - channel `{prefix}:invalidate`: space-separated keys (`h:1 i:7`), to every replica's L1.
+//! Named after the catalog's identity (see [`crate::redis_link`]), so that catalogs sharing a
+//! Redis never read each other's entries:
+//! - `{prefix}:{<catalog>:s<stripe>}:h:{hotel id}` / `...:i:{image id}`: JSON of the record,
+//!   or `null`; `{<catalog>:s<stripe>}` is the hash tag it shares with its stripe's generation.
+//! - `{prefix}:{<catalog>:s<stripe>}:gen`: a generation counter shared by the keys of one of
+//!   16,384 stripes (no TTL).
+//! - channel `{prefix}:{catalog}:invalidate`: space-separated keys (`h:1 i:7`), to every
+//!   replica's L1.
 //!
 //! # Invalidation, and why a slow reader cannot write old data back
 //! After a change commits, the service calls [`Cache::invalidate`] with the hotels whose
@@ -72,8 +76,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
-use crate::domain::catalog::{HotelId, ImageId};
+use crate::domain::catalog::{CatalogId, HotelId, ImageId};
 use crate::domain::curation::HotelRecord;
+use crate::redis_link::{Namespace, Target};
 use crate::secret::Secret;
 use crate::store::ImageRecord;
 use local::Local;
@@ -150,9 +155,10 @@ pub struct CacheSettings {
     pub local_entries: u64,
     /// Time to live of entries in both levels (plus up to 10% jitter).
     pub ttl: Duration,
-    /// Redis URL (it may carry a password); `None` is the embedded default (L1 only).
+    /// Redis URL (it may carry a password; one server or a cluster); `None` is the embedded
+    /// default (L1 only).
     pub redis_url: Option<Secret>,
-    /// Prefix of every key and channel.
+    /// Prefix of every key and channel (the catalog's identity follows it).
     pub redis_prefix: String,
     /// Budget of one Redis call.
     pub redis_timeout: Duration,
@@ -259,11 +265,11 @@ impl Cache {
     /// Builds the cache; with Redis, starts the subscriber and the prober (they stop when the
     /// last clone of the cache is dropped). Redis being down is not an error: the cache
     /// starts degraded and recovers when Redis comes.
-    pub fn start(settings: &CacheSettings) -> anyhow::Result<Self> {
+    pub fn start(settings: &CacheSettings, catalog: CatalogId) -> anyhow::Result<Self> {
         let shared = match &settings.redis_url {
             Some(url) => Some(Shared::new(
-                url.expose(),
-                &settings.redis_prefix,
+                Target::parse(url.expose())?,
+                Namespace::new(&settings.redis_prefix, catalog),
                 settings.ttl,
                 settings.redis_timeout,
             )?),
@@ -616,7 +622,9 @@ impl Inner {
     }
 
     /// Whether the subscription delivers: a token of this cache, published on a connection of
-    /// its own (not behind a slow call), comes back through it within [`ECHO_DEADLINE`].
+    /// its own (not behind a slow call), comes back through it within [`ECHO_DEADLINE`]. On a
+    /// cluster every master publishes the token and every copy must come back: a node forwards
+    /// what it publishes in order, but nodes do not wait for each other.
     async fn subscription_answers(&self) -> bool {
         let Some(shared) = &self.shared else {
             return true;
@@ -631,12 +639,15 @@ impl Inner {
         );
         let mut echoes = self.echoes.subscribe();
         let deadline = tokio::time::Instant::now() + ECHO_DEADLINE;
-        if shared.publish_alone(&token, ECHO_DEADLINE).await.is_err() {
+        let Ok(mut copies) = shared.publish_alone(&token, ECHO_DEADLINE).await else {
             return false;
-        }
+        };
         loop {
+            if copies == 0 {
+                return true;
+            }
             match tokio::time::timeout_at(deadline, echoes.recv()).await {
-                Ok(Ok(echo)) if echo == token => return true,
+                Ok(Ok(echo)) if echo == token => copies -= 1,
                 Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return false,
             }
@@ -721,17 +732,20 @@ async fn probe(cache: std::sync::Weak<Inner>) {
     }
 }
 
-/// Keeps the invalidation subscription up and applies what arrives to L1.
+/// Keeps the invalidation subscription up and applies what arrives to L1. On a cluster it
+/// listens on one seed node (every node hears every `PUBLISH`), the next one after a failure.
 async fn subscribe(cache: std::sync::Weak<Inner>) {
-    loop {
+    for attempt in 0_usize.. {
         let Some(inner) = cache.upgrade() else {
             return;
         };
         let Some(shared) = &inner.shared else {
             return;
         };
+        let nodes = shared.subscription_nodes();
+        let node = &nodes[attempt % nodes.len()];
         let connect = async {
-            let mut pubsub = shared.client().get_async_pubsub().await?;
+            let mut pubsub = node.get_async_pubsub().await?;
             pubsub.subscribe(shared.channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

@@ -6,34 +6,28 @@
 //! content-addressed (a hash names one text forever), so nothing is ever invalidated. Redis
 //! failures are not errors: an unknown hash makes the client send the full query again.
 //!
+//! These names carry no catalog identity, unlike the cache's: a query text is not catalog
+//! data (each request is validated against the schema of the replica that runs it), so
+//! catalogs sharing a prefix may share the texts too.
+//!
 //! Anyone may register, so what registrations may hold is bounded in bytes, not entries: in
 //! process by a weighed cache ([`ApqBudget::local_bytes`]); in Redis by a counter of the bytes
-//! registered per TTL window (`{prefix}:apq-bytes:{window}`), checked and raised in the same
-//! script that stores the text. A text lives one TTL, so at any moment only the texts of the
-//! current and the previous window are alive: at most twice [`ApqBudget::shared_bytes`].
-//! Past the budget a text is kept in process only. (The HTTP layer registers a text only
-//! once its request passed the limits and validation.)
+//! registered per TTL window (`{prefix}:apq-bytes:{window}`), raised (`INCRBY`) before the
+//! text is stored and lowered again when that passed the budget. A text lives one TTL, so at
+//! any moment only the texts of the current and the previous window are alive: at most twice
+//! [`ApqBudget::shared_bytes`]. Past the budget a text is kept in process only. (The HTTP
+//! layer registers a text only once its request passed the limits and validation.)
+//!
+//! Every command names one key, so the texts spread over every shard of a Redis Cluster (a
+//! script taking the text and the counter would need them in one slot, and so every text
+//! in the counter's). Registrations are rare (once per client and query), so the few round
+//! trips cost nothing that matters; two replicas registering one text at once both count it,
+//! which only errs on the safe side.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-/// Stores a text unless the window's byte budget is spent; 1 when the text is stored (or was
-/// already), 0 when refused.
-/// KEYS[1]: the text's key; KEYS[2]: the bytes registered in this window.
-/// ARGV[1]: the text; ARGV[2]: its TTL in seconds; ARGV[3]: the window's budget in bytes.
-const REGISTER: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-local size = string.len(ARGV[1])
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if used + size > tonumber(ARGV[3]) then return 0 end
-redis.call('INCRBY', KEYS[2], size)
-redis.call('EXPIRE', KEYS[2], 2 * tonumber(ARGV[2]))
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-";
+use crate::redis_link::{Connection, Target};
 
 /// How many bytes of query texts may be kept.
 #[derive(Debug, Clone, Copy)]
@@ -52,39 +46,30 @@ pub struct PersistedQueries {
 
 #[derive(Clone)]
 struct Shared {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     ttl: Duration,
     timeout: Duration,
     budget: u64,
-    register: Arc<Script>,
 }
 
 impl PersistedQueries {
-    /// Texts kept `ttl`; in Redis too when `redis_url` is set (not connected until used).
+    /// Texts kept `ttl`; in Redis too when `redis` is set (not connected until used).
     pub fn new(
-        redis_url: Option<&str>,
+        redis: Option<&Target>,
         prefix: &str,
         ttl: Duration,
         timeout: Duration,
         budget: ApqBudget,
     ) -> anyhow::Result<Self> {
-        let shared = match redis_url {
-            Some(url) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1);
-                let client = redis::Client::open(url)?;
-                Some(Shared {
-                    connection: ConnectionManager::new_lazy_with_config(client, config)?,
-                    prefix: prefix.to_owned(),
-                    ttl,
-                    timeout,
-                    budget: budget.shared_bytes,
-                    register: Arc::new(Script::new(REGISTER)),
-                })
-            }
+        let shared = match redis {
+            Some(target) => Some(Shared {
+                connection: target.connect_lazily(timeout, 1)?,
+                prefix: prefix.to_owned(),
+                ttl,
+                timeout,
+                budget: budget.shared_bytes,
+            }),
             None => None,
         };
         Ok(Self {
@@ -136,24 +121,61 @@ impl PersistedQueries {
         let Some(shared) = &self.shared else {
             return;
         };
-        let mut connection = shared.connection.clone();
-        let ttl = shared.ttl.as_secs().max(1);
-        let window = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |now| now.as_secs() / ttl);
-        let mut invocation = shared.register.prepare_invoke();
-        invocation
-            .key(format!("{}:apq:{hash}", shared.prefix))
-            .key(format!("{}:apq-bytes:{window}", shared.prefix))
-            .arg(text)
-            .arg(ttl)
-            .arg(shared.budget);
-        let call = invocation.invoke_async::<i64>(&mut connection);
-        match tokio::time::timeout(shared.timeout, call).await {
-            Ok(Ok(1)) => {}
-            Ok(Ok(_)) => tracing::debug!("persisted query not shared: the Redis budget is spent"),
+        match tokio::time::timeout(shared.timeout, shared.register(hash, text)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::debug!("persisted query not shared: the Redis budget is spent");
+            }
             Ok(Err(error)) => tracing::warn!(error = %error, "persisted query not shared"),
             Err(_) => tracing::warn!("persisted query not shared: Redis timed out"),
         }
+    }
+}
+
+impl Shared {
+    /// Stores `text` under `hash` unless this window's byte budget is spent; true when it is
+    /// stored (or was already).
+    async fn register(&self, hash: &str, text: &str) -> redis::RedisResult<bool> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}:apq:{hash}", self.prefix);
+        let known: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await?;
+        if known {
+            return Ok(true);
+        }
+        let ttl = self.ttl.as_secs().max(1);
+        let window = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.as_secs() / ttl);
+        let counter = format!("{}:apq-bytes:{window}", self.prefix);
+        let size = text.len() as u64;
+        let (used,): (u64,) = redis::pipe()
+            .cmd("INCRBY")
+            .arg(&counter)
+            .arg(size)
+            .cmd("EXPIRE")
+            .arg(&counter)
+            .arg(2 * ttl)
+            .ignore()
+            .query_async(&mut connection)
+            .await?;
+        if used > self.budget {
+            let _: i64 = redis::cmd("DECRBY")
+                .arg(&counter)
+                .arg(size)
+                .query_async(&mut connection)
+                .await?;
+            return Ok(false);
+        }
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(text)
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut connection)
+            .await?;
+        Ok(true)
     }
 }

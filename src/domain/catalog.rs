@@ -1,8 +1,30 @@
 //! The catalog's vocabulary as validated types: IDs, image categories, partner kinds, statuses
 //! and tag origins. Every enum has one stable text form, used in the database and in events.
+//! And the identity of the catalog itself ([`CatalogId`]).
 
 use std::fmt;
 use std::str::FromStr;
+
+/// The identity of a catalog (one database): a random UUID its database drew when the schema
+/// was created. What the service keeps in a shared Redis is named after it, so that catalogs
+/// sharing a Redis, or a database created again behind a warm one, never read each other's
+/// entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CatalogId(uuid::Uuid);
+
+impl CatalogId {
+    /// A UUID with or without dashes, as the database stored it.
+    pub fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(text.trim()).ok().map(Self)
+    }
+}
+
+/// 32 lower-case hex digits (no dashes): the form used in Redis names.
+impl fmt::Display for CatalogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.simple())
+    }
+}
 
 /// A text form did not name any variant of an enum (or an ID was not a positive integer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

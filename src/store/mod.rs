@@ -21,10 +21,12 @@
 //! - [`outbox`]: the outbox: events appended by changes; the relay's lock, unpublished events,
 //!   marks, lag.
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
+//! - [`identity`]: the catalog's identity, which names everything kept in Redis.
 
 pub mod bulk;
 pub mod connect;
 pub mod curation;
+pub mod identity;
 pub mod ingest;
 pub mod journal;
 pub mod manage;

@@ -13,7 +13,9 @@
 //! the stream while the outbox has those events marked published. So every batch is published
 //! as a numbered *round*: the relay's count of published batches (`outbox_relay.turns`, which
 //! commits with the marks) plus one, and Redis keeps, atomically with the entries, the number
-//! of the last round it took (`{prefix}:events:round`). A batch is appended only if Redis
+//! of the last round it took (`{prefix}:{catalog}:events:round`, beside the stream
+//! `{prefix}:{catalog}:events`; both carry the hash tag `{catalog}`, so that the script that
+//! takes them both runs on a Redis Cluster, see [`crate::redis_link`]). A batch is appended only if Redis
 //! still holds every round the outbox counts as published; otherwise nothing is appended and
 //! the sink answers [`SinkError::StreamLost`] with the last entry the stream still holds, and
 //! the relay takes back (unmarks) what was published after it and publishes it again.
@@ -25,9 +27,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::outbox::RelayedEvent;
+use crate::redis_link::{Connection, Namespace, Target};
 
 /// Why a batch was not published. The relay logs it, backs off and tries again.
 #[derive(Debug, thiserror::Error)]
@@ -87,17 +89,6 @@ impl<S: EventSink + ?Sized> EventSink for Arc<S> {
     }
 }
 
-/// The stream events are appended to: `{prefix}:events`.
-pub fn stream_key(prefix: &str) -> String {
-    format!("{prefix}:events")
-}
-
-/// The number of the last round the stream took: `{prefix}:events:round` (no TTL; it must
-/// never be evicted, see the README).
-pub fn round_key(prefix: &str) -> String {
-    format!("{prefix}:events:round")
-}
-
 /// Appends a round's entries if the stream holds every earlier round; else appends nothing
 /// and answers the `seq` of the stream's last entry.
 /// KEYS: stream, round key. ARGV: rounds published before this one, this round, the
@@ -143,7 +134,7 @@ return 1
 /// trip, and in the stream entirely or not at all, together with its round number.
 #[derive(Clone)]
 pub struct RedisStream {
-    connection: ConnectionManager,
+    connection: Connection,
     key: String,
     round_key: String,
     max_len: u64,
@@ -153,26 +144,20 @@ pub struct RedisStream {
 }
 
 impl RedisStream {
-    /// A sink on `url`'s stream `{prefix}:events`, trimmed to about `max_len` entries. Connects
-    /// lazily (start-up does not wait for Redis, nor fail without it) and reconnects by itself;
-    /// each batch must be answered within `timeout`.
+    /// A sink on the stream of `names` (`{prefix}:{catalog}:events`), trimmed to about
+    /// `max_len` entries. Connects lazily (start-up does not wait for Redis, nor fail without
+    /// it) and reconnects by itself; each batch must be answered within `timeout`. The relay
+    /// retries whole batches with its own backoff: one reconnection attempt per call is enough.
     pub fn new(
-        url: &str,
-        prefix: &str,
+        target: &Target,
+        names: &Namespace,
         max_len: u64,
         timeout: Duration,
     ) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // The relay retries whole batches with its own backoff: one reconnection attempt
-            // per call is enough.
-            .set_number_of_retries(1);
         Ok(Self {
-            connection: ConnectionManager::new_lazy_with_config(client, config)?,
-            key: stream_key(prefix),
-            round_key: round_key(prefix),
+            connection: target.connect_lazily(timeout, 1)?,
+            key: names.event_stream(),
+            round_key: names.event_round(),
             max_len,
             timeout,
             publish: Script::new(PUBLISH),

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use images_subgraph::domain::upload::samples;
-use images_subgraph::store::stream::stream_key;
 use reqwest::multipart::{Form, Part};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
@@ -491,14 +490,14 @@ struct Entry {
     seq: i64,
 }
 
-async fn stream(prefix: &str) -> Vec<Entry> {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut connection = client
-        .get_multiplexed_async_connection()
+async fn stream(app: &TestApp) -> Vec<Entry> {
+    let mut connection = images_subgraph::redis_link::Target::parse(&redis_url())
+        .unwrap()
+        .connect_now(Duration::from_secs(5))
         .await
         .expect("Redis is up");
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream_key(prefix))
+        .arg(app.event_stream())
         .arg("-")
         .arg("+")
         .query_async(&mut connection)
@@ -617,7 +616,7 @@ async fn replicas_publish_every_event_to_the_stream_exactly_once_in_order_per_ag
     let rows = outbox(a).await;
     assert!(rows.len() > 60, "only {} events", rows.len());
     assert!(rows.iter().all(|r| r.published));
-    let entries = stream(&a.settings.redis_prefix).await;
+    let entries = stream(a).await;
     assert_eq!(entries.len(), rows.len(), "stream entries vs outbox rows");
     assert_stream_holds(&entries, &rows);
     let published = |text: &str| sample(text, "outbox_published_total").unwrap_or(0.0);
@@ -637,7 +636,7 @@ async fn events_published_but_never_marked_are_published_again() {
     every_change(&app, hotel.parse().unwrap()).await;
     until_published(&app).await;
     let rows = outbox(&app).await;
-    assert_stream_holds(&stream(&app.settings.redis_prefix).await, &rows);
+    assert_stream_holds(&stream(&app).await, &rows);
 
     // A relay that died after XADD and before its marks committed leaves exactly this: the
     // events in the stream, the rows unmarked.
@@ -653,7 +652,7 @@ async fn events_published_but_never_marked_are_published_again() {
         .unwrap();
     until_published(&app).await;
 
-    let entries = stream(&app.settings.redis_prefix).await;
+    let entries = stream(&app).await;
     assert_eq!(entries.len(), rows.len() + crashed.len());
     let mut count = HashMap::<&str, usize>::new();
     for entry in &entries {
@@ -809,7 +808,7 @@ async fn metrics_show_the_lag_growing_while_the_stream_is_unreachable_and_zero_a
                 sample(&text, "outbox_published_total"),
                 Some(rows.len() as f64)
             );
-            assert_stream_holds(&stream(&app.settings.redis_prefix).await, &rows);
+            assert_stream_holds(&stream(&app).await, &rows);
             break;
         }
         assert!(Instant::now() < deadline, "lag stays {}", lag(&text));

@@ -232,18 +232,18 @@ fn redis_connection_url() -> String {
         .unwrap_or_else(|_| redis_url())
 }
 
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_connection_url())
+async fn redis() -> images_subgraph::redis_link::Connection {
+    images_subgraph::redis_link::Target::parse(&redis_connection_url())
         .expect("Redis URL")
-        .get_multiplexed_async_connection()
+        .connect_now(Duration::from_secs(5))
         .await
         .expect("Redis is up")
 }
 
 /// The keys of the app's event stream (the stream and whatever the relay keeps beside it).
-async fn event_keys(prefix: &str) -> Vec<String> {
+async fn event_keys(stream: &str) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:events*"))
+        .arg(format!("{stream}*"))
         .query_async(&mut redis().await)
         .await
         .expect("KEYS");
@@ -252,10 +252,10 @@ async fn event_keys(prefix: &str) -> Vec<String> {
 }
 
 /// What a Redis snapshot (RDB) of the event keys holds: each key and its `DUMP`.
-async fn snapshot(prefix: &str) -> Vec<(String, Vec<u8>)> {
+async fn snapshot(stream: &str) -> Vec<(String, Vec<u8>)> {
     let mut connection = redis().await;
     let mut dumped = Vec::new();
-    for key in event_keys(prefix).await {
+    for key in event_keys(stream).await {
         let bytes: Vec<u8> = redis::cmd("DUMP")
             .arg(&key)
             .query_async(&mut connection)
@@ -267,9 +267,9 @@ async fn snapshot(prefix: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Redis restarts with `snapshot` (empty: with no data at all).
-async fn restart_redis_with(prefix: &str, snapshot: &[(String, Vec<u8>)]) {
+async fn restart_redis_with(stream: &str, snapshot: &[(String, Vec<u8>)]) {
     let mut connection = redis().await;
-    for key in event_keys(prefix).await {
+    for key in event_keys(stream).await {
         let _: () = redis::cmd("DEL")
             .arg(key)
             .query_async(&mut connection)
@@ -289,9 +289,9 @@ async fn restart_redis_with(prefix: &str, snapshot: &[(String, Vec<u8>)]) {
 }
 
 /// Event IDs in the stream, in stream order.
-async fn streamed_ids(prefix: &str) -> Vec<String> {
+async fn streamed_ids(stream: &str) -> Vec<String> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{prefix}:events"))
+        .arg(stream)
         .arg("-")
         .arg("+")
         .query_async(&mut redis().await)
@@ -336,7 +336,7 @@ async fn until_published(app: &TestApp) {
 
 /// Outbox events the stream does not hold.
 async fn missing_from_stream(app: &TestApp) -> Vec<String> {
-    let streamed: std::collections::HashSet<String> = streamed_ids(&app.settings.redis_prefix)
+    let streamed: std::collections::HashSet<String> = streamed_ids(&app.event_stream())
         .await
         .into_iter()
         .collect();
@@ -396,13 +396,13 @@ async fn events_a_redis_restart_lost_are_published_again() {
         s.outbox_poll_ms = 50;
     })
     .await;
-    let prefix = app.settings.redis_prefix.clone();
+    let stream = app.event_stream();
     for hotel in 1..=3 {
         change_main_image(&app, hotel, 1).await;
     }
     until_published(&app).await;
     until_streamed(&app, "before any fault").await;
-    let saved = snapshot(&prefix).await;
+    let saved = snapshot(&stream).await;
 
     // More events, then Redis restarts from the snapshot taken before them (RDB, or a replica
     // that lagged): the stream lost its tail, and the outbox has it marked published.
@@ -411,18 +411,18 @@ async fn events_a_redis_restart_lost_are_published_again() {
     }
     until_published(&app).await;
     let published = outbox_ids(&app).await.len();
-    restart_redis_with(&prefix, &saved).await;
+    restart_redis_with(&stream, &saved).await;
     assert!(!missing_from_stream(&app).await.is_empty());
     change_main_image(&app, 7, 1).await;
     until_published(&app).await;
     until_streamed(&app, "after a restart from an older snapshot").await;
 
     // Redis restarts with no data at all; no change follows.
-    restart_redis_with(&prefix, &[]).await;
+    restart_redis_with(&stream, &[]).await;
     until_streamed(&app, "after a restart with no data").await;
     eprintln!(
         "{published} events before the first restart; the stream now holds {} entries for {} events",
-        streamed_ids(&prefix).await.len(),
+        streamed_ids(&stream).await.len(),
         outbox_ids(&app).await.len()
     );
 }

@@ -83,6 +83,40 @@ impl ScratchDatabase {
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
     }
+
+    /// Drops the database and creates it again, empty, under the same URL (as an operator
+    /// re-creating a catalog would). Nothing may be connected to it any more.
+    pub async fn recreate(&self) {
+        match &self._db {
+            TestDatabase::Sqlite(dir) => {
+                for file in ["test.db", "test.db-wal", "test.db-shm"] {
+                    let _ = std::fs::remove_file(dir.path().join(file));
+                }
+            }
+            TestDatabase::Server => {
+                let server = std::env::var("TEST_DATABASE_URL").expect("a server database");
+                let name = url::Url::parse(&self.url).expect("a URL").path()[1..].to_owned();
+                let admin = Database::connect(&server)
+                    .await
+                    .expect("connect to the test server");
+                let force = if self.is_postgres() {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
+                for statement in [
+                    format!("DROP DATABASE {name}{force}"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    admin
+                        .execute_unprepared(&statement)
+                        .await
+                        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+                }
+                admin.close().await.ok();
+            }
+        }
+    }
 }
 
 /// The app with the demo catalog (500 hotels, IDs 1..=500).
@@ -129,9 +163,32 @@ pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<
     apps
 }
 
+/// One more replica of `app`: its settings, database, Redis and object store (not seeded
+/// again), with a pool, caches and relay of its own.
+pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
+    let shared = Shared {
+        url: app.settings.database_url(),
+        db: app._db.clone(),
+        media: app._media.clone(),
+        redis_prefix: app.settings.redis_prefix.clone(),
+    };
+    let settings = app.settings.clone();
+    launch(&shared, |s| *s = settings, std::future::pending())
+        .await
+        .0
+}
+
 /// The Redis every Redis test uses (CI exports it; a developer's machine has it here).
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL_FOR_TESTS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The local Redis Cluster the cluster tests use (`.ci/run` starts it: three masters on
+/// 127.0.0.1:7001..7003).
+pub fn redis_cluster_url() -> String {
+    std::env::var("TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".to_owned()
+    })
 }
 
 /// What replicas share.
@@ -253,6 +310,11 @@ impl Answer {
 }
 
 impl TestApp {
+    /// The name of the app's Redis event stream (it carries the catalog's identity).
+    pub fn event_stream(&self) -> String {
+        self.core.redis_names(&self.settings).event_stream()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -12,6 +12,7 @@ mod fuzz;
 mod helpers;
 mod http;
 mod ingest;
+mod isolation;
 mod kernel;
 mod mutations;
 mod observability;
