@@ -259,6 +259,17 @@ pub struct Settings {
     #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 20 * 1024 * 1024, global = true)]
     pub upload_max_bytes: usize,
 
+    /// Most pixels (width x height) an image may have; a larger one is refused from its
+    /// header, before it is decoded (a small file may claim a huge picture). Each side is
+    /// also at most 20,000 px.
+    #[arg(
+        long,
+        env = "IMAGE_MAX_PIXELS",
+        default_value_t = 50_000_000,
+        global = true
+    )]
+    pub image_max_pixels: u64,
+
     /// The HOTELIER partner uploads are credited to (created when missing).
     #[arg(long, env = "UPLOAD_PARTNER_ID", default_value_t = 4, global = true)]
     pub upload_partner_id: i64,
