@@ -22,9 +22,9 @@
 //!    allocation cap), so a header that lies cannot make it allocate more. A file that does
 //!    not decode (truncated, corrupt), or a PNG with bytes after its end (a PNG+HTML
 //!    polyglot), is [`Reason::DecodeError`].
-//! 4. It is shrunk once to a grayscale image of at most [`ANALYSIS_SIDE`] pixels on its long
-//!    side (area averaging); the perceptual hash and the statistics of the quality score are
-//!    both computed on that.
+//! 4. It is shrunk once, in one pass, to a grayscale image of at most [`ANALYSIS_SIDE`] pixels
+//!    on its long side (block means); the perceptual hash and the statistics of the quality
+//!    score are both computed on that.
 //!
 //! # Perceptual hash
 //!
@@ -400,22 +400,74 @@ fn check_end(bytes: &[u8], format: Format) -> Result<(), Refusal> {
     }
 }
 
-/// The image shrunk (never enlarged) to [`ANALYSIS_SIDE`] on its long side, in gray.
+/// The image in gray (Rec. 709 weights), shrunk (never enlarged) by the smallest whole
+/// factor that brings its long side to at most [`ANALYSIS_SIDE`], each pixel the mean of its
+/// block: one pass over the decoded pixels. (The library's `thumbnail` and `to_luma8` took
+/// 28 and 18 ms on a 1600x1067 picture, against 10 ms for decoding it.)
 fn analysis_image(decoded: &DynamicImage) -> image::GrayImage {
-    if decoded.width().max(decoded.height()) <= ANALYSIS_SIDE {
-        decoded.to_luma8()
-    } else {
-        decoded.thumbnail(ANALYSIS_SIDE, ANALYSIS_SIDE).to_luma8()
+    let factor = decoded
+        .width()
+        .max(decoded.height())
+        .div_ceil(ANALYSIS_SIDE)
+        .max(1);
+    let (width, height) = (decoded.width(), decoded.height());
+    match decoded {
+        DynamicImage::ImageRgb8(rgb) => shrink_to_gray(rgb.as_raw(), width, height, 3, factor),
+        DynamicImage::ImageRgba8(rgba) => shrink_to_gray(rgba.as_raw(), width, height, 4, factor),
+        DynamicImage::ImageLuma8(gray) => shrink_to_gray(gray.as_raw(), width, height, 1, factor),
+        DynamicImage::ImageLumaA8(gray) => shrink_to_gray(gray.as_raw(), width, height, 2, factor),
+        // 16-bit and float pictures are rare: converted first.
+        other => shrink_to_gray(other.to_rgb8().as_raw(), width, height, 3, factor),
     }
 }
 
+/// See [`analysis_image`]: `raw` holds `channels` bytes per pixel (gray first, or RGB first).
+fn shrink_to_gray(
+    raw: &[u8],
+    width: u32,
+    height: u32,
+    channels: usize,
+    factor: u32,
+) -> image::GrayImage {
+    let (w, h, f) = (width as usize, height as usize, factor as usize);
+    let (out_w, out_h) = (w.div_ceil(f), h.div_ceil(f));
+    let gray = |p: &[u8]| match p {
+        [r, g, b, ..] => (54 * u32::from(*r) + 183 * u32::from(*g) + 19 * u32::from(*b)) >> 8,
+        [l, ..] => u32::from(*l),
+        [] => 0,
+    };
+    let mut sums = vec![0u32; out_w * out_h];
+    for (y, row) in raw.chunks_exact(w * channels).take(h).enumerate() {
+        let out_row = &mut sums[(y / f) * out_w..][..out_w];
+        for (cell, block) in out_row.iter_mut().zip(row.chunks(f * channels)) {
+            *cell += block.chunks_exact(channels).map(gray).sum::<u32>();
+        }
+    }
+    // Blocks on the right and bottom edges may be narrower.
+    let side = |index: usize, length: usize| (length - index * f).min(f) as u32;
+    let pixels = sums
+        .iter()
+        .enumerate()
+        .map(|(i, sum)| {
+            let count = side(i % out_w, w) * side(i / out_w, h);
+            ((sum + count / 2) / count.max(1)) as u8
+        })
+        .collect();
+    image::GrayImage::from_raw(out_w as u32, out_h as u32, pixels)
+        .unwrap_or_else(|| image::GrayImage::new(1, 1))
+}
+
+/// The pHash of the module doc; the hasher (with its DCT tables) is built once.
 fn perceptual_hash(gray: &image::GrayImage) -> u64 {
-    let hash = HasherConfig::with_bytes_type::<[u8; 8]>()
-        .hash_size(8, 8)
-        .hash_alg(HashAlg::Median)
-        .preproc_dct()
-        .to_hasher()
-        .hash_image(gray);
+    static HASHER: std::sync::LazyLock<image_hasher::Hasher<[u8; 8]>> =
+        std::sync::LazyLock::new(|| {
+            HasherConfig::with_bytes_type::<[u8; 8]>()
+                .hash_size(8, 8)
+                .hash_alg(HashAlg::Median)
+                .preproc_dct()
+                .to_hasher()
+        });
+    let hash = HASHER.hash_image(gray);
     let mut bits = [0u8; 8];
     bits.copy_from_slice(hash.as_bytes());
     u64::from_be_bytes(bits)
@@ -581,6 +633,10 @@ mod tests {
             assert_eq!(m.sha256.len(), 64);
             assert!((0.0..=1.0).contains(&m.quality.score), "{format:?}");
         }
+        // Cameras and phones append data after a JPEG's end marker: still a whole JPEG.
+        let mut with_trailer = encode(&image, ImageFormat::Jpeg);
+        with_trailer.extend_from_slice(b"SEFT trailer of a phone");
+        assert_eq!(measured(&with_trailer).format, Format::Jpeg);
     }
 
     /// Bad files and the reason each gets.
@@ -682,9 +738,9 @@ mod tests {
             (
                 "scene 1",
                 png(&scene(800, 600, 1)),
-                0xad06_52ae_52ee_52ae_u64,
+                0xad06_52be_d2ae_52aa_u64,
             ),
-            ("scene 2", png(&scene(800, 600, 2)), 0xada6_52ae_d2aa_52aa),
+            ("scene 2", png(&scene(800, 600, 2)), 0xada6_52ae_52aa_d2aa),
             (
                 "checkerboard",
                 png(&checkerboard(800, 600, 50)),
