@@ -91,10 +91,12 @@ pub enum Reason {
     BlockedAddress,
     /// More redirects than allowed.
     TooManyRedirects,
+    /// The host could not be reached: no DNS answer, connection refused or reset.
+    NetworkError,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::TooLarge,
@@ -104,6 +106,7 @@ impl Reason {
         Reason::TooManyPixels,
         Reason::BlockedAddress,
         Reason::TooManyRedirects,
+        Reason::NetworkError,
     ];
 
     /// The stable code, as stored and reported.
@@ -118,6 +121,7 @@ impl Reason {
             Reason::TooManyPixels => "TOO_MANY_PIXELS",
             Reason::BlockedAddress => "BLOCKED_ADDRESS",
             Reason::TooManyRedirects => "TOO_MANY_REDIRECTS",
+            Reason::NetworkError => "NETWORK_ERROR",
         }
     }
 }
@@ -793,7 +797,8 @@ mod tests {
                 "DECODE_ERROR",
                 "TOO_MANY_PIXELS",
                 "BLOCKED_ADDRESS",
-                "TOO_MANY_REDIRECTS"
+                "TOO_MANY_REDIRECTS",
+                "NETWORK_ERROR"
             ]
         );
         for reason in Reason::ALL {
