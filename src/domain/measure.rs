@@ -416,35 +416,44 @@ fn analysis_image(decoded: &DynamicImage) -> image::GrayImage {
         .max(1);
     let (width, height) = (decoded.width(), decoded.height());
     match decoded {
-        DynamicImage::ImageRgb8(rgb) => shrink_to_gray(rgb.as_raw(), width, height, 3, factor),
-        DynamicImage::ImageRgba8(rgba) => shrink_to_gray(rgba.as_raw(), width, height, 4, factor),
-        DynamicImage::ImageLuma8(gray) => shrink_to_gray(gray.as_raw(), width, height, 1, factor),
-        DynamicImage::ImageLumaA8(gray) => shrink_to_gray(gray.as_raw(), width, height, 2, factor),
+        DynamicImage::ImageRgb8(rgb) => shrink_to_gray::<3>(rgb.as_raw(), width, height, factor),
+        DynamicImage::ImageRgba8(rgba) => shrink_to_gray::<4>(rgba.as_raw(), width, height, factor),
+        DynamicImage::ImageLuma8(gray) => shrink_to_gray::<1>(gray.as_raw(), width, height, factor),
+        DynamicImage::ImageLumaA8(gray) => {
+            shrink_to_gray::<2>(gray.as_raw(), width, height, factor)
+        }
         // 16-bit and float pictures are rare: converted first.
-        other => shrink_to_gray(other.to_rgb8().as_raw(), width, height, 3, factor),
+        other => shrink_to_gray::<3>(other.to_rgb8().as_raw(), width, height, factor),
     }
 }
 
-/// See [`analysis_image`]: `raw` holds `channels` bytes per pixel (gray first, or RGB first).
-fn shrink_to_gray(
+/// See [`analysis_image`]: `raw` holds `C` bytes per pixel (gray first, or RGB first). The
+/// channel count is a constant so that the inner loop is compiled for it.
+fn shrink_to_gray<const C: usize>(
     raw: &[u8],
     width: u32,
     height: u32,
-    channels: usize,
     factor: u32,
 ) -> image::GrayImage {
     let (w, h, f) = (width as usize, height as usize, factor as usize);
     let (out_w, out_h) = (w.div_ceil(f), h.div_ceil(f));
-    let gray = |p: &[u8]| match p {
-        [r, g, b, ..] => (54 * u32::from(*r) + 183 * u32::from(*g) + 19 * u32::from(*b)) >> 8,
-        [l, ..] => u32::from(*l),
-        [] => 0,
+    let gray = |p: &[u8]| -> u32 {
+        if C >= 3 {
+            (54 * u32::from(p[0]) + 183 * u32::from(p[1]) + 19 * u32::from(p[2])) >> 8
+        } else {
+            u32::from(p[0])
+        }
     };
     let mut sums = vec![0u32; out_w * out_h];
-    for (y, row) in raw.chunks_exact(w * channels).take(h).enumerate() {
+    // Each row is turned to gray first (a loop the compiler vectorizes), then summed by block.
+    let mut row_gray = vec![0u32; w];
+    for (y, row) in raw.chunks_exact(w * C).take(h).enumerate() {
+        for (g, p) in row_gray.iter_mut().zip(row.chunks_exact(C)) {
+            *g = gray(p);
+        }
         let out_row = &mut sums[(y / f) * out_w..][..out_w];
-        for (cell, block) in out_row.iter_mut().zip(row.chunks(f * channels)) {
-            *cell += block.chunks_exact(channels).map(gray).sum::<u32>();
+        for (cell, block) in out_row.iter_mut().zip(row_gray.chunks(f)) {
+            *cell += block.iter().sum::<u32>();
         }
     }
     // Blocks on the right and bottom edges may be narrower.
@@ -544,7 +553,7 @@ pub mod samples {
     /// A checkerboard of `square`-pixel squares in two mid-grays (nothing clipped).
     pub fn checkerboard(width: u32, height: u32, square: u32) -> RgbImage {
         RgbImage::from_fn(width, height, |x, y| {
-            if (x / square + y / square) % 2 == 0 {
+            if (x / square + y / square).is_multiple_of(2) {
                 Rgb([64, 64, 64])
             } else {
                 Rgb([192, 192, 192])
@@ -559,7 +568,7 @@ pub mod samples {
         RgbImage::from_fn(width, height, |x, y| {
             let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
             let wave = ((fx * (7.0 + s) + fy * 3.0).sin() * 0.5 + 0.5) * 120.0;
-            let block = if ((x / (40 + seed * 7)) + (y / 50)) % 3 == 0 {
+            let block = if ((x / (40 + seed * 7)) + (y / 50)).is_multiple_of(3) {
                 60.0
             } else {
                 0.0
