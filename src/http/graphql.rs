@@ -1,7 +1,9 @@
 //! `/graphql`: GraphQL over HTTP.
 //!
-//! - POST with a JSON body (one request, or an array: a batch) and GET with query parameters;
-//!   a mutation sent with GET is refused with 405, as the GraphQL-over-HTTP spec asks.
+//! - POST with a JSON body (one request, or an array: a batch) or a GraphQL multipart request
+//!   (uploads, read by [`super::multipart`] with a limit per part), and GET with query
+//!   parameters; a mutation sent with GET is refused with 405, as the GraphQL-over-HTTP spec
+//!   asks.
 //! - The answer is `application/json` unless the client accepts
 //!   `application/graphql-response+json`; with the latter, a request that failed before
 //!   execution (no `data`) is answered 400.

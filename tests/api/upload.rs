@@ -309,4 +309,24 @@ async fn multipart_operations_and_map_parts_get_the_json_body_limit() {
         );
         assert_eq!(answer.error_codes(), ["LIMIT_EXCEEDED"], "{part}");
     }
+
+    // At most 10 files in one request.
+    let small = json!({ "query": operations["query"], "variables": { "input": { "hotelId": "14", "file": null } } });
+    let mut form = Form::new()
+        .text("operations", small.to_string())
+        .text("map", map.to_string());
+    for i in 0..11 {
+        form = form.part(i.to_string(), Part::bytes(vec![0u8; 16]).file_name("a.png"));
+    }
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    let answer = crate::helpers::answer(response).await;
+    assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error_codes(), ["BAD_REQUEST"]);
 }
