@@ -20,6 +20,7 @@ use crate::cache::persisted::{ApqBudget, PersistedQueries};
 use crate::config::Settings;
 use crate::domain::catalog::CatalogId;
 use crate::domain::curation::Rules;
+use crate::domain::measure::MeasureLimits;
 use crate::domain::media::Cdn;
 use crate::graphql::documents::Documents;
 use crate::graphql::limits::DocumentLimits;
@@ -397,6 +398,10 @@ impl Application {
             core.writer.clone(),
             objects.clone(),
             settings.upload_max_bytes,
+            MeasureLimits {
+                max_pixels: settings.image_max_pixels,
+                ..MeasureLimits::default()
+            },
             settings.check()?.upload_partner,
         );
         let state = AppState {

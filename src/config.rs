@@ -316,6 +316,23 @@ pub struct Settings {
     #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 20 * 1024 * 1024, global = true)]
     pub upload_max_bytes: usize,
 
+    /// Most pixels (width x height) an image may have; a larger one is refused from its
+    /// header, before it is decoded (a small file may claim a huge picture). Each side is
+    /// also at most 20,000 px.
+    #[arg(
+        long,
+        env = "IMAGE_MAX_PIXELS",
+        default_value_t = 50_000_000,
+        global = true
+    )]
+    pub image_max_pixels: u64,
+
+    /// Host names, as written in partner URLs, that fetching may reach whatever they resolve
+    /// to (comma-separated). DANGEROUS: for tests and local setups only; every other host
+    /// must resolve to public addresses (see `src/fetch.rs`). Empty by default.
+    #[arg(long, env = "FETCH_ALLOW_HOSTS", value_delimiter = ',', global = true)]
+    pub fetch_allow_hosts: Vec<String>,
+
     /// The HOTELIER partner uploads are credited to (created when missing).
     #[arg(long, env = "UPLOAD_PARTNER_ID", default_value_t = 4, global = true)]
     pub upload_partner_id: i64,
@@ -688,6 +705,16 @@ impl Settings {
         }
     }
 
+    /// The limits of fetching partner images: the defaults, with `FETCH_ALLOW_HOSTS`, and
+    /// no body larger than an upload may be.
+    pub fn fetch_settings(&self) -> crate::fetch::FetchSettings {
+        crate::fetch::FetchSettings {
+            max_bytes: self.upload_max_bytes,
+            allow_hosts: self.fetch_allow_hosts.clone(),
+            ..crate::fetch::FetchSettings::default()
+        }
+    }
+
     pub fn serve_media_enabled(&self) -> bool {
         self.serve_media.unwrap_or(self.is_embedded())
     }
@@ -715,6 +742,17 @@ mod tests {
             checked.upload_partner.get(),
             settings(&[]).upload_partner_id
         );
+    }
+
+    #[test]
+    fn fetching_allows_no_host_unless_listed() {
+        assert!(settings(&[]).fetch_settings().allow_hosts.is_empty());
+        let listed = settings(&["--fetch-allow-hosts", "127.0.0.1,images.test"]);
+        assert_eq!(
+            listed.fetch_settings().allow_hosts,
+            ["127.0.0.1", "images.test"]
+        );
+        assert_eq!(listed.fetch_settings().max_bytes, listed.upload_max_bytes);
     }
 
     #[test]

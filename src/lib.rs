@@ -13,6 +13,8 @@
 //! - [`graphql`]: the schema, loaders, federation entities, error mapping.
 //! - [`http`]: axum routes, GraphQL over HTTP, health.
 //! - [`app`], [`config`], [`cli`], [`seed`]: the process: start-up, settings, commands, data.
+//! - [`fetch`]: the HTTP client for untrusted partner URLs (public addresses only, limits);
+//!   a store-level adapter like the object store, used by processing.
 //! - [`import`]: the bulk `import` command: partner feed files streamed through ingestion.
 //! - [`warmup`]: the `warmup` command: the CDN URLs of hotels' images requested ahead of traffic.
 //! - [`telemetry`]: log output and the metrics served at `/metrics`; any layer may record.
@@ -25,6 +27,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fetch;
 pub mod graphql;
 pub mod http;
 pub mod import;

@@ -19,15 +19,19 @@ pub struct Model {
     pub caption: Option<String>,
     /// Effective category (highest-confidence tag, manual first), kept in step with `image_tag`.
     pub category: String,
+    /// The tagging model's (or a partner's) score in 0..1; wins over `measured_quality`.
     pub quality_score: Option<f64>,
     /// Hex SHA-256 of the bytes, when known: curation keeps the better of two identical copies.
     pub content_sha256: Option<String>,
+    /// 64-bit perceptual hash of the pixels (stored as the signed reading of the bits).
     pub perceptual_hash: Option<i64>,
     /// `ACTIVE` or `INACTIVE` (everywhere).
     pub status: String,
     pub status_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Quality score in 0..1 measured from the pixels (resolution, sharpness, exposure).
+    pub measured_quality: Option<f64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -46,7 +46,7 @@ impl Default for Rules {
         Self {
             min_short_side: 300,
             gallery_size: 50,
-            phash_max_distance: 4,
+            phash_max_distance: super::measure::NEAR_DUPLICATE_DISTANCE,
         }
     }
 }
@@ -607,7 +607,7 @@ mod tests {
         let want = Rules {
             min_short_side: 300,
             gallery_size: 50,
-            phash_max_distance: 4,
+            phash_max_distance: 8,
         };
         assert_eq!(Rules::default(), want);
     }
@@ -781,13 +781,13 @@ mod tests {
                 vec![2],
             ),
             (
-                "phash distance 4 (within)",
-                vec![img(1).q(0.9).phash(0), img(2).q(0.4).phash(0b1111)],
+                "phash distance 8 (within)",
+                vec![img(1).q(0.9).phash(0), img(2).q(0.4).phash(0xFF)],
                 vec![1],
             ),
             (
-                "phash distance 5 (beyond)",
-                vec![img(1).q(0.9).phash(0), img(2).q(0.4).phash(0b1_1111)],
+                "phash distance 9 (beyond)",
+                vec![img(1).q(0.9).phash(0), img(2).q(0.4).phash(0x1FF)],
                 vec![1, 2],
             ),
             (
@@ -799,8 +799,8 @@ mod tests {
                 "greedy: a dropped image does not drop a third",
                 vec![
                     img(1).q(0.9).phash(0),
-                    img(2).q(0.8).phash(0xF),
-                    img(3).q(0.7).phash(0xFF),
+                    img(2).q(0.8).phash(0xFF),
+                    img(3).q(0.7).phash(0xFFFF),
                 ],
                 vec![1, 3],
             ),

@@ -4,13 +4,15 @@
 //! - [`catalog`]: the vocabulary (IDs, categories, partner kinds, statuses) as validated types.
 //! - [`curation`]: which images make a hotel's gallery and which one is its main image.
 //! - [`ingest`]: validating partner deliveries and deciding each one's import outcome.
+//! - [`measure`]: what an image's bytes are: format, dimensions, hashes, measured quality.
 //! - [`media`]: CDN URLs per image size and imgproxy-signed transformation URLs.
-//! - [`upload`]: what an uploaded file is: format, dimensions, content hash.
+//! - [`upload`]: what an uploaded file is: a measured image within the upload size limit.
 //! - [`url`]: canonical URLs and URL keys: one picture, one key, whatever its spelling.
 
 pub mod catalog;
 pub mod curation;
 pub mod ingest;
+pub mod measure;
 pub mod media;
 pub mod upload;
 pub mod url;

@@ -306,6 +306,15 @@ pub fn require_public(url: &str) -> Result<(), UrlError> {
     }
 }
 
+/// Whether `ip` is a public address: none of the ranges [`require_public`] refuses. The
+/// fetcher's resolver keeps only these.
+pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(ip) => is_public_v4(ip),
+        std::net::IpAddr::V6(ip) => is_public_v6(ip),
+    }
+}
+
 fn is_public_v4(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     let internal = a == 0

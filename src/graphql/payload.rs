@@ -35,6 +35,10 @@ pub enum UserErrorCode {
     ImageNotEligible,
     InvalidInput,
     TooManyItems,
+    NotAnImage,
+    UnsupportedFormat,
+    DecodeError,
+    TooManyPixels,
 }
 
 /// An expected failure: nothing was changed.

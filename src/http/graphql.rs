@@ -1,7 +1,9 @@
 //! `/graphql`: GraphQL over HTTP.
 //!
-//! - POST with a JSON body (one request, or an array: a batch) and GET with query parameters;
-//!   a mutation sent with GET is refused with 405, as the GraphQL-over-HTTP spec asks.
+//! - POST with a JSON body (one request, or an array: a batch) or a GraphQL multipart request
+//!   (uploads, read by [`super::multipart`] with a limit per part), and GET with query
+//!   parameters; a mutation sent with GET is refused with 405, as the GraphQL-over-HTTP spec
+//!   asks.
 //! - The answer is `application/json` unless the client accepts
 //!   `application/graphql-response+json`; with the latter, a request that failed before
 //!   execution (no `data`) is answered 400.
@@ -19,7 +21,7 @@
 
 use async_graphql::ParseRequestError;
 use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
+use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -29,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::admission::{admit, passed_validation};
 use super::auth::AuthError;
+use super::multipart::GraphQLBody;
 use super::refusal::{NO_STORE, error_response};
 use super::scan::scan;
 use super::{AppState, Protection};
@@ -46,11 +49,11 @@ pub async fn handle(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    request: Result<GraphQLBatchRequest, GraphQLRejection>,
+    request: Result<GraphQLBody, GraphQLRejection>,
 ) -> Response {
     let media_type = response_media_type(&headers);
     let mut batch = match request {
-        Ok(request) => request.into_inner(),
+        Ok(GraphQLBody(batch)) => batch,
         Err(rejection) => return unreadable(&state.metrics, &rejection.0, media_type),
     };
     let actor = match state.auth.actor(&headers) {

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod graphql;
 pub mod known;
 pub mod lifecycle;
+mod multipart;
 pub mod observe;
 mod refusal;
 pub mod scan;
@@ -42,7 +43,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::cache::persisted::PersistedQueries;
-use crate::domain::upload::UploadFormat;
+use crate::domain::measure::Format as UploadFormat;
 use crate::graphql::AppSchema;
 use crate::graphql::documents::Documents;
 use crate::secret::Secret;

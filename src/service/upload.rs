@@ -10,6 +10,7 @@ use super::write::{
     Caller, UserError, UserErrorCode, Writer, check_text, retrying, use_case_error,
 };
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
+use crate::domain::measure::{MeasureLimits, Reason};
 use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect};
 use crate::store::StoreError;
 use crate::store::manage::{self as writes, UploadRecord};
@@ -26,16 +27,25 @@ pub struct Uploader {
     objects: Objects,
     /// Largest accepted file.
     pub max_bytes: usize,
+    /// Largest accepted picture (pixels, side), checked before it is decoded.
+    limits: MeasureLimits,
     /// The HOTELIER partner uploads are credited to.
     partner: PartnerId,
 }
 
 impl Uploader {
-    pub fn new(writer: Writer, objects: Objects, max_bytes: usize, partner: PartnerId) -> Self {
+    pub fn new(
+        writer: Writer,
+        objects: Objects,
+        max_bytes: usize,
+        limits: MeasureLimits,
+        partner: PartnerId,
+    ) -> Self {
         Self {
             writer,
             objects,
             max_bytes,
+            limits,
             partner,
         }
     }
@@ -54,13 +64,15 @@ impl Uploader {
     ) -> Result<ImageId, UploadError> {
         caller.require(caller.actor.may_manage_hotel(hotel))?;
         check_text(caption, "caption")?;
-        let inspected = inspect(&bytes, self.max_bytes).map_err(|error| {
-            let code = match error {
-                FileError::TooLarge { .. } => UserErrorCode::TooManyItems,
-                _ => UserErrorCode::InvalidInput,
-            };
-            UserError::new(code, &["file"], error.to_string())
-        })?;
+        // Measuring decodes the whole picture: CPU work, off the async threads.
+        let (max_bytes, limits) = (self.max_bytes, self.limits);
+        let (bytes, inspected) = tokio::task::spawn_blocking(move || {
+            let inspected = inspect(&bytes, max_bytes, limits);
+            (bytes, inspected)
+        })
+        .await
+        .map_err(|e| StoreError::Objects(format!("measuring an upload failed: {e}")))?;
+        let inspected = inspected.map_err(refused_file)?;
         let storage_key = inspected.storage_key();
         self.objects
             .put(&storage_key, bytes)
@@ -80,10 +92,13 @@ impl Uploader {
     ) -> Result<ImageId, UploadError> {
         // Uploads have no partner URL: their key is derived from the content, in a namespace
         // of its own so it can never equal the key of a canonical URL.
-        let url_key = hex::encode(Sha256::digest(format!("upload:{}", inspected.sha256)));
+        let url_key = hex::encode(Sha256::digest(format!(
+            "upload:{}",
+            inspected.measured.sha256
+        )));
         // What the image records as its URL and source: the content it was made of, not where
         // the bytes lie (a local store's URL is an absolute path of the server).
-        let source_url = format!("upload:{}", inspected.sha256);
+        let source_url = format!("upload:{}", inspected.measured.sha256);
         let mut change = self.writer.begin().await?;
         let now = change.now();
         let record = UploadRecord {
@@ -92,9 +107,11 @@ impl Uploader {
             url_key: &url_key,
             source_url: &source_url,
             storage_key,
-            width: inspected.width,
-            height: inspected.height,
-            content_sha256: &inspected.sha256,
+            width: inspected.measured.width,
+            height: inspected.measured.height,
+            content_sha256: &inspected.measured.sha256,
+            perceptual_hash: inspected.measured.perceptual_hash,
+            measured_quality: inspected.measured.quality.score,
             caption,
         };
         let (image, created) = writes::record_upload(change.txn(), &record, now).await?;
@@ -113,8 +130,25 @@ impl Uploader {
                 "uploadImage",
                 json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
             )
-            .with_after(json!({ "sha256": inspected.sha256, "created": created }));
+            .with_after(json!({ "sha256": inspected.measured.sha256, "created": created }));
         change.commit(Some(audit)).await?;
         Ok(image)
     }
+}
+
+/// The user error of a file that was refused, with the measuring's reason as its code.
+fn refused_file(error: FileError) -> UserError {
+    let code = match &error {
+        FileError::TooLarge { .. } => UserErrorCode::TooManyItems,
+        FileError::Empty => UserErrorCode::InvalidInput,
+        FileError::Refused(refusal) => match refusal.reason {
+            Reason::UnsupportedFormat => UserErrorCode::UnsupportedFormat,
+            Reason::TooManyPixels => UserErrorCode::TooManyPixels,
+            Reason::NotAnImage => UserErrorCode::NotAnImage,
+            // The other reasons are of fetching; a file that is there but unusable does not
+            // decode.
+            _ => UserErrorCode::DecodeError,
+        },
+    };
+    UserError::new(code, &["file"], error.to_string())
 }

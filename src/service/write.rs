@@ -94,6 +94,14 @@ pub enum UserErrorCode {
     ImageNotEligible,
     InvalidInput,
     TooManyItems,
+    /// An upload that is no image (SVG, HTML, text, ...).
+    NotAnImage,
+    /// An upload in an image format that is not accepted (AVIF, GIF, ...).
+    UnsupportedFormat,
+    /// An upload that does not decode (truncated, corrupt, a polyglot).
+    DecodeError,
+    /// An upload whose header claims more pixels than accepted.
+    TooManyPixels,
 }
 
 /// An expected failure: where in the input (`field`, a path), and why. Nothing was changed.

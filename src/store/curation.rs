@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{gallery_pin, hotel, hotel_image, image, image_source, main_image_override, partner};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -139,7 +139,13 @@ async fn load_candidates<C: ConnectionTrait>(
             (image::Entity, image::Column::Width),
             (image::Entity, image::Column::Height),
             (image::Entity, image::Column::Category),
-            (image::Entity, image::Column::QualityScore),
+        ])
+        // A model's (or partner's) score wins; the measured one counts where there is none.
+        .expr(Func::coalesce([
+            Expr::col((image::Entity, image::Column::QualityScore)),
+            Expr::col((image::Entity, image::Column::MeasuredQuality)),
+        ]))
+        .columns([
             (image::Entity, image::Column::ContentSha256),
             (image::Entity, image::Column::PerceptualHash),
         ])

@@ -313,6 +313,10 @@ pub struct UploadRecord<'a> {
     pub width: u32,
     pub height: u32,
     pub content_sha256: &'a str,
+    /// The measured 64-bit perceptual hash.
+    pub perceptual_hash: u64,
+    /// The measured quality score in 0..1.
+    pub measured_quality: f64,
     pub caption: Option<&'a str>,
 }
 
@@ -359,7 +363,11 @@ pub async fn record_upload(
             quality_score: None,
             content_sha256: Some(upload.content_sha256.to_owned()),
         };
-        image::Entity::insert(rows::image(new, now))
+        let mut row = rows::image(new, now);
+        // Stored as the signed reading of the 64 bits (the column is a BIGINT).
+        row.perceptual_hash = Set(Some(upload.perceptual_hash as i64));
+        row.measured_quality = Set(Some(upload.measured_quality));
+        image::Entity::insert(row)
             // A concurrent upload of the same bytes may have won: one image either way.
             .on_conflict(
                 OnConflict::column(image::Column::UrlKey)

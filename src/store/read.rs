@@ -372,7 +372,8 @@ fn image_record(row: image::Model) -> StoreResult<ImageRecord> {
         height: row.height,
         caption: row.caption,
         category: row.category.parse()?,
-        quality_score: row.quality_score,
+        // A model's (or partner's) score wins; the measured one counts where there is none.
+        quality_score: row.quality_score.or(row.measured_quality),
         status: row.status.parse()?,
         created_at: row.created_at,
         updated_at: row.updated_at,

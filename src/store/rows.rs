@@ -44,6 +44,7 @@ pub fn image(new: NewImage<'_>, now: DateTime<Utc>) -> image::ActiveModel {
         status_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        measured_quality: Set(None),
     }
 }
 

@@ -8,6 +8,7 @@ mod curation;
 mod events;
 mod faults;
 mod federation;
+mod fetch;
 mod fuzz;
 mod helpers;
 mod http;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const UPLOAD: &str = "mutation($input: UploadImageInput!) { uploadImage(input: $input) {
-    image { id width height status url(size: ORIGINAL) }
+    image { id width height status qualityScore url(size: ORIGINAL) }
     hotel { imageCount images(first: 100) { nodes { id } } }
     userErrors { code field message } } }";
 
@@ -34,6 +34,11 @@ async fn a_hoteliers_upload_is_stored_once_linked_and_served() {
         (Some(1600), Some(1067))
     );
     assert_eq!(image["status"], "ACTIVE");
+    // No model has scored it yet: the quality measured from its pixels counts.
+    let quality = image["qualityScore"]
+        .as_f64()
+        .expect("a measured quality score");
+    assert!(quality > 0.0 && quality <= 1.0, "{quality}");
     let id = image["id"].clone();
     let sources = app
         .graphql_as(
@@ -90,7 +95,7 @@ async fn uploads_of_other_formats_too_large_or_for_other_hotels_are_refused() {
         )
         .await,
     );
-    assert_eq!(gif["userErrors"][0]["code"], "INVALID_INPUT");
+    assert_eq!(gif["userErrors"][0]["code"], "UNSUPPORTED_FORMAT");
     assert_eq!(gif["userErrors"][0]["field"], json!(["file"]));
 
     let mut large = samples::png(1600, 1067);
@@ -149,4 +154,179 @@ async fn an_upload_without_the_right_token_is_refused_before_its_body_is_read() 
     // A hotelier's upload is read (here: waited for).
     let hotelier = app.token("images:hotelier", &[14]);
     assert_eq!(endless_upload(&app, Some(&hotelier)).await, None);
+}
+
+/// Issue 19 item 3: an upload is decoded, within a pixel limit checked before decoding;
+/// what does not decode is refused with the reason as its code, and nothing changes.
+#[tokio::test]
+async fn forged_truncated_and_polyglot_uploads_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let token = app.token("images:hotelier", &[14]);
+    let hotel = "{ hotel(id: 14) { imageCount version images(first: 100) { nodes { id } } } }";
+    let before = app.graphql_as(&token, hotel, json!({})).await.ok();
+
+    let jpeg = samples::jpeg(800, 600, 1);
+    let mut polyglot = samples::png(400, 300);
+    polyglot.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>");
+    let mut html_in_png = samples::png_header(400, 300);
+    html_in_png.extend_from_slice(b"<html><script>alert(document.cookie)</script></html>");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a PNG header claiming 4294967295x4294967295",
+            samples::png_header(u32::MAX, u32::MAX),
+            "TOO_MANY_PIXELS",
+        ),
+        (
+            "a 33-byte PNG claiming 100000x100000",
+            samples::png_header(100_000, 100_000),
+            "TOO_MANY_PIXELS",
+        ),
+        (
+            "a 30-byte WebP claiming 16384x16384",
+            samples::webp_header(16_384, 16_384),
+            "TOO_MANY_PIXELS",
+        ),
+        (
+            "a 30-byte WebP claiming 1600x1067",
+            samples::webp_header(1600, 1067),
+            "DECODE_ERROR",
+        ),
+        (
+            "a truncated JPEG",
+            jpeg[..jpeg.len() / 2].to_vec(),
+            "DECODE_ERROR",
+        ),
+        ("a PNG with HTML after its end", polyglot, "DECODE_ERROR"),
+        ("a PNG header followed by HTML", html_in_png, "DECODE_ERROR"),
+        (
+            "HTML",
+            b"<!doctype html><script>alert(1)</script>".to_vec(),
+            "NOT_AN_IMAGE",
+        ),
+        (
+            "SVG",
+            br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec(),
+            "NOT_AN_IMAGE",
+        ),
+        (
+            "AVIF",
+            b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".to_vec(),
+            "UNSUPPORTED_FORMAT",
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let refused = payload(upload(&app, &token, 14, bytes).await);
+        assert_eq!(
+            refused["userErrors"][0]["code"], code,
+            "{name}: {refused:#}"
+        );
+        assert_eq!(refused["userErrors"][0]["field"], json!(["file"]), "{name}");
+        assert_eq!(refused["image"], Value::Null, "{name}");
+    }
+
+    let after = app.graphql_as(&token, hotel, json!({})).await.ok();
+    assert_eq!(after, before);
+}
+
+/// What an upload stores is measured from its pixels: dimensions, and a perceptual hash by
+/// which the same picture in another format is a near-duplicate that curation shows once.
+#[tokio::test]
+async fn the_same_picture_uploaded_as_png_and_jpeg_is_shown_once() {
+    let app = spawn_app().await;
+    let token = app.token("images:hotelier", &[14]);
+    let picture = images_subgraph::domain::measure::samples::scene(1200, 800, 7);
+    let encode = |format| images_subgraph::domain::measure::samples::encode(&picture, format);
+    let png = payload(upload(&app, &token, 14, encode(image::ImageFormat::Png)).await);
+    let jpeg = payload(upload(&app, &token, 14, encode(image::ImageFormat::Jpeg)).await);
+    for uploaded in [&png, &jpeg] {
+        assert_eq!(uploaded["userErrors"], json!([]), "{uploaded:#}");
+        assert_eq!(
+            (&uploaded["image"]["width"], &uploaded["image"]["height"]),
+            (&json!(1200), &json!(800))
+        );
+    }
+    let (png, jpeg) = (&png["image"]["id"], &jpeg["image"]["id"]);
+    assert_ne!(png, jpeg, "different bytes are different images");
+
+    let gallery = app
+        .graphql(
+            "{ hotel(id: 14) { gallery(first: 100) { nodes { id } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    let shown: Vec<&Value> = gallery["hotel"]["gallery"]["nodes"]
+        .as_array()
+        .expect("a gallery")
+        .iter()
+        .map(|node| &node["id"])
+        .filter(|id| *id == png || *id == jpeg)
+        .collect();
+    assert_eq!(shown.len(), 1, "{gallery:#}");
+}
+
+/// Issue 19 item 5: the `operations` and `map` parts of a multipart request are JSON and get
+/// the JSON body limit, not the upload limit, even from a caller who may upload.
+#[tokio::test]
+async fn multipart_operations_and_map_parts_get_the_json_body_limit() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let token = app.token("images:hotelier", &[14]);
+    let padding = "x".repeat(15 * 1024 * 1024);
+    let operations = json!({
+        "query": "mutation($input: UploadImageInput!) { uploadImage(input: $input) { userErrors { code } } }",
+        "variables": { "input": { "hotelId": "14", "file": null, "caption": "c" }, "padding": padding },
+    });
+    let map = json!({ "0": ["variables.input.file"] });
+    let mut padded_map = map.clone();
+    padded_map["padding"] = json!([padding]);
+    let cases = [
+        ("operations", operations.to_string(), map.to_string()),
+        (
+            "map",
+            json!({ "query": operations["query"], "variables": { "input": { "hotelId": "14", "file": null } } }).to_string(),
+            padded_map.to_string(),
+        ),
+    ];
+    for (part, operations, map) in cases {
+        let form = Form::new()
+            .text("operations", operations)
+            .text("map", map)
+            .part("0", Part::bytes(samples::png(64, 48)).file_name("a.png"));
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("an answer");
+        let answer = crate::helpers::answer(response).await;
+        assert_eq!(
+            answer.status,
+            reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+            "{part}"
+        );
+        assert_eq!(answer.error_codes(), ["LIMIT_EXCEEDED"], "{part}");
+    }
+
+    // At most 10 files in one request.
+    let small = json!({ "query": operations["query"], "variables": { "input": { "hotelId": "14", "file": null } } });
+    let mut form = Form::new()
+        .text("operations", small.to_string())
+        .text("map", map.to_string());
+    for i in 0..11 {
+        form = form.part(i.to_string(), Part::bytes(vec![0u8; 16]).file_name("a.png"));
+    }
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    let answer = crate::helpers::answer(response).await;
+    assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error_codes(), ["BAD_REQUEST"]);
 }

@@ -1,0 +1,184 @@
+//! The body of a `/graphql` request, read with a limit per part for GraphQL multipart requests
+//! (uploads).
+//!
+//! async-graphql-axum reads a multipart request with one size limit for every part, so the
+//! `operations` and `map` parts (JSON, read into memory and parsed) would get the upload limit:
+//! a 15 MB `operations` part went through. Here they get the JSON body limit
+//! (`BODY_LIMIT_BYTES`) and only file parts get the upload body limit (`UPLOAD_MAX_BYTES` plus
+//! the JSON limit); a part over its limit is a 413. File parts stream to anonymous temporary files (deleted when
+//! closed), written off the async threads in blocks of [`SPOOL_BLOCK`], so an upload holds at
+//! most one block of memory while it arrives. Only callers who may upload get this far
+//! (`limit_body` refuses the others before a byte is read).
+//!
+//! Any other request is read by async-graphql-axum as before.
+
+use std::io::{Seek, Write};
+
+use async_graphql::{BatchRequest, ParseRequestError, UploadValue};
+use async_graphql_axum::GraphQLBatchRequest;
+use async_graphql_axum::rejection::GraphQLRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+
+use super::AppState;
+
+/// Bytes of a file part gathered in memory before they are written to its temporary file.
+const SPOOL_BLOCK: usize = 256 * 1024;
+/// Most files one multipart request may carry.
+const MAX_FILES: usize = 10;
+
+/// The GraphQL request(s) of a `/graphql` request.
+pub struct GraphQLBody(pub BatchRequest);
+
+impl FromRequest<AppState> for GraphQLBody {
+    type Rejection = GraphQLRejection;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let boundary = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.starts_with("multipart/form-data"))
+            .map(multer::parse_boundary);
+        match boundary {
+            None => GraphQLBatchRequest::<GraphQLRejection>::from_request(request, state)
+                .await
+                .map(|body| GraphQLBody(body.into_inner())),
+            Some(Ok(boundary)) => {
+                let limits = PartLimits {
+                    json: state.protection.body_limit,
+                    file: state.protection.upload_limit,
+                };
+                read_multipart(request, boundary, limits)
+                    .await
+                    .map(GraphQLBody)
+                    .map_err(GraphQLRejection)
+            }
+            Some(Err(error)) => Err(GraphQLRejection(ParseRequestError::InvalidMultipart(error))),
+        }
+    }
+}
+
+/// The size limits of a multipart request's parts.
+#[derive(Debug, Clone, Copy)]
+struct PartLimits {
+    /// `operations` and `map`.
+    json: usize,
+    /// Each file, and the whole body. The upload use case refuses a file over
+    /// `UPLOAD_MAX_BYTES` itself, with a user error, so this limit is the body's.
+    file: usize,
+}
+
+/// Reads a GraphQL multipart request (the `operations` and `map` parts and the files, in any
+/// order) and attaches each file to the variables `map` names.
+async fn read_multipart(
+    request: Request,
+    boundary: String,
+    limits: PartLimits,
+) -> Result<BatchRequest, ParseRequestError> {
+    let size_limit = multer::SizeLimit::new()
+        .whole_stream(limits.file as u64)
+        .per_field(limits.file as u64)
+        .for_field("operations", limits.json as u64)
+        .for_field("map", limits.json as u64);
+    let mut multipart = multer::Multipart::with_constraints(
+        request.into_body().into_data_stream(),
+        boundary,
+        multer::Constraints::new().size_limit(size_limit),
+    );
+    let (mut operations, mut map, mut files) = (None, None, Vec::new());
+    while let Some(field) = multipart.next_field().await? {
+        match field.name() {
+            Some("operations") => operations = Some(field.bytes().await?),
+            Some("map") => map = Some(field.bytes().await?),
+            Some(name) if field.file_name().is_some() => {
+                if files.len() == MAX_FILES {
+                    return Err(ParseRequestError::InvalidRequest(
+                        format!("at most {MAX_FILES} files per request").into(),
+                    ));
+                }
+                let name = name.to_owned();
+                let filename = field.file_name().unwrap_or_default().to_owned();
+                let content_type = field.content_type().map(ToString::to_string);
+                let content = spool(field).await?;
+                files.push((
+                    name,
+                    UploadValue {
+                        filename,
+                        content_type,
+                        content,
+                    },
+                ));
+            }
+            // Other text parts mean nothing to GraphQL; they are skipped (within the limits).
+            _ => {}
+        }
+    }
+    let operations = operations.ok_or(ParseRequestError::MissingOperatorsPart)?;
+    let map = map.ok_or(ParseRequestError::MissingMapPart)?;
+    let mut batch: BatchRequest = serde_json::from_slice(&operations)
+        .map_err(|e| ParseRequestError::InvalidRequest(Box::new(e)))?;
+    let mut map: std::collections::HashMap<String, Vec<String>> = serde_json::from_slice(&map)
+        .map_err(|e| ParseRequestError::InvalidFilesMap(Box::new(e)))?;
+    for (name, upload) in files {
+        for path in map.remove(&name).unwrap_or_default() {
+            attach(&mut batch, &path, upload.try_clone()?);
+        }
+    }
+    if !map.is_empty() {
+        return Err(ParseRequestError::MissingFiles);
+    }
+    Ok(batch)
+}
+
+/// Sets the file at `path` (`variables.file`, or `3.variables.file` in a batch).
+fn attach(batch: &mut BatchRequest, path: &str, upload: UploadValue) {
+    match batch {
+        BatchRequest::Single(request) => request.set_upload(path, upload),
+        BatchRequest::Batch(requests) => {
+            let Some((index, path)) = path.split_once('.') else {
+                return;
+            };
+            if let Some(request) = index.parse().ok().and_then(|i: usize| requests.get_mut(i)) {
+                request.set_upload(path, upload);
+            }
+        }
+    }
+}
+
+/// Streams a file part into an anonymous temporary file, rewound for reading.
+async fn spool(mut field: multer::Field<'_>) -> Result<std::fs::File, ParseRequestError> {
+    let mut file = blocking(tempfile::tempfile).await?;
+    let mut block = Vec::with_capacity(SPOOL_BLOCK);
+    while let Some(chunk) = field.chunk().await? {
+        block.extend_from_slice(&chunk);
+        if block.len() >= SPOOL_BLOCK {
+            (file, block) = write_block(file, block).await?;
+        }
+    }
+    let (mut file, _) = write_block(file, block).await?;
+    blocking(move || file.rewind().map(|()| file)).await
+}
+
+/// Appends `block` to `file`; gives both back (the block emptied) for the next one.
+async fn write_block(
+    mut file: std::fs::File,
+    mut block: Vec<u8>,
+) -> Result<(std::fs::File, Vec<u8>), ParseRequestError> {
+    blocking(move || {
+        file.write_all(&block)?;
+        block.clear();
+        Ok((file, block))
+    })
+    .await
+}
+
+/// Runs file I/O on the blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, ParseRequestError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(ParseRequestError::Io)
+}
