@@ -31,6 +31,7 @@ use crate::http::{AppState, Protection, router};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::service::freshness::{self, Freshness, Replaying};
+use crate::service::idempotency::Idempotency;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
@@ -361,6 +362,11 @@ impl Application {
             .context("invalid REDIS_URL")?,
             public_max_age: settings.cache_control_max_age,
             documents: Documents::default(),
+            idempotency: Idempotency::new(
+                core.store.clone(),
+                Duration::from_secs(settings.idempotency_ttl_secs),
+                Duration::from_millis(settings.request_timeout_ms),
+            ),
         };
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod gallery_pin;
 pub mod hotel;
 pub mod hotel_image;
+pub mod idempotency_key;
 pub mod image;
 pub mod image_source;
 pub mod image_tag;

@@ -10,6 +10,7 @@
 //! - [`write`]: the write kernel every change goes through: the caller, user errors, the
 //!   transaction with retries, curation, audit and outbox events, and what a commit makes
 //!   stale.
+//! - [`idempotency`]: idempotency keys of mutation requests: a retry gets the first answer.
 //! - [`curation`]: curating hotels on demand: recomputing every hotel after a rule change.
 //! - [`manage`]: the management use cases (mutations).
 //! - [`upload`]: hotelier uploads into the object store.
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod curation;
 pub mod events;
 pub mod freshness;
+pub mod idempotency;
 pub mod ingest;
 pub mod manage;
 pub mod relay;

@@ -1,6 +1,7 @@
 //! What every change appends in its own transaction: one audit row (who did what, with the
-//! request's ID, before and after) and its outbox events (DESIGN section 7). A change that
-//! commits has both; one that rolls back has neither.
+//! request's ID, before and after), its outbox events (DESIGN section 7), and the count of the
+//! request's idempotency key when it has one ([`super::idempotency`]). A change that commits
+//! has all of them; one that rolls back has none.
 
 use chrono::{DateTime, Utc};
 use entity::{audit_log, outbox};
@@ -8,6 +9,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{DatabaseTransaction, EntityTrait};
 
 use super::StoreResult;
+use super::idempotency::Claim;
 
 /// One row of the audit log.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub request_id: Option<String>,
+    /// The idempotency key the change commits under (the request's `Idempotency-Key`).
+    pub idempotency: Option<Claim>,
 }
 
 impl AuditEntry {

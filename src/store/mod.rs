@@ -14,6 +14,8 @@
 //! - [`manage`]: the writes of the management use cases and of uploads.
 //! - [`journal`]: what every change appends in its transaction: its audit row and its outbox
 //!   events.
+//! - [`idempotency`]: idempotency keys of mutation requests: holds, changes counted under
+//!   them, kept answers.
 //! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row writes (the rows as one JSON parameter) and key lists as one
 //!   parameter, for seeding, imports and curation.
@@ -25,6 +27,7 @@
 pub mod bulk;
 pub mod connect;
 pub mod curation;
+pub mod idempotency;
 pub mod ingest;
 pub mod journal;
 pub mod manage;
@@ -61,6 +64,10 @@ pub enum StoreError {
     /// URL or legacy ID): the whole transaction must be rolled back and may be retried.
     #[error("a concurrent change got in the way")]
     Conflict,
+    /// The idempotency key the change was to commit under was taken over by a later attempt
+    /// of the same request (this one's hold ran out): the change must not commit.
+    #[error("the idempotency key was taken over by a later attempt")]
+    KeyTakenOver,
 }
 
 impl StoreError {
@@ -70,7 +77,7 @@ impl StoreError {
         match self {
             StoreError::Conflict => true,
             StoreError::Db(error) => is_transient_db(error),
-            StoreError::Corrupt(_) | StoreError::Objects(_) => false,
+            StoreError::Corrupt(_) | StoreError::Objects(_) | StoreError::KeyTakenOver => false,
         }
     }
 }

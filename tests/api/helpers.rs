@@ -219,6 +219,7 @@ async fn launch(
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -273,6 +274,23 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    /// A mutation request of `token` with the header `Idempotency-Key: key`.
+    pub async fn graphql_keyed(
+        &self,
+        token: &str,
+        key: &str,
+        query: &str,
+        variables: Value,
+    ) -> Answer {
+        let request = self
+            .client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&json!({ "query": query, "variables": variables }));
         answer(request.send().await.expect("request sent")).await
     }
 
@@ -435,6 +453,7 @@ pub async fn upload_png(
 
 pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status();
+    let headers = response.headers().clone();
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -446,6 +465,7 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     Answer {
         status,
         content_type,
+        headers,
         body,
     }
 }

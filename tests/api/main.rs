@@ -11,6 +11,7 @@ mod federation;
 mod fuzz;
 mod helpers;
 mod http;
+mod idempotency;
 mod ingest;
 mod kernel;
 mod mutations;
