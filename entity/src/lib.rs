@@ -5,6 +5,7 @@
 //! MySQL/MariaDB without engine-specific enum types.
 
 pub mod audit_log;
+pub mod audit_subject;
 pub mod delivery;
 pub mod gallery_pin;
 pub mod hotel;

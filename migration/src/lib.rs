@@ -6,7 +6,10 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_catalog;
 mod m20261122_000002_create_outbox_relay;
+mod m20261203_idem_admin_indexes;
 mod m20261203_idem_idempotency_keys;
+
+pub use m20261203_idem_admin_indexes::fill_audit_subjects;
 
 pub struct Migrator;
 
@@ -17,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_catalog::Migration),
             Box::new(m20261122_000002_create_outbox_relay::Migration),
             Box::new(m20261203_idem_idempotency_keys::Migration),
+            Box::new(m20261203_idem_admin_indexes::Migration),
         ]
     }
 }

@@ -5,6 +5,8 @@
 //! layer as records with parsed domain types, never as SeaORM models.
 //!
 //! # Layout
+//! - [`admin`]: the admin tool's reads: the audit log, hotels without a main image, reasons
+//!   of deactivation.
 //! - [`connect`]: opening the pool with service-friendly settings, a statement counter and
 //!   the pool's figures.
 //! - [`read`]: the batched reads of the read API.
@@ -24,6 +26,7 @@
 //!   marks, lag.
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
 
+pub mod admin;
 pub mod bulk;
 pub mod connect;
 pub mod curation;

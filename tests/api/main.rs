@@ -2,6 +2,7 @@
 //! HTTP. The backend is SQLite unless `TEST_DATABASE_URL` names a PostgreSQL or MySQL server,
 //! on which each test creates its own database.
 
+mod admin;
 mod authz;
 mod cache;
 mod curation;
