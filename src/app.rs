@@ -281,6 +281,8 @@ async fn outbox_relay(
 /// A running subgraph: its listener and routes.
 pub struct Application {
     listener: TcpListener,
+    /// How often the catalog gauges are refreshed (`None`: never).
+    catalog_stats: Option<Duration>,
     state: AppState,
     core: Core,
     stopping: Stopping,
@@ -373,6 +375,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         Ok(Self {
             listener,
+            catalog_stats: (settings.catalog_stats_interval_secs > 0)
+                .then(|| Duration::from_secs(settings.catalog_stats_interval_secs)),
             state,
             core,
             stopping: Stopping {
@@ -408,6 +412,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            catalog_stats,
             state,
             core,
             stopping,
@@ -416,6 +421,13 @@ impl Application {
         } = self;
         let draining = state.draining.clone();
         let upkeep = tokio::spawn(state.metrics.clone().run_upkeep(METRICS_UPKEEP));
+        let gauges = catalog_stats.map(|every| {
+            tokio::spawn(crate::service::stats::refresh_gauges(
+                core.catalog.clone(),
+                state.metrics.clone(),
+                every,
+            ))
+        });
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay = relay.map(|relay| {
             tokio::spawn(relay.run(async move {
@@ -441,6 +453,9 @@ impl Application {
         let server = serve(listener, router(state), connections, close_listener);
         let served = drain(server, closed_rx, &draining, stopping.drain).await;
         upkeep.abort();
+        if let Some(gauges) = gauges {
+            gauges.abort();
+        }
         let _ = stop_relay.send(());
         if let Some(relay) = relay {
             // The relay bounds its last drain itself; this only guards against a hang.

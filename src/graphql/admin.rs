@@ -1,12 +1,13 @@
-//! The admin tool's queries (scope `images:admin`): the audit log and the hotels without a
-//! main image. Anonymous callers get `UNAUTHENTICATED`, other tokens `FORBIDDEN`.
+//! The admin tool's queries (scope `images:admin`): the audit log, the hotels without a main
+//! image, and the catalog's business figures. Anonymous callers get `UNAUTHENTICATED`, other tokens `FORBIDDEN`.
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::connection::{CursorKind, PageArgs, PageInfo, page_info};
 use super::error::{bad_input, refused, service};
-use super::types::{Hotel, HotelConnection, HotelTotal};
+use super::ingest::ImportOutcome;
+use super::types::{Hotel, HotelConnection, HotelTotal, ImageStatus, MainImageOrigin};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::store::Window;
@@ -207,5 +208,96 @@ pub async fn hotels_without_main_image(
         has_next_page,
         has_previous_page: page.after.is_some(),
         total: HotelTotal::WithoutMainImage,
+    })
+}
+
+/// Hotels whose main image was chosen one way.
+#[derive(SimpleObject)]
+pub struct MainImageOriginCount {
+    pub origin: MainImageOrigin,
+    pub count: i64,
+    /// Of the hotels with a main image, 0..1.
+    pub share: f64,
+}
+
+#[derive(SimpleObject)]
+pub struct ImageStatusCount {
+    pub status: ImageStatus,
+    pub count: i64,
+}
+
+/// Items one partner imported with one outcome.
+#[derive(SimpleObject)]
+pub struct ImportOutcomeCount {
+    pub partner_id: ID,
+    pub outcome: ImportOutcome,
+    /// Over the last 24 hours.
+    pub last_day: i64,
+    /// Over the last 7 days.
+    pub last_week: i64,
+}
+
+/// The catalog's business figures, computed when asked.
+#[derive(SimpleObject)]
+pub struct CatalogStats {
+    /// When they were computed.
+    pub at: DateTime<Utc>,
+    pub hotels: i64,
+    pub hotels_with_main_image: i64,
+    pub hotels_without_main_image: i64,
+    /// Who chose the main images: computed, hoteliers, admins.
+    pub main_images_by_origin: Vec<MainImageOriginCount>,
+    pub images_by_status: Vec<ImageStatusCount>,
+    /// Images without any tag, model or manual: the tagging pipeline's backlog.
+    pub unclassified_images: i64,
+    /// Per partner and outcome, items of the import batches of the last day and week.
+    pub import_outcomes: Vec<ImportOutcomeCount>,
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub async fn catalog_stats(ctx: &Context<'_>) -> Result<CatalogStats> {
+    require_admin(ctx)?;
+    let stats = ctx
+        .data::<Catalog>()?
+        .stats()
+        .await
+        .map_err(|e| service(&e))?;
+    let with_main = stats.hotels_with_main_image();
+    Ok(CatalogStats {
+        at: stats.at,
+        hotels: count(with_main + stats.hotels_without_main_image),
+        hotels_with_main_image: count(with_main),
+        hotels_without_main_image: count(stats.hotels_without_main_image),
+        main_images_by_origin: stats
+            .main_images_by_origin
+            .iter()
+            .map(|(origin, n)| MainImageOriginCount {
+                origin: (*origin).into(),
+                count: count(*n),
+                share: stats.main_image_share(*origin),
+            })
+            .collect(),
+        images_by_status: stats
+            .images_by_status
+            .iter()
+            .map(|(status, n)| ImageStatusCount {
+                status: (*status).into(),
+                count: count(*n),
+            })
+            .collect(),
+        unclassified_images: count(stats.unclassified_images),
+        import_outcomes: stats
+            .imports
+            .iter()
+            .map(|((partner, outcome), n)| ImportOutcomeCount {
+                partner_id: ID(partner.to_string()),
+                outcome: (*outcome).into(),
+                last_day: count(n.last_day),
+                last_week: count(n.last_week),
+            })
+            .collect(),
     })
 }

@@ -5,7 +5,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
-use super::admin::{AuditEntryConnection, AuditLogFilter};
+use super::admin::{AuditEntryConnection, AuditLogFilter, CatalogStats};
 use super::connection::page_complexity;
 use super::error::{bad_input, load};
 use super::loader::{ByLegacyId, ByUrlKey, Loaders};
@@ -154,6 +154,12 @@ impl Query {
         after: Option<String>,
     ) -> Result<HotelConnection> {
         super::admin::hotels_without_main_image(ctx, first, after).await
+    }
+
+    /// The catalog's business figures, computed now (admin).
+    #[graphql(cache_control(no_cache))]
+    async fn catalog_stats(&self, ctx: &Context<'_>) -> Result<CatalogStats> {
+        super::admin::catalog_stats(ctx).await
     }
 
     /// Federation: any well-formed hotel ID is a hotel (its image fields are empty when this

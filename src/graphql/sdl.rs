@@ -73,6 +73,7 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ("Hotel.version", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
     ("Image.tags", &[A_FEW]),
     ("Image.statusReason", &[AUTHENTICATED, ADMIN]),
+    ("Query.catalogStats", &[AUTHENTICATED, ADMIN]),
     ("Query.auditLog", &[AUTHENTICATED, ADMIN, CONNECTION]),
     (
         "Query.hotelsWithoutMainImage",

@@ -18,6 +18,7 @@
 //! - [`events`]: the outbox events those changes emit.
 //! - [`freshness`]: after a commit, the cache invalidation and the relay's wake-up; the
 //!   relay's replay of invalidations that Redis missed.
+//! - [`stats`]: the catalog's business figures, for admins and as Prometheus gauges.
 //! - [`relay`]: the built-in outbox relay publishing those events to the event stream.
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod manage;
 pub mod relay;
+pub mod stats;
 pub mod upload;
 pub mod write;
 

@@ -24,6 +24,7 @@
 //! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
 //! - [`outbox`]: the outbox: events appended by changes; the relay's lock, unpublished events,
 //!   marks, lag.
+//! - [`stats`]: the catalog's business figures (`catalogStats`, the `catalog_*` gauges).
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
 
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod objects;
 pub mod outbox;
 pub mod read;
 pub mod rows;
+pub mod stats;
 pub mod stream;
 
 use chrono::{DateTime, Utc};

@@ -4,7 +4,7 @@
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, sample, spawn_app, spawn_app_with};
 
 const AUDIT_LOG: &str = "query($filter: AuditLogFilter, $first: Int, $after: String) {
     auditLog(filter: $filter, first: $first, after: $after) {
@@ -58,6 +58,7 @@ async fn only_admins_read_the_audit_log_and_hotels_without_a_main_image() {
     for query in [
         "{ auditLog(first: 1) { edges { cursor } } }",
         "{ hotelsWithoutMainImage(first: 1) { nodes { id } } }",
+        "{ catalogStats { hotels } }",
     ] {
         let anonymous = app.graphql(query, json!({})).await;
         let by_hotelier = app.graphql_as(&hotelier, query, json!({})).await;
@@ -223,22 +224,27 @@ async fn an_inactive_image_tells_admins_why() {
     );
 }
 
-#[tokio::test]
-async fn hotels_without_a_main_image_are_listed_in_pages() {
-    let app = spawn_app().await;
-    let admin = app.admin();
-    // Images of unknown size are not eligible: these hotels get no main image.
-    let items: Vec<Value> = [901, 902, 903]
+/// Imports one image of unknown size (never eligible: the hotel gets no main image) for each
+/// of `hotels`, as partner 1.
+async fn import_unsized(app: &TestApp, hotels: &[i64]) {
+    let items: Vec<Value> = hotels
         .iter()
         .map(|hotel| json!({ "hotelId": hotel.to_string(), "url": format!("https://img.example/{hotel}.jpg") }))
         .collect();
     app.graphql_as(
-        &admin,
+        &app.admin(),
         "mutation($input: ImportImagesInput!) { importImages(input: $input) { userErrors { code } } }",
         json!({ "input": { "partnerId": "1", "items": items } }),
     )
     .await
     .ok();
+}
+
+#[tokio::test]
+async fn hotels_without_a_main_image_are_listed_in_pages() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    import_unsized(&app, &[901, 902, 903]).await;
     let query = "query($after: String) { hotelsWithoutMainImage(first: 2, after: $after) {
         totalCount nodes { id mainImage { id } } pageInfo { hasNextPage endCursor } } }";
 
@@ -335,4 +341,115 @@ async fn audit_rows_written_before_the_subject_index_are_indexed_by_the_migratio
     .map(|(kind, entity, audit)| ((*kind).to_owned(), *entity, *audit))
     .collect();
     assert_eq!(found, expected);
+}
+
+const CATALOG_STATS: &str = "{ catalogStats { at hotels hotelsWithMainImage hotelsWithoutMainImage
+    mainImagesByOrigin { origin count share } imagesByStatus { status count }
+    unclassifiedImages importOutcomes { partnerId outcome lastDay lastWeek } } }";
+
+/// Items partner 1 imported with outcome CREATED, over the last day and week.
+fn created_by_partner_1(stats: &Value) -> (i64, i64) {
+    stats["importOutcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|o| o["partnerId"] == "1" && o["outcome"] == "CREATED")
+        .map_or((0, 0), |o| {
+            (
+                o["lastDay"].as_i64().expect("a count"),
+                o["lastWeek"].as_i64().expect("a count"),
+            )
+        })
+}
+
+#[tokio::test]
+async fn catalog_stats_count_main_images_by_origin_images_backlog_and_imports() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let before =
+        app.graphql_as(&admin, CATALOG_STATS, json!({})).await.ok()["catalogStats"].clone();
+    let set_main = "mutation($input: SetMainImageInput!) { setMainImage(input: $input) { userErrors { code } } }";
+    let image = gallery(&app, 4).await[1].clone();
+    app.graphql_as(
+        &admin,
+        set_main,
+        json!({ "input": { "hotelId": "4", "imageId": image } }),
+    )
+    .await
+    .ok();
+    let image = gallery(&app, 5).await[1].clone();
+    let hotelier = app.token("images:hotelier", &[5]);
+    app.graphql_as(
+        &hotelier,
+        set_main,
+        json!({ "input": { "hotelId": "5", "imageId": image } }),
+    )
+    .await
+    .ok();
+    import_unsized(&app, &[901, 902]).await;
+
+    let stats = app.graphql_as(&admin, CATALOG_STATS, json!({})).await.ok()["catalogStats"].clone();
+
+    let hotels = app.scalar("SELECT COUNT(*) FROM hotel").await;
+    let without = app
+        .scalar("SELECT COUNT(*) FROM hotel WHERE main_image_id IS NULL")
+        .await;
+    assert_eq!(stats["hotels"], hotels);
+    assert_eq!(stats["hotelsWithoutMainImage"], without);
+    assert_eq!(stats["hotelsWithMainImage"], hotels - without);
+    let with_main = (hotels - without) as f64;
+    let by_origin = &stats["mainImagesByOrigin"];
+    assert_eq!(
+        by_origin[1],
+        json!({ "origin": "HOTELIER", "count": 1, "share": 1.0 / with_main })
+    );
+    assert_eq!(
+        by_origin[2],
+        json!({ "origin": "ADMIN", "count": 1, "share": 1.0 / with_main })
+    );
+    assert_eq!(by_origin[0]["count"], hotels - without - 2);
+    let active = app
+        .scalar("SELECT COUNT(*) FROM image WHERE status = 'ACTIVE'")
+        .await;
+    assert_eq!(
+        stats["imagesByStatus"][0],
+        json!({ "status": "ACTIVE", "count": active })
+    );
+    let untagged = app
+        .scalar("SELECT COUNT(*) FROM image WHERE id NOT IN (SELECT image_id FROM image_tag)")
+        .await;
+    assert_eq!(stats["unclassifiedImages"], untagged);
+    assert!(untagged >= 2, "the imported images have no tags");
+    let (day, week) = created_by_partner_1(&before);
+    assert_eq!(created_by_partner_1(&stats), (day + 2, week + 2));
+}
+
+#[tokio::test]
+async fn the_catalog_figures_are_prometheus_gauges_refreshed_on_an_interval() {
+    let app = spawn_app_with(|s| s.catalog_stats_interval_secs = 1).await;
+    import_unsized(&app, &[901, 902]).await;
+    let without = app
+        .scalar("SELECT COUNT(*) FROM hotel WHERE main_image_id IS NULL")
+        .await as f64;
+    let series = r#"catalog_imported_items{partner="1",outcome="created",window="1d"}"#;
+
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        metrics = app.metrics().await;
+        if sample(&metrics, series).is_some_and(|n| n >= 2.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    assert!(
+        sample(&metrics, series).is_some_and(|n| n >= 2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"catalog_hotels{main_image="none"}"#),
+        Some(without)
+    );
+    assert!(sample(&metrics, r#"catalog_images{status="active"}"#).is_some_and(|n| n > 0.0));
+    assert!(sample(&metrics, "catalog_unclassified_images").is_some_and(|n| n >= 2.0));
 }
