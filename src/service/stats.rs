@@ -130,7 +130,8 @@ fn import_partner(entity_ids: &str) -> Option<PartnerId> {
 /// Sets the `catalog_*` gauges from `catalog`'s figures every `every`, until dropped. A
 /// partner that no longer imports keeps its series, at 0.
 pub async fn refresh_gauges(catalog: Catalog, metrics: Metrics, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
+    // The first refresh after one period: not in the middle of start-up.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut partners_seen: BTreeSet<PartnerId> = BTreeSet::new();
     loop {

@@ -351,3 +351,40 @@ async fn a_commit_whose_reply_was_lost_answers_as_applied_and_its_retry_gets_tha
     assert_eq!(retry.body, first.body);
     assert_eq!(version_and_gallery(&app, 11).await.0, version + 1);
 }
+
+#[tokio::test]
+async fn a_key_covers_a_whole_batch_whose_retry_gets_the_whole_first_answer() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let (v12, g12) = version_and_gallery(&app, 12).await;
+    let (v13, g13) = version_and_gallery(&app, 13).await;
+    let batch = json!([
+        { "query": SET_MAIN, "variables": set_main_input(12, &g12[1], v12) },
+        { "query": SET_MAIN, "variables": set_main_input(13, &g13[1], v13) },
+    ]);
+    let send = || async {
+        let request = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&admin)
+            .header("idempotency-key", "batch")
+            .json(&batch);
+        crate::helpers::answer(request.send().await.expect("sent")).await
+    };
+
+    let first = send().await;
+    let retry = send().await;
+
+    assert_eq!(
+        first.body[0]["data"]["setMainImage"]["userErrors"],
+        json!([])
+    );
+    assert_eq!(
+        first.body[1]["data"]["setMainImage"]["hotel"]["version"],
+        v13 + 1
+    );
+    assert_eq!(retry.body, first.body);
+    assert!(replayed(&retry));
+    assert_eq!(version_and_gallery(&app, 12).await.0, v12 + 1);
+    assert_eq!(version_and_gallery(&app, 13).await.0, v13 + 1);
+}
