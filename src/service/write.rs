@@ -373,13 +373,13 @@ impl Change {
             journal::append_events(&txn, events, now).await?;
         }
         let counted = match &claim {
-            Some(claim) => Some(count_change(&txn, claim).await?),
+            Some(claim) => Some((claim, count_change(&txn, claim).await?)),
             None => None,
         };
         if let Err(error) = txn.commit().await {
-            let applied = match (&claim, counted) {
-                (Some(claim), Some(count)) => committed_anyway(&writer.store, claim, count).await,
-                _ => false,
+            let applied = match counted {
+                Some((claim, count)) => committed_anyway(&writer.store, claim, count).await,
+                None => false,
             };
             if !applied {
                 return Err(error.into());
