@@ -34,6 +34,7 @@ use crate::redis_link::{Namespace, Target};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
 use crate::service::freshness::{self, Freshness, Replaying};
+use crate::service::idempotency::Idempotency;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
@@ -350,6 +351,8 @@ fn router_invalidation(settings: &Settings) -> anyhow::Result<Option<RouterInval
 /// A running subgraph: its listener and routes.
 pub struct Application {
     listener: TcpListener,
+    /// How often the catalog gauges are refreshed (`None`: never).
+    catalog_stats: Option<Duration>,
     state: AppState,
     core: Core,
     stopping: Stopping,
@@ -443,12 +446,19 @@ impl Application {
             .context("invalid REDIS_URL")?,
             public_max_age: settings.cache_control_max_age,
             documents: Documents::default(),
+            idempotency: Idempotency::new(
+                core.store.clone(),
+                Duration::from_secs(settings.idempotency_ttl_secs),
+                Duration::from_millis(settings.request_timeout_ms),
+            ),
         };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         Ok(Self {
             listener,
+            catalog_stats: (settings.catalog_stats_interval_secs > 0)
+                .then(|| Duration::from_secs(settings.catalog_stats_interval_secs)),
             state,
             core,
             stopping: Stopping {
@@ -484,6 +494,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            catalog_stats,
             state,
             core,
             stopping,
@@ -492,6 +503,13 @@ impl Application {
         } = self;
         let draining = state.draining.clone();
         let upkeep = tokio::spawn(state.metrics.clone().run_upkeep(METRICS_UPKEEP));
+        let gauges = catalog_stats.map(|every| {
+            tokio::spawn(crate::service::stats::refresh_gauges(
+                core.catalog.clone(),
+                state.metrics.clone(),
+                every,
+            ))
+        });
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay = relay.map(|relay| {
             tokio::spawn(relay.run(async move {
@@ -517,6 +535,9 @@ impl Application {
         let server = serve(listener, router(state), connections, close_listener);
         let served = drain(server, closed_rx, &draining, stopping.drain).await;
         upkeep.abort();
+        if let Some(gauges) = gauges {
+            gauges.abort();
+        }
         let _ = stop_relay.send(());
         if let Some(relay) = relay {
             // The relay bounds its last drain itself; this only guards against a hang.

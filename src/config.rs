@@ -243,6 +243,27 @@ pub struct Settings {
     )]
     pub cache_control_max_age: u32,
 
+    /// How long an `Idempotency-Key` of a mutation request and its answer are kept, in
+    /// seconds: a retry within this time gets the first answer; after it, the key is new.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_TTL_SECS",
+        default_value_t = 24 * 3600,
+        global = true
+    )]
+    pub idempotency_ttl_secs: u64,
+
+    /// How often `serve` refreshes the `catalog_*` gauges (business figures: hotels by main
+    /// image, images by status, unclassified backlog, import outcomes), in seconds; 0 turns
+    /// the refresh off. Each refresh runs a few statements that scan `hotel` and `image`.
+    #[arg(
+        long,
+        env = "CATALOG_STATS_INTERVAL_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub catalog_stats_interval_secs: u64,
+
     /// How long a registered persisted query (APQ) is kept, in seconds.
     #[arg(long, env = "APQ_TTL_SECS", default_value_t = 7 * 24 * 3600, global = true)]
     pub apq_ttl_secs: u64,

@@ -24,6 +24,13 @@
 //! | `outbox_lag_seconds` | gauge | (age of the oldest unpublished outbox event; 0 when none) |
 //! | `outbox_published_total` | counter | (events this replica's relay published) |
 //! | `import_items_total` | counter | `outcome` (`CREATED`, `LINKED`, `DEDUPLICATED`, `UNCHANGED`, `REJECTED`: items of `importImages`) |
+//! | `catalog_hotels` | gauge | `main_image` (`computed`, `hotelier`, `admin`, `none`) |
+//! | `catalog_images` | gauge | `status` (`active`, `inactive`) |
+//! | `catalog_unclassified_images` | gauge | (images without any tag) |
+//! | `catalog_imported_items` | gauge | `partner`, `outcome`, `window` (`1d`, `7d`): items of import batches |
+//!
+//! The `catalog_*` gauges are set every `CATALOG_STATS_INTERVAL_SECS` by the service's
+//! `stats::refresh_gauges`, not at scrape time: their statements scan tables.
 //!
 //! Database figures are read when `/metrics` is scraped, through hooks the start-up code
 //! registers with [`Metrics::on_scrape`], so this module knows nothing of the database.
@@ -57,6 +64,10 @@ pub const CACHE_DEGRADED: &str = "cache_degraded";
 pub const OUTBOX_LAG: &str = "outbox_lag_seconds";
 pub const OUTBOX_PUBLISHED: &str = "outbox_published_total";
 pub const IMPORT_ITEMS: &str = "import_items_total";
+pub const CATALOG_HOTELS: &str = "catalog_hotels";
+pub const CATALOG_IMAGES: &str = "catalog_images";
+pub const CATALOG_UNCLASSIFIED: &str = "catalog_unclassified_images";
+pub const CATALOG_IMPORTED: &str = "catalog_imported_items";
 
 /// The `operation` label of an operation without a (usable) name.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -282,6 +293,18 @@ impl Metrics {
             .absolute(published);
     }
 
+    /// Sets the gauge `name` with `labels` (figures refreshed by a task of their own).
+    pub fn set_gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(key, value)| Label::new(*key, value.clone()))
+            .collect();
+        self.0
+            .recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
+    }
+
     /// Runs `hook` before every scrape, to refresh figures that are read rather than counted.
     pub fn on_scrape(&self, hook: impl Fn(&Metrics) + Send + Sync + 'static) {
         self.0
@@ -444,6 +467,20 @@ fn describe(recorder: &PrometheusRecorder) {
         None,
         help("Items of importImages, by outcome"),
     );
+    for (name, text) in [
+        (
+            CATALOG_HOTELS,
+            "Hotels by who chose their main image (none: no main image)",
+        ),
+        (CATALOG_IMAGES, "Images by status"),
+        (CATALOG_UNCLASSIFIED, "Images without any tag"),
+        (
+            CATALOG_IMPORTED,
+            "Items of import batches per partner and outcome over the last day (1d) or week (7d)",
+        ),
+    ] {
+        recorder.describe_gauge(KeyName::from_const_str(name), None, help(text));
+    }
 }
 
 /// Installs the process's log output on stderr: JSON lines when `json`, else human-readable;

@@ -5,11 +5,13 @@
 //! MySQL/MariaDB without engine-specific enum types.
 
 pub mod audit_log;
+pub mod audit_subject;
 pub mod catalog_identity;
 pub mod delivery;
 pub mod gallery_pin;
 pub mod hotel;
 pub mod hotel_image;
+pub mod idempotency_key;
 pub mod image;
 pub mod image_source;
 pub mod image_tag;

@@ -6,8 +6,12 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_catalog;
 mod m20261122_000002_create_outbox_relay;
+mod m20261203_idem_admin_indexes;
+mod m20261203_idem_idempotency_keys;
 mod m20261203_media_measured_quality;
 mod m20261203_redis_create_catalog_identity;
+
+pub use m20261203_idem_admin_indexes::fill_audit_subjects;
 
 pub struct Migrator;
 
@@ -19,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_outbox_relay::Migration),
             Box::new(m20261203_media_measured_quality::Migration),
             Box::new(m20261203_redis_create_catalog_identity::Migration),
+            Box::new(m20261203_idem_idempotency_keys::Migration),
+            Box::new(m20261203_idem_admin_indexes::Migration),
         ]
     }
 }

@@ -23,6 +23,10 @@ pub enum CursorKind {
     HotelImages,
     /// Hotel ID in an image's hotels.
     ImageHotels,
+    /// Row ID in the audit log (newest first).
+    AuditLog,
+    /// Hotel ID in the hotels without a main image.
+    HotelsWithoutMainImage,
 }
 
 impl CursorKind {
@@ -31,6 +35,8 @@ impl CursorKind {
             CursorKind::Gallery => "g",
             CursorKind::HotelImages => "i",
             CursorKind::ImageHotels => "h",
+            CursorKind::AuditLog => "a",
+            CursorKind::HotelsWithoutMainImage => "m",
         }
     }
 

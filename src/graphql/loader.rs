@@ -64,6 +64,8 @@ pub struct TagsOf(pub ImageId);
 pub struct SourcesOf(pub ImageId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LegacyIdsOf(pub ImageId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusReasonOf(pub ImageId);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ByLegacyId(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,6 +100,7 @@ pub fn forget_all(loaders: &Loaders) {
     loaders.clear::<TagsOf>();
     loaders.clear::<SourcesOf>();
     loaders.clear::<LegacyIdsOf>();
+    loaders.clear::<StatusReasonOf>();
     loaders.clear::<ByLegacyId>();
     loaders.clear::<ByUrlKey>();
     loaders.clear::<HotelLinks>();
@@ -185,6 +188,15 @@ keyed_loader!(
     legacy_ids,
     LegacyIdsOf,
     |k: &LegacyIdsOf| k.0
+);
+keyed_loader!(
+    "image_status_reason",
+    StatusReasonOf,
+    ImageId,
+    String,
+    status_reasons,
+    StatusReasonOf,
+    |k: &StatusReasonOf| k.0
 );
 keyed_loader!(
     "image_by_legacy_id",

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`query`]: the `Query` root and the entity resolvers behind `_entities`.
+//! - [`admin`]: the admin tool's queries: the audit log, hotels without a main image.
 //! - [`mutation`]: the `Mutation` root, its inputs and payloads.
 //! - [`ingest`]: the inputs, payloads and resolvers of `importImages` and `upsertPartner`.
 //! - [`payload`]: what every mutation shares: `UserError`, input ID parsing, the caller, the
@@ -16,6 +17,7 @@
 //! - [`observe`]: operation latency and error metrics.
 //! - [`error`]: how failures reach clients.
 
+pub mod admin;
 pub mod connection;
 pub mod documents;
 pub mod error;

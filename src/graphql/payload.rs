@@ -13,6 +13,7 @@ use super::error::{refused, unexpected};
 use super::loader::{Loaders, forget_all};
 use super::types::ImageCategory;
 use crate::service::auth::Actor;
+use crate::service::idempotency::Claim;
 use crate::service::manage::TagInput;
 use crate::service::write::{self, Caller, Failure};
 
@@ -107,11 +108,13 @@ pub fn outcome<T, E: Into<Failure>>(result: Result<T, E>) -> Result<Result<T, Ve
     }
 }
 
-/// The caller behind the request: its actor and request ID (the transport sets both).
+/// The caller behind the request: its actor, request ID and idempotency key (the transport
+/// sets them).
 pub fn caller(ctx: &Context<'_>) -> Result<Caller> {
     Ok(Caller {
         actor: needed::<Actor>(ctx, "the caller's actor")?.clone(),
         request_id: ctx.data::<RequestId>().ok().and_then(|r| r.0.clone()),
+        idempotency: ctx.data_opt::<Claim>().cloned(),
     })
 }
 

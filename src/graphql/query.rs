@@ -5,9 +5,11 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::admin::{AuditEntryConnection, AuditLogFilter, CatalogStats};
+use super::connection::page_complexity;
 use super::error::{bad_input, load};
 use super::loader::{ByLegacyId, ByUrlKey, Loaders};
-use super::types::{Hotel, Image, Partner, load_images};
+use super::types::{Hotel, HotelConnection, Image, Partner, load_images};
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
 use crate::service::catalog::Catalog;
@@ -121,6 +123,43 @@ impl Query {
             .await
             .map_err(|e| super::error::service(&e))?;
         Ok(partners.into_iter().map(Partner).collect())
+    }
+
+    /// The audit log, newest first: who changed what, when, with which request, before and
+    /// after (admin).
+    #[graphql(
+        complexity = "page_complexity(first, child_complexity)",
+        cache_control(no_cache)
+    )]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditLogFilter>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<AuditEntryConnection> {
+        super::admin::audit_log(ctx, filter, first, after).await
+    }
+
+    /// Hotels known to this subgraph that have no main image (no eligible image), by ID
+    /// (admin).
+    #[graphql(
+        complexity = "page_complexity(first, child_complexity)",
+        cache_control(no_cache)
+    )]
+    async fn hotels_without_main_image(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<HotelConnection> {
+        super::admin::hotels_without_main_image(ctx, first, after).await
+    }
+
+    /// The catalog's business figures, computed now (admin).
+    #[graphql(cache_control(no_cache))]
+    async fn catalog_stats(&self, ctx: &Context<'_>) -> Result<CatalogStats> {
+        super::admin::catalog_stats(ctx).await
     }
 
     /// Federation: any well-formed hotel ID is a hotel (its image fields are empty when this

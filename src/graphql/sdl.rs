@@ -75,6 +75,13 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ),
     ("Hotel.version", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
     ("Image.tags", &[A_FEW]),
+    ("Image.statusReason", &[AUTHENTICATED, ADMIN]),
+    ("Query.catalogStats", &[AUTHENTICATED, ADMIN]),
+    ("Query.auditLog", &[AUTHENTICATED, ADMIN, CONNECTION]),
+    (
+        "Query.hotelsWithoutMainImage",
+        &[AUTHENTICATED, ADMIN, CONNECTION],
+    ),
     ("Image.legacyIds", &[AUTHENTICATED, ADMIN, A_FEW]),
     ("Image.sources", &[AUTHENTICATED, ADMIN, A_FEW]),
     (

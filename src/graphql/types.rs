@@ -11,12 +11,13 @@ use super::connection::{CursorKind, PageArgs, PageInfo, page_complexity, page_in
 use super::error::{bad_input, load, refused, unexpected};
 use super::loader::{
     HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
-    TagsOf,
+    StatusReasonOf, TagsOf,
 };
-use crate::domain::catalog::{HotelId, ImageId, Tag};
+use crate::domain::catalog::{HotelId, ImageId, Status, Tag};
 use crate::domain::curation::HotelRecord;
 use crate::domain::media;
 use crate::service::auth::Actor;
+use crate::service::catalog::Catalog;
 use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
 
 /// How image URLs are built: shared by every request (schema data).
@@ -401,6 +402,21 @@ impl Image {
         self.record.status.into()
     }
 
+    /// Why the image was taken offline everywhere (the `reason` of `deactivateImage`); null
+    /// while it is active (internal: admins). Reasons of deactivations for some hotels only
+    /// are in the audit log.
+    #[graphql(cache_control(no_cache))]
+    async fn status_reason(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Self::require_internals(ctx)?;
+        if self.record.status == Status::Active {
+            return Ok(None);
+        }
+        loaders(ctx)?
+            .load_one(StatusReasonOf(self.record.id))
+            .await
+            .map_err(load)
+    }
+
     /// IDs the old systems used for this image (internal).
     #[graphql(cache_control(no_cache))]
     async fn legacy_ids(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
@@ -458,7 +474,7 @@ impl Image {
                 .collect(),
             has_next_page,
             has_previous_page: page.after.is_some(),
-            total: ImageHotelCount(self.record.id),
+            total: HotelTotal::OfImage(ImageHotelCount(self.record.id)),
         })
     }
 
@@ -618,7 +634,16 @@ pub struct HotelConnection {
     pub edges: Vec<(String, Hotel)>,
     pub has_next_page: bool,
     pub has_previous_page: bool,
-    pub total: ImageHotelCount,
+    pub total: HotelTotal,
+}
+
+/// What a hotel list counts, when asked.
+#[derive(Debug, Clone, Copy)]
+pub enum HotelTotal {
+    /// The hotels an image is linked to.
+    OfImage(ImageHotelCount),
+    /// The hotels without a main image.
+    WithoutMainImage,
 }
 
 #[derive(SimpleObject)]
@@ -649,11 +674,21 @@ impl HotelConnection {
     }
 
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        Ok(ctx
-            .data::<Loaders>()?
-            .load_one(self.total)
-            .await
-            .map_err(load)?
-            .unwrap_or(0))
+        match self.total {
+            HotelTotal::OfImage(count) => Ok(ctx
+                .data::<Loaders>()?
+                .load_one(count)
+                .await
+                .map_err(load)?
+                .unwrap_or(0)),
+            HotelTotal::WithoutMainImage => {
+                let count = ctx
+                    .data::<Catalog>()?
+                    .count_hotels_without_main_image()
+                    .await
+                    .map_err(|e| super::error::service(&e))?;
+                Ok(count as i64)
+            }
+        }
     }
 }

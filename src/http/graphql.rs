@@ -16,6 +16,8 @@
 //! - Automatic persisted queries (Apollo's APQ): a request may carry the SHA-256 of its query
 //!   instead of the query; an unknown hash answers `PersistedQueryNotFound`, and a request with
 //!   both registers the query for every replica once it ran (passed limits and validation).
+//! - A mutation request with an `Idempotency-Key` header runs at most once per caller and key;
+//!   a retry gets the first answer (see [`super::idempotent`]).
 //! - `Cache-Control`: a successful query of public fields only is `public, max-age=N`
 //!   (`CACHE_CONTROL_MAX_AGE`); mutations, internal fields, errors and refusals are `no-store`.
 
@@ -31,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::admission::{admit, passed_validation};
 use super::auth::AuthError;
+use super::idempotent;
 use super::multipart::GraphQLBody;
 use super::refusal::{NO_STORE, error_response};
 use super::scan::scan;
@@ -86,6 +89,10 @@ pub async fn handle(
             media_type,
         );
     }
+    let key = match idempotent::key(&state, &headers, &actor, admitted.mutation, media_type) {
+        Ok(key) => key,
+        Err(refusal) => return *refusal,
+    };
     let request_id = headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -101,7 +108,13 @@ pub async fn handle(
                 .collect(),
         ),
     };
-    let response = execute_batch(&state.schema, prepared).await;
+    let response = match key {
+        None => execute_batch(&state.schema, prepared).await,
+        Some(key) => match idempotent::run(&state, key, prepared, media_type).await {
+            Ok(response) => response,
+            Err(answer) => return *answer,
+        },
+    };
     register_valid(&state.persisted, registrations, &response).await;
     admitted.documents.keep_valid(&state, &response);
     respond(response, media_type, state.public_max_age)

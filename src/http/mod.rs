@@ -10,6 +10,7 @@
 //! - `admission`: parsing once, the cost budget of a request, what may be cached after it ran.
 //! - [`scan`]: the pre-parse nesting, size and token scan.
 //! - [`graphql`]: the `/graphql` handler.
+//! - [`idempotent`]: the `Idempotency-Key` of mutation requests.
 //! - [`known`]: the consumer operations' names, the only operation labels of `/metrics`.
 //! - [`observe`]: request IDs, trace context, per-request spans, log lines and counts.
 //! - `refusal`: the one shape of every answer refused before or instead of execution.
@@ -19,6 +20,7 @@
 mod admission;
 pub mod auth;
 pub mod graphql;
+pub mod idempotent;
 pub mod known;
 pub mod lifecycle;
 mod multipart;
@@ -49,6 +51,7 @@ use crate::graphql::documents::Documents;
 use crate::secret::Secret;
 use crate::service::auth::Refused;
 use crate::service::catalog::Catalog;
+use crate::service::idempotency::Idempotency;
 use crate::store::objects::{Objects, ObjectsError};
 use crate::telemetry::Metrics;
 use auth::Authenticator;
@@ -79,6 +82,8 @@ pub struct AppState {
     pub public_max_age: u32,
     /// Parsed documents of recent queries.
     pub documents: Documents,
+    /// Idempotency keys of mutation requests.
+    pub idempotency: Idempotency,
 }
 
 /// Limits applied before a request reaches the schema.

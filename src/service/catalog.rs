@@ -12,6 +12,7 @@ use super::ServiceResult;
 use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
 use crate::domain::curation::HotelRecord;
+use crate::store::admin::{AuditFilter, AuditRecord};
 use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window};
 
 /// Read access to the catalog.
@@ -46,6 +47,29 @@ impl Catalog {
             .cache
             .images(ids, |missing| async move { store.images(&missing).await })
             .await?)
+    }
+
+    /// The reason each image was deactivated with (admin reads: the caller checks).
+    pub async fn status_reasons(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, String>> {
+        Ok(self.store.status_reasons(ids).await?)
+    }
+
+    /// A page of the audit log, newest first (admin reads: the caller checks).
+    pub async fn audit_log(
+        &self,
+        filter: &AuditFilter,
+        window: Window,
+    ) -> ServiceResult<Vec<AuditRecord>> {
+        Ok(self.store.audit_log(filter, window).await?)
+    }
+
+    /// A page of the hotels without a main image, by ID (admin reads: the caller checks).
+    pub async fn hotels_without_main_image(&self, window: Window) -> ServiceResult<Vec<HotelId>> {
+        Ok(self.store.hotels_without_main_image(window).await?)
+    }
+
+    pub async fn count_hotels_without_main_image(&self) -> ServiceResult<u64> {
+        Ok(self.store.count_hotels_without_main_image().await?)
     }
 
     pub async fn tags(&self, ids: &[ImageId]) -> ServiceResult<HashMap<ImageId, Vec<Tag>>> {

@@ -10,6 +10,7 @@
 //! - [`write`]: the write kernel every change goes through: the caller, user errors, the
 //!   transaction with retries, curation, audit and outbox events, and what a commit makes
 //!   stale.
+//! - [`idempotency`]: idempotency keys of mutation requests: a retry gets the first answer.
 //! - [`curation`]: curating hotels on demand: recomputing every hotel after a rule change.
 //! - [`manage`]: the management use cases (mutations).
 //! - [`upload`]: hotelier uploads into the object store.
@@ -17,6 +18,7 @@
 //! - [`events`]: the outbox events those changes emit.
 //! - [`freshness`]: after a commit, the cache invalidation and the relay's wake-up; the
 //!   relay's replay of invalidations that Redis missed.
+//! - [`stats`]: the catalog's business figures, for admins and as Prometheus gauges.
 //! - [`relay`]: the built-in outbox relay publishing those events to the event stream.
 //! - [`router_cache`]: the router's response cache, invalidated for every published change.
 
@@ -25,10 +27,12 @@ pub mod catalog;
 pub mod curation;
 pub mod events;
 pub mod freshness;
+pub mod idempotency;
 pub mod ingest;
 pub mod manage;
 pub mod relay;
 pub mod router_cache;
+pub mod stats;
 pub mod upload;
 pub mod write;
 

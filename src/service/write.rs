@@ -10,8 +10,9 @@
 //!    ([`crate::domain::curation::republish`]) decide each hotel's published view, the store
 //!    writes the rows of those that changed. The published view is never behind the data.
 //! 4. [`Change::commit`] appends the audit row and the outbox events (the use case's own, plus
-//!    `MainImageChanged` / `GalleryChanged` for every curation change), commits, and then tells
-//!    [`Freshness`] what the change made stale: caches drop it, the outbox relay wakes up.
+//!    `MainImageChanged` / `GalleryChanged` for every curation change), counts the change under
+//!    the request's idempotency key when it has one, commits, and then tells [`Freshness`] what
+//!    the change made stale: caches drop it, the outbox relay wakes up.
 //!
 //! A transaction that fails transiently (a deadlock, a serialization failure, SQLite's busy
 //! database, a concurrent import of the same URL) is run again whole by [`retrying`]: every use
@@ -30,6 +31,7 @@ use super::freshness::Freshness;
 use crate::cache::CacheKey;
 use crate::domain::catalog::{HotelId, MAX_TEXT_CHARS, Score, text_fits};
 use crate::domain::curation::{PublishedChange, Rules, republish};
+use crate::store::idempotency::{self, Claim};
 use crate::store::journal::{self, AuditEntry, OutboxEvent};
 use crate::store::{Store, StoreError, StoreResult, curation};
 
@@ -43,6 +45,9 @@ const MAX_ATTEMPTS: u32 = 6;
 pub struct Caller {
     pub actor: Actor,
     pub request_id: Option<String>,
+    /// The request's idempotency key, held by this attempt: every change of the request
+    /// commits under it (see [`super::idempotency`]).
+    pub idempotency: Option<Claim>,
 }
 
 impl Caller {
@@ -55,6 +60,7 @@ impl Caller {
                 ..Actor::default()
             },
             request_id: None,
+            idempotency: None,
         }
     }
 
@@ -80,6 +86,7 @@ impl Caller {
             before: None,
             after: None,
             request_id: self.request_id.clone(),
+            idempotency: self.idempotency.clone(),
         }
     }
 }
@@ -350,7 +357,11 @@ impl Change {
     }
 
     /// Writes the audit row (`None`: a change that changed nothing worth auditing) and every
-    /// event, commits, then tells the caches what is stale and wakes the outbox relay.
+    /// event, counts the change under the request's idempotency key, commits, then tells the
+    /// caches what is stale and wakes the outbox relay.
+    ///
+    /// With an idempotency key, a commit whose reply was lost (the connection broke after
+    /// `COMMIT` was sent) is not a failure when the key's count shows that it was applied.
     pub async fn commit(self, audit: Option<AuditEntry>) -> StoreResult<()> {
         let Change {
             txn,
@@ -361,6 +372,7 @@ impl Change {
         } = self;
         events.extend(events::curation_events(&published, now));
         let stale = stale_keys(&published, &events);
+        let claim = audit.as_ref().and_then(|a| a.idempotency.clone());
         if let Some(audit) = audit {
             journal::append_audit(&txn, audit, now).await?;
         }
@@ -368,13 +380,47 @@ impl Change {
         if has_events {
             journal::append_events(&txn, events, now).await?;
         }
-        txn.commit().await?;
+        let counted = match &claim {
+            Some(claim) => Some((claim, count_change(&txn, claim).await?)),
+            None => None,
+        };
+        if let Err(error) = txn.commit().await {
+            let applied = match counted {
+                Some((claim, count)) => committed_anyway(&writer.store, claim, count).await,
+                None => false,
+            };
+            if !applied {
+                return Err(error.into());
+            }
+            tracing::warn!(error = %error, "the commit's reply was lost, but the idempotency key shows it applied");
+        }
         // A change that changed nothing published (a re-sent import batch, a recomputation that
         // found every hotel as it was) has nothing to announce.
         if has_events || !stale.is_empty() {
             writer.freshness.committed(&stale).await;
         }
         Ok(())
+    }
+}
+
+/// Counts the change under `claim` on its transaction; returns the key's count with it.
+/// Refused when the key was taken over by a later attempt (this one's hold ran out).
+async fn count_change(txn: &DatabaseTransaction, claim: &Claim) -> StoreResult<i32> {
+    if !idempotency::count_change(txn, claim).await? {
+        return Err(StoreError::KeyTakenOver);
+    }
+    idempotency::changes(txn, claim).await
+}
+
+/// Whether a commit that failed was applied all the same: the key's count, read again on a
+/// fresh connection, includes the change (`count`).
+async fn committed_anyway(store: &Store, claim: &Claim, count: i32) -> bool {
+    match idempotency::changes(store.connection(), claim).await {
+        Ok(now) => now >= count,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot tell whether a failed commit applied");
+            false
+        }
     }
 }
 

@@ -1,13 +1,17 @@
 //! What every change appends in its own transaction: one audit row (who did what, with the
-//! request's ID, before and after) and its outbox events (DESIGN section 7). A change that
-//! commits has both; one that rolls back has neither.
+//! request's ID, before and after), its outbox events (DESIGN section 7), and the count of the
+//! request's idempotency key when it has one ([`super::idempotency`]). A change that commits
+//! has all of them; one that rolls back has none.
 
 use chrono::{DateTime, Utc};
-use entity::{audit_log, outbox};
+use std::collections::BTreeSet;
+
+use entity::{audit_log, audit_subject, outbox};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{DatabaseTransaction, EntityTrait};
 
 use super::StoreResult;
+use super::idempotency::Claim;
 
 /// One row of the audit log.
 #[derive(Debug, Clone)]
@@ -18,6 +22,8 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub request_id: Option<String>,
+    /// The idempotency key the change commits under (the request's `Idempotency-Key`).
+    pub idempotency: Option<Claim>,
 }
 
 impl AuditEntry {
@@ -43,12 +49,15 @@ pub struct OutboxEvent {
     pub payload: serde_json::Value,
 }
 
+/// Appends the audit row, and one `audit_subject` row per hotel and image it names (the
+/// index of the audit log by hotel and by image).
 pub async fn append_audit(
     txn: &DatabaseTransaction,
     entry: AuditEntry,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
+    let subjects = subjects(&entry.entity_ids);
+    let inserted = audit_log::Entity::insert(audit_log::ActiveModel {
         id: NotSet,
         created_at: Set(now),
         actor: Set(entry.actor),
@@ -58,9 +67,50 @@ pub async fn append_audit(
         after: Set(entry.after.map(|v| v.to_string())),
         request_id: Set(entry.request_id),
     })
-    .exec_without_returning(txn)
+    .exec(txn)
     .await?;
+    let rows: Vec<_> = subjects
+        .into_iter()
+        .map(|(kind, entity_id)| audit_subject::ActiveModel {
+            kind: Set(kind.to_owned()),
+            entity_id: Set(entity_id),
+            audit_id: Set(inserted.last_insert_id),
+        })
+        .collect();
+    if !rows.is_empty() {
+        super::bulk::insert_rows(txn, rows).await?;
+    }
     Ok(())
+}
+
+/// The keys of an audit row's `entity_ids` that name hotels and images (a string ID, or a
+/// list of them), and the kind each names.
+const SUBJECT_KEYS: [(&str, &str); 4] = [
+    ("hotelId", HOTEL_SUBJECT),
+    ("hotelIds", HOTEL_SUBJECT),
+    ("imageId", IMAGE_SUBJECT),
+    ("imageIds", IMAGE_SUBJECT),
+];
+/// `audit_subject.kind` of a hotel.
+pub const HOTEL_SUBJECT: &str = "hotel";
+/// `audit_subject.kind` of an image.
+pub const IMAGE_SUBJECT: &str = "image";
+
+/// The hotels and images `entity_ids` names.
+fn subjects(entity_ids: &serde_json::Value) -> BTreeSet<(&'static str, i64)> {
+    let mut found = BTreeSet::new();
+    for (key, kind) in SUBJECT_KEYS {
+        let values: Vec<&serde_json::Value> = match &entity_ids[key] {
+            serde_json::Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        for value in values {
+            if let Some(id) = value.as_str().and_then(|id| id.parse().ok()) {
+                found.insert((kind, id));
+            }
+        }
+    }
+    found
 }
 
 pub async fn append_events(
@@ -84,4 +134,38 @@ pub async fn append_events(
         })
         .collect();
     super::bulk::insert_rows(txn, rows).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_audit_row_names_the_hotels_and_images_of_its_entity_ids() {
+        let cases = [
+            (
+                json!({ "hotelId": "4", "imageId": "12" }),
+                vec![("hotel", 4), ("image", 12)],
+            ),
+            (
+                json!({ "imageId": "7", "hotelIds": ["1", "2"] }),
+                vec![("hotel", 1), ("hotel", 2), ("image", 7)],
+            ),
+            (
+                json!({ "imageId": "7", "hotelIds": null }),
+                vec![("image", 7)],
+            ),
+            (
+                json!({ "imageIds": ["3", "3", "5"] }),
+                vec![("image", 3), ("image", 5)],
+            ),
+            (json!({ "partnerId": "2" }), vec![]),
+            (json!({ "hotels": 10 }), vec![]),
+        ];
+        for (entity_ids, expected) in cases {
+            let found: Vec<_> = subjects(&entity_ids).into_iter().collect();
+            assert_eq!(found, expected, "{entity_ids}");
+        }
+    }
 }

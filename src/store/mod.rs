@@ -5,6 +5,8 @@
 //! layer as records with parsed domain types, never as SeaORM models.
 //!
 //! # Layout
+//! - [`admin`]: the admin tool's reads: the audit log, hotels without a main image, reasons
+//!   of deactivation.
 //! - [`connect`]: opening the pool with service-friendly settings, a statement counter and
 //!   the pool's figures.
 //! - [`read`]: the batched reads of the read API.
@@ -14,18 +16,23 @@
 //! - [`manage`]: the writes of the management use cases and of uploads.
 //! - [`journal`]: what every change appends in its transaction: its audit row and its outbox
 //!   events.
+//! - [`idempotency`]: idempotency keys of mutation requests: holds, changes counted under
+//!   them, kept answers.
 //! - [`objects`]: the object store behind uploads.
 //! - [`bulk`]: multi-row writes (the rows as one JSON parameter) and key lists as one
 //!   parameter, for seeding, imports and curation.
 //! - [`ingest`]: partners, the reads and writes of an import batch, snapshot retirement.
 //! - [`outbox`]: the outbox: events appended by changes; the relay's lock, unpublished events,
 //!   marks, lag.
+//! - [`stats`]: the catalog's business figures (`catalogStats`, the `catalog_*` gauges).
 //! - [`stream`]: where relayed events go: the Redis stream, or the in-process bus.
 //! - [`identity`]: the catalog's identity, which names everything kept in Redis.
 
+pub mod admin;
 pub mod bulk;
 pub mod connect;
 pub mod curation;
+pub mod idempotency;
 pub mod identity;
 pub mod ingest;
 pub mod journal;
@@ -34,6 +41,7 @@ pub mod objects;
 pub mod outbox;
 pub mod read;
 pub mod rows;
+pub mod stats;
 pub mod stream;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +71,10 @@ pub enum StoreError {
     /// URL or legacy ID): the whole transaction must be rolled back and may be retried.
     #[error("a concurrent change got in the way")]
     Conflict,
+    /// The idempotency key the change was to commit under was taken over by a later attempt
+    /// of the same request (this one's hold ran out): the change must not commit.
+    #[error("the idempotency key was taken over by a later attempt")]
+    KeyTakenOver,
 }
 
 impl StoreError {
@@ -72,7 +84,7 @@ impl StoreError {
         match self {
             StoreError::Conflict => true,
             StoreError::Db(error) => is_transient_db(error),
-            StoreError::Corrupt(_) | StoreError::Objects(_) => false,
+            StoreError::Corrupt(_) | StoreError::Objects(_) | StoreError::KeyTakenOver => false,
         }
     }
 }

@@ -85,7 +85,7 @@ async fn scalar(core: &Core, sql: &str) -> i64 {
 // 2. A database that black-holes, or restarts.
 
 /// A proxy in front of the database server of `TEST_DATABASE_URL`; `None` on SQLite.
-async fn database_proxy() -> Option<Proxy> {
+pub(crate) async fn database_proxy() -> Option<Proxy> {
     let server = std::env::var("TEST_DATABASE_URL").ok()?;
     let url = url::Url::parse(&server).expect("TEST_DATABASE_URL is a URL");
     let host = url.host_str().expect("a host").to_owned();
@@ -97,7 +97,7 @@ async fn database_proxy() -> Option<Proxy> {
 }
 
 /// Sends the app's database connections through `proxy`.
-fn through(proxy: &Proxy, settings: &mut Settings) {
+pub(crate) fn through(proxy: &Proxy, settings: &mut Settings) {
     let mut url = url::Url::parse(&settings.database_url()).expect("a URL");
     url.set_host(Some("127.0.0.1")).expect("host");
     url.set_port(Some(proxy.addr.port())).expect("port");

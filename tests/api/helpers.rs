@@ -276,6 +276,7 @@ async fn launch(
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -335,6 +336,23 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    /// A mutation request of `token` with the header `Idempotency-Key: key`.
+    pub async fn graphql_keyed(
+        &self,
+        token: &str,
+        key: &str,
+        query: &str,
+        variables: Value,
+    ) -> Answer {
+        let request = self
+            .client
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&json!({ "query": query, "variables": variables }));
         answer(request.send().await.expect("request sent")).await
     }
 
@@ -472,6 +490,18 @@ pub async fn upload_png(
     input: Value,
     bytes: Vec<u8>,
 ) -> Answer {
+    upload_png_keyed(app, token, None, query, input, bytes).await
+}
+
+/// [`upload_png`] with an `Idempotency-Key` header when `key` is given.
+pub async fn upload_png_keyed(
+    app: &TestApp,
+    token: &str,
+    key: Option<&str>,
+    query: &str,
+    input: Value,
+    bytes: Vec<u8>,
+) -> Answer {
     use reqwest::multipart::{Form, Part};
     let operations = json!({ "query": query, "variables": { "input": input } });
     let form = Form::new()
@@ -484,19 +514,20 @@ pub async fn upload_png(
                 .mime_str("image/png")
                 .expect("a valid MIME type"),
         );
-    let response = app
+    let mut request = app
         .client
         .post(app.url("/graphql"))
         .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("sent");
-    answer(response).await
+        .multipart(form);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    answer(request.send().await.expect("sent")).await
 }
 
 pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status();
+    let headers = response.headers().clone();
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -508,6 +539,7 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     Answer {
         status,
         content_type,
+        headers,
         body,
     }
 }

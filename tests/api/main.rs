@@ -2,6 +2,7 @@
 //! HTTP. The backend is SQLite unless `TEST_DATABASE_URL` names a PostgreSQL or MySQL server,
 //! on which each test creates its own database.
 
+mod admin;
 mod authz;
 mod cache;
 mod curation;
@@ -12,6 +13,7 @@ mod fetch;
 mod fuzz;
 mod helpers;
 mod http;
+mod idempotency;
 mod ingest;
 mod isolation;
 mod kernel;

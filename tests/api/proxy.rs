@@ -5,7 +5,9 @@
 //!   or restarts ([`Proxy::restore`] ends it);
 //! - [`Proxy::stall`]: a black hole: connections are accepted, nothing is forwarded either way,
 //!   nothing is refused ([`Proxy::resume`] forwards what was held);
-//! - [`Proxy::delay_next`]: the next chunk sent to the server waits, as one slow call.
+//! - [`Proxy::delay_next`]: the next chunk sent to the server waits, as one slow call;
+//! - [`Proxy::lose_reply`]: a statement reaches the server, its reply never comes back (the
+//!   connection breaks right after it was sent), as a `COMMIT` applied whose reply was lost.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +33,16 @@ struct State {
     stalled: watch::Sender<bool>,
     /// How long the next chunk towards the server waits.
     delay_next: Mutex<Option<Duration>>,
+    /// Armed by [`Proxy::lose_reply`]: what marks a connection, and what is lost after.
+    lose_reply: Mutex<Option<LoseReply>>,
+}
+
+/// On the first connection that sends a chunk containing all of `marks`, the next chunk
+/// containing `then` is sent and the connection is dropped before any reply.
+#[derive(Clone)]
+struct LoseReply {
+    marks: Vec<&'static str>,
+    then: &'static str,
 }
 
 impl Proxy {
@@ -44,6 +56,7 @@ impl Proxy {
             cuts: watch::channel(0u64).0,
             stalled: watch::channel(false).0,
             delay_next: Mutex::new(None),
+            lose_reply: Mutex::new(None),
         });
         let accepting = state.clone();
         tokio::spawn(async move {
@@ -86,6 +99,49 @@ impl Proxy {
     pub fn delay_next(&self, delay: Duration) {
         *self.state.delay_next.lock().expect("lock") = Some(delay);
     }
+
+    /// Once: on a connection that sent a chunk containing all of `marks`, the next chunk
+    /// containing `then` reaches the server, and the connection breaks before its reply.
+    pub fn lose_reply(&self, marks: &[&'static str], then: &'static str) {
+        *self.state.lose_reply.lock().expect("lock") = Some(LoseReply {
+            marks: marks.to_vec(),
+            then,
+        });
+    }
+}
+
+fn contains(chunk: &[u8], text: &str) -> bool {
+    chunk
+        .windows(text.len())
+        .any(|window| window == text.as_bytes())
+}
+
+/// Per connection: whether it carries a marked statement, and whether its replies are lost.
+#[derive(Default)]
+struct Losing {
+    marked: AtomicBool,
+    lost: AtomicBool,
+}
+
+impl Losing {
+    /// Whether `chunk` (towards the server) is the one whose reply must be lost.
+    fn is_last(&self, chunk: &[u8], state: &State) -> bool {
+        let mut armed = state.lose_reply.lock().expect("lock");
+        let Some(rule) = armed.clone() else {
+            return false;
+        };
+        if !self.marked.load(Ordering::SeqCst) {
+            let marked = rule.marks.iter().all(|m| contains(chunk, m));
+            self.marked.store(marked, Ordering::SeqCst);
+            return false;
+        }
+        if !contains(chunk, rule.then) {
+            return false;
+        }
+        *armed = None;
+        self.lost.store(true, Ordering::SeqCst);
+        true
+    }
 }
 
 async fn forward(inbound: TcpStream, state: Arc<State>) {
@@ -105,15 +161,22 @@ async fn forward(inbound: TcpStream, state: Arc<State>) {
     let _ = outbound.set_nodelay(true);
     let (client_read, client_write) = inbound.into_split();
     let (server_read, server_write) = outbound.into_split();
+    let losing = Losing::default();
     tokio::select! {
-        () = pump(client_read, server_write, &state, true) => {}
-        () = pump(server_read, client_write, &state, false) => {}
+        () = pump(client_read, server_write, &state, &losing, true) => {}
+        () = pump(server_read, client_write, &state, &losing, false) => {}
         _ = cut_signal.changed() => {}
     }
 }
 
 /// Copies `from` to `to`, holding each chunk while the proxy is stalled.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, state: &State, upstream: bool) {
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    state: &State,
+    losing: &Losing,
+    upstream: bool,
+) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buffer).await {
@@ -127,7 +190,16 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, state: &State, up
                 tokio::time::sleep(delay).await;
             }
         }
+        let last = upstream && losing.is_last(&buffer[..n], state);
+        if !upstream && losing.lost.load(Ordering::SeqCst) {
+            return; // the reply is lost
+        }
         if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+        if last {
+            // Give the server time to act on it, then break the connection.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             return;
         }
     }
