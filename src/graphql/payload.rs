@@ -35,6 +35,7 @@ pub enum UserErrorCode {
     ImageNotEligible,
     InvalidInput,
     TooManyItems,
+    NotAnUpload,
 }
 
 /// An expected failure: nothing was changed.

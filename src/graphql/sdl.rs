@@ -88,6 +88,13 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
         &[AUTHENTICATED, ADMIN_OR_HOTELIER],
     ),
     ("Mutation.uploadImage", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    ("Mutation.hideImage", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    ("Mutation.showImage", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
+    (
+        "Mutation.updateHotelImage",
+        &[AUTHENTICATED, ADMIN_OR_HOTELIER],
+    ),
+    ("Mutation.removeUpload", &[AUTHENTICATED, ADMIN_OR_HOTELIER]),
     ("Mutation.deactivateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.activateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.updateImage", &[AUTHENTICATED, ADMIN]),

@@ -6,19 +6,29 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
+use super::manage::{begin_hotel_change, not_linked};
 use super::write::{
     Caller, UserError, UserErrorCode, Writer, check_text, retrying, use_case_error,
 };
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect};
 use crate::store::StoreError;
-use crate::store::manage::{self as writes, UploadRecord};
+use crate::store::manage::{self as writes, Removal, UploadRecord};
 use crate::store::objects::Objects;
 
 use_case_error!(
     /// How an upload failed.
     UploadError
 );
+
+/// What removing an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovedUpload {
+    /// The image is no longer shown for the hotel (false: another partner delivers it there).
+    pub unlinked: bool,
+    /// No hotel showed the image any more, and its stored bytes were deleted.
+    pub bytes_deleted: bool,
+}
 
 #[derive(Clone, Debug)]
 pub struct Uploader {
@@ -67,6 +77,81 @@ impl Uploader {
             .await
             .map_err(|e| StoreError::Objects(e.to_string()))?;
         retrying(|| self.record(caller, hotel, &inspected, &storage_key, caption)).await
+    }
+
+    /// Removes `hotel`'s upload of `image` (a hotelier for their own hotels, or an admin): the
+    /// hotel's delivery, and its link unless another partner delivers the image there; then,
+    /// after the commit, the stored bytes when no hotel shows them any more.
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        expected_version: Option<i64>,
+    ) -> Result<RemovedUpload, UploadError> {
+        let removed = retrying(|| self.remove_once(caller, hotel, image, expected_version)).await?;
+        let mut bytes_deleted = false;
+        if let Some(key) = &removed.orphaned_bytes {
+            // After the commit: a rolled-back removal must not lose the bytes. A failure leaves
+            // bytes nobody shows, which only costs storage.
+            match self.objects.delete(key).await {
+                Ok(()) => bytes_deleted = true,
+                Err(error) => {
+                    tracing::warn!(%error, key, "the bytes of a removed upload were not deleted")
+                }
+            }
+        }
+        Ok(RemovedUpload {
+            unlinked: removed.unlinked,
+            bytes_deleted,
+        })
+    }
+
+    async fn remove_once(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        expected_version: Option<i64>,
+    ) -> Result<Removal, UploadError> {
+        let (mut change, before) =
+            begin_hotel_change::<UploadError>(&self.writer, caller, hotel, expected_version)
+                .await?;
+        if writes::link_status(change.txn(), hotel, image)
+            .await?
+            .is_none()
+        {
+            return Err(not_linked().into());
+        }
+        let Some(removal) =
+            writes::remove_delivery(change.txn(), hotel, image, self.partner.get()).await?
+        else {
+            return Err(UserError::new(
+                UserErrorCode::NotAnUpload,
+                &["imageId"],
+                "the image was not uploaded for this hotel",
+            )
+            .into());
+        };
+        change.curate(&[hotel]).await?;
+        let bytes = removal.orphaned_bytes.is_some();
+        let audit = caller
+            .audit(
+                "removeUpload",
+                json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            )
+            .with_before(json!({ "version": before }))
+            .with_after(json!({ "unlinked": removal.unlinked, "bytesDeleted": bytes }));
+        let now = change.now();
+        change.emit(events::image_unlinked(
+            image,
+            hotel,
+            removal.unlinked,
+            bytes,
+            now,
+        ));
+        change.commit(Some(audit)).await?;
+        Ok(removal)
     }
 
     /// The change that records stored bytes as an image of `hotel`.

@@ -94,6 +94,8 @@ pub enum UserErrorCode {
     ImageNotEligible,
     InvalidInput,
     TooManyItems,
+    /// The image is shown for the hotel, but not as the hotel's upload.
+    NotAnUpload,
 }
 
 /// An expected failure: where in the input (`field`, a path), and why. Nothing was changed.

@@ -152,7 +152,11 @@ pub struct ImageRecord {
     pub storage_key: String,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    /// The image's own caption (partners, admins); a hotel's link may have its own.
     pub caption: Option<String>,
+    /// The image's own alt text (admins).
+    #[serde(default)]
+    pub alt_text: Option<String>,
     pub category: Category,
     pub quality_score: Option<f64>,
     pub status: Status,

@@ -213,6 +213,13 @@ const SET_PINS: &str = "mutation($input: SetGalleryPinsInput!) { setGalleryPins(
 const ACTIVATE: &str = "mutation($input: ActivateImageInput!) { activateImage(input: $input) { userErrors { code } } }";
 const UPDATE: &str =
     "mutation($input: UpdateImageInput!) { updateImage(input: $input) { userErrors { code } } }";
+const HIDE: &str =
+    "mutation($input: HideImageInput!) { hideImage(input: $input) { userErrors { code } } }";
+const SHOW: &str =
+    "mutation($input: ShowImageInput!) { showImage(input: $input) { userErrors { code } } }";
+const HOTEL_IMAGE: &str = "mutation($input: UpdateHotelImageInput!) { updateHotelImage(input: $input) { userErrors { code } } }";
+const REMOVE: &str =
+    "mutation($input: RemoveUploadInput!) { removeUpload(input: $input) { userErrors { code } } }";
 
 /// Every kind of change on hotel `hotel` (and its images), by `app`: the management
 /// mutations, an upload and an import.
@@ -303,6 +310,39 @@ async fn every_change(app: &TestApp, hotel: i64) {
             { "imageId": id(7), "qualityScore": 0.99, "tags": [{ "category": "POOL", "confidence": 0.97 }] },
             { "imageId": id(8), "tags": [{ "category": "BAR", "confidence": 0.6 }] },
         ] })).await;
+    let uploaded = upload(app, &hotelier, hotel).await;
+    mutate(
+        app,
+        &hotelier,
+        "hideImage",
+        HIDE,
+        json!({ "hotelId": h, "imageId": id(9), "reason": "renovated" }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "showImage",
+        SHOW,
+        json!({ "hotelId": h, "imageId": id(9) }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "updateHotelImage",
+        HOTEL_IMAGE,
+        json!({ "hotelId": h, "imageId": id(9), "caption": "Our garden", "altText": "A garden" }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "removeUpload",
+        REMOVE,
+        json!({ "hotelId": h, "imageId": uploaded }),
+    )
+    .await;
     upload(app, &hotelier, hotel).await;
     let url = format!(
         "https://img.partner.example/events/{}/a.jpg",
@@ -328,8 +368,8 @@ async fn every_change(app: &TestApp, hotel: i64) {
     assert_eq!(outcomes, ["CREATED", "LINKED"]);
 }
 
-/// A hotelier's upload of a fresh PNG for `hotel`.
-async fn upload(app: &TestApp, token: &str, hotel: i64) {
+/// A hotelier's upload of a fresh PNG for `hotel`; returns the image's ID.
+async fn upload(app: &TestApp, token: &str, hotel: i64) -> Value {
     let query = "mutation($input: UploadImageInput!) { uploadImage(input: $input) { image { id } userErrors { code } } }";
     let operations = json!({
         "query": query,
@@ -359,6 +399,7 @@ async fn upload(app: &TestApp, token: &str, hotel: i64) {
     .await;
     let data = answer.ok();
     assert_eq!(data["uploadImage"]["userErrors"], json!([]), "{data:#}");
+    data["uploadImage"]["image"]["id"].clone()
 }
 
 #[tokio::test]
@@ -372,6 +413,7 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "MainImageChanged",
         "GalleryChanged",
         "ImageLinked",
+        "ImageUnlinked",
     ] {
         assert!(
             schemas.0.contains_key(name),
@@ -397,15 +439,18 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "MainImageChanged",
         "GalleryChanged",
         "ImageLinked",
+        "ImageUnlinked",
     ] {
         assert!(types.contains_key(emitted), "no {emitted} among {types:?}");
     }
-    // Both deactivations and both activations, two edits, two classifications.
-    assert_eq!(types["ImageDeactivated"], 2, "{types:?}");
-    assert_eq!(types["ImageActivated"], 2, "{types:?}");
-    assert!(types["ImageUpdated"] >= 4, "{types:?}");
-    // Upload and import created one image each.
-    assert_eq!(types["ImageCreated"], 2, "{types:?}");
+    // Both deactivations and both activations and a hotelier's hide and show; two edits, two
+    // classifications, a hotel's texts.
+    assert_eq!(types["ImageDeactivated"], 3, "{types:?}");
+    assert_eq!(types["ImageActivated"], 3, "{types:?}");
+    assert!(types["ImageUpdated"] >= 5, "{types:?}");
+    assert_eq!(types["ImageUnlinked"], 1, "{types:?}");
+    // Two uploads and an import created one image each.
+    assert_eq!(types["ImageCreated"], 3, "{types:?}");
     // The import's second item showed the same picture for another hotel.
     assert_eq!(types["ImageLinked"], 1, "{types:?}");
     let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();

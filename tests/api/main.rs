@@ -10,6 +10,7 @@ mod faults;
 mod federation;
 mod fuzz;
 mod helpers;
+mod hotelier;
 mod http;
 mod ingest;
 mod kernel;
