@@ -204,6 +204,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
             core.catalog,
             core.freshness,
             None,
+            None,
             Metrics::new()
         )?)?
     );

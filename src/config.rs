@@ -421,6 +421,16 @@ pub struct Settings {
     )]
     pub max_concurrent_requests: usize,
 
+    /// The CDN's purge endpoint: `purgeImage` queues a `POST` of `{"urls": [...],
+    /// "surrogateKeys": [...]}` to it, sent after the commit and retried until it answers 2xx.
+    /// Unset: no CDN purge is asked for.
+    #[arg(long, env = "CDN_PURGE_URL", global = true)]
+    pub cdn_purge_url: Option<String>,
+
+    /// Bearer token sent with every CDN purge (`Authorization: Bearer ...`), when set.
+    #[arg(long, env = "CDN_PURGE_TOKEN", global = true)]
+    pub cdn_purge_token: Option<Secret>,
+
     /// Shared secret only the router knows; when set, `/graphql` without the header
     /// `x-router-secret` carrying it is refused with 403.
     #[arg(long, env = "ROUTER_SECRET", global = true)]
@@ -526,6 +536,13 @@ impl Settings {
             (None, None) => None,
             _ => anyhow::bail!("IMGPROXY_KEY and IMGPROXY_SALT must be set together"),
         };
+        if let Some(url) = &self.cdn_purge_url {
+            let parsed = url::Url::parse(url).context("invalid CDN_PURGE_URL")?;
+            anyhow::ensure!(
+                matches!(parsed.scheme(), "http" | "https"),
+                "CDN_PURGE_URL must be an http or https URL"
+            );
+        }
         let upload_partner = PartnerId::new(self.upload_partner_id)
             .context("UPLOAD_PARTNER_ID must be a positive partner ID")?;
         Ok(Checked {

@@ -5,6 +5,7 @@
 //! MySQL/MariaDB without engine-specific enum types.
 
 pub mod audit_log;
+pub mod cdn_purge;
 pub mod delivery;
 pub mod gallery_pin;
 pub mod hotel;
@@ -17,3 +18,4 @@ pub mod main_image_override;
 pub mod outbox;
 pub mod outbox_relay;
 pub mod partner;
+pub mod purged_key;

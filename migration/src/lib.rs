@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_catalog;
 mod m20261122_000002_create_outbox_relay;
 mod m20261203_hotelier_link_texts;
+mod m20261203_hotelier_purge;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_catalog::Migration),
             Box::new(m20261122_000002_create_outbox_relay::Migration),
             Box::new(m20261203_hotelier_link_texts::Migration),
+            Box::new(m20261203_hotelier_purge::Migration),
         ]
     }
 }

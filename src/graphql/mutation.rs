@@ -17,6 +17,7 @@ use super::payload::{
 use super::types::{Hotel, Image, load_images, load_images_shown_by};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::manage::{Classification, ManageError, Manager, TagInput, TextsChange};
+use crate::service::purge::{PurgeError, Purger};
 use crate::service::upload::{UploadError, Uploader};
 use crate::service::write::{self, UserErrorCode};
 
@@ -104,6 +105,24 @@ pub struct RemoveUploadInput {
     pub hotel_id: ID,
     pub image_id: ID,
     pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct PurgeImageInput {
+    pub image_id: ID,
+    /// Why (a legal or privacy request): kept in the audit log and the `ImagePurged` event.
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PurgeImagePayload {
+    /// The purged image: inactive, without texts, shown nowhere.
+    pub image: Option<Image>,
+    /// The hotels that showed it.
+    pub affected_hotels: Vec<Hotel>,
+    /// Its stored bytes are deleted from the object store.
+    pub bytes_deleted: bool,
+    pub user_errors: Vec<UserError>,
 }
 
 #[derive(InputObject)]
@@ -535,6 +554,37 @@ impl Mutation {
         };
         Ok(RemoveUploadPayload {
             hotel: hotel_after(&input.hotel_id),
+            bytes_deleted,
+            user_errors,
+        })
+    }
+
+    /// Takes a picture down for good, for a legal or privacy request (admin): it leaves every
+    /// hotel, its bytes are deleted and the CDN is asked to purge it, and no partner or
+    /// hotelier can bring it back (by any spelling of its URL, or the same bytes).
+    async fn purge_image(
+        &self,
+        ctx: &Context<'_>,
+        input: PurgeImageInput,
+    ) -> Result<PurgeImagePayload> {
+        let (purger, caller) = (service::<Purger>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
+        let run = async {
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            purger.purge(&caller, image, &input.reason).await
+        };
+        let result: Result<_, PurgeError> = run.await;
+        let (affected_hotels, bytes_deleted, user_errors) = match outcome(result)? {
+            Ok(purged) => (
+                purged.hotels.into_iter().map(|id| Hotel { id }).collect(),
+                purged.bytes_deleted,
+                Vec::new(),
+            ),
+            Err(user_errors) => (Vec::new(), false, user_errors),
+        };
+        Ok(PurgeImagePayload {
+            image: image_after(ctx, &input.image_id).await?,
+            affected_hotels,
             bytes_deleted,
             user_errors,
         })

@@ -36,6 +36,7 @@ pub enum UserErrorCode {
     InvalidInput,
     TooManyItems,
     NotAnUpload,
+    Purged,
 }
 
 /// An expected failure: nothing was changed.

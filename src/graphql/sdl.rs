@@ -98,6 +98,7 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ("Mutation.deactivateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.activateImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.updateImage", &[AUTHENTICATED, ADMIN]),
+    ("Mutation.purgeImage", &[AUTHENTICATED, ADMIN]),
     ("Mutation.classifyImages", &[AUTHENTICATED, CLASSIFIER]),
     ("Mutation.importImages", &[AUTHENTICATED, IMPORTER]),
     ("Mutation.upsertPartner", &[AUTHENTICATED, ADMIN]),

@@ -106,6 +106,28 @@ pub fn image_updated(
     }
 }
 
+/// `ImagePurged`: the picture was taken down for good (legal or privacy request): it left
+/// every hotel, its bytes are deleted, and it can never be imported or uploaded again.
+pub fn image_purged(
+    image: ImageId,
+    reason: &str,
+    hotels: &[HotelId],
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImagePurged",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "reason": reason,
+            "hotelIds": hotels.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "occurredAt": at,
+        }),
+    }
+}
+
 /// `ImageUnlinked`: a hotel's upload was removed; the image is no longer shown for the hotel
 /// (`unlinked`, unless another partner delivers it there), and its bytes were deleted when no
 /// hotel shows it any more (`bytesDeleted`).

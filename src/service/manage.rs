@@ -399,6 +399,9 @@ impl Manager {
         // A reason explains a deactivation; activating clears it.
         let stored_reason = reason.filter(|_| !active);
         let mut change = self.begin_image_change(image).await?;
+        if active && crate::store::purge::is_purged(change.txn(), image).await? {
+            return Err(super::purge::purged_error("imageId").into());
+        }
         let now = change.now();
         let linked = writes::linked_hotels(change.txn(), &[image]).await?;
         let affected = match hotels {

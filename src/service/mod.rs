@@ -26,6 +26,7 @@ pub mod events;
 pub mod freshness;
 pub mod ingest;
 pub mod manage;
+pub mod purge;
 pub mod relay;
 pub mod upload;
 pub mod write;

@@ -21,6 +21,12 @@ use_case_error!(
     UploadError
 );
 
+/// The URL key of uploaded bytes. Uploads have no partner URL: their key is derived from the
+/// content, in a namespace of its own so it can never equal the key of a canonical URL.
+fn upload_url_key(sha256: &str) -> String {
+    hex::encode(Sha256::digest(format!("upload:{sha256}")))
+}
+
 /// What removing an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemovedUpload {
@@ -71,6 +77,16 @@ impl Uploader {
             };
             UserError::new(code, &["file"], error.to_string())
         })?;
+        // Bytes a takedown buried never come back: refused before they are stored again.
+        let keys = [
+            inspected.sha256.as_str(),
+            &upload_url_key(&inspected.sha256),
+        ];
+        let purged =
+            crate::store::purge::purged_keys(self.writer.store().connection(), &keys).await?;
+        if !purged.is_empty() {
+            return Err(super::purge::purged_error("file").into());
+        }
         let storage_key = inspected.storage_key();
         self.objects
             .put(&storage_key, bytes)
@@ -163,9 +179,7 @@ impl Uploader {
         storage_key: &str,
         caption: Option<&str>,
     ) -> Result<ImageId, UploadError> {
-        // Uploads have no partner URL: their key is derived from the content, in a namespace
-        // of its own so it can never equal the key of a canonical URL.
-        let url_key = hex::encode(Sha256::digest(format!("upload:{}", inspected.sha256)));
+        let url_key = upload_url_key(&inspected.sha256);
         // What the image records as its URL and source: the content it was made of, not where
         // the bytes lie (a local store's URL is an absolute path of the server).
         let source_url = format!("upload:{}", inspected.sha256);

@@ -96,6 +96,8 @@ pub enum UserErrorCode {
     TooManyItems,
     /// The image is shown for the hotel, but not as the hotel's upload.
     NotAnUpload,
+    /// The picture was taken down (`purgeImage`) and cannot come back.
+    Purged,
 }
 
 /// An expected failure: where in the input (`field`, a path), and why. Nothing was changed.

@@ -30,6 +30,7 @@ pub mod journal;
 pub mod manage;
 pub mod objects;
 pub mod outbox;
+pub mod purge;
 pub mod read;
 pub mod rows;
 pub mod stream;

@@ -218,6 +218,8 @@ const HIDE: &str =
 const SHOW: &str =
     "mutation($input: ShowImageInput!) { showImage(input: $input) { userErrors { code } } }";
 const HOTEL_IMAGE: &str = "mutation($input: UpdateHotelImageInput!) { updateHotelImage(input: $input) { userErrors { code } } }";
+const PURGE: &str =
+    "mutation($input: PurgeImageInput!) { purgeImage(input: $input) { userErrors { code } } }";
 const REMOVE: &str =
     "mutation($input: RemoveUploadInput!) { removeUpload(input: $input) { userErrors { code } } }";
 
@@ -343,7 +345,15 @@ async fn every_change(app: &TestApp, hotel: i64) {
         json!({ "hotelId": h, "imageId": uploaded }),
     )
     .await;
-    upload(app, &hotelier, hotel).await;
+    let second = upload(app, &hotelier, hotel).await;
+    mutate(
+        app,
+        &admin,
+        "purgeImage",
+        PURGE,
+        json!({ "imageId": second, "reason": "privacy request" }),
+    )
+    .await;
     let url = format!(
         "https://img.partner.example/events/{}/a.jpg",
         uuid::Uuid::new_v4().simple()
@@ -414,6 +424,7 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "GalleryChanged",
         "ImageLinked",
         "ImageUnlinked",
+        "ImagePurged",
     ] {
         assert!(
             schemas.0.contains_key(name),
@@ -440,6 +451,7 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "GalleryChanged",
         "ImageLinked",
         "ImageUnlinked",
+        "ImagePurged",
     ] {
         assert!(types.contains_key(emitted), "no {emitted} among {types:?}");
     }
@@ -449,6 +461,7 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
     assert_eq!(types["ImageActivated"], 3, "{types:?}");
     assert!(types["ImageUpdated"] >= 5, "{types:?}");
     assert_eq!(types["ImageUnlinked"], 1, "{types:?}");
+    assert_eq!(types["ImagePurged"], 1, "{types:?}");
     // Two uploads and an import created one image each.
     assert_eq!(types["ImageCreated"], 3, "{types:?}");
     // The import's second item showed the same picture for another hotel.

@@ -20,6 +20,7 @@ mod operations;
 mod persisted;
 mod protection;
 mod proxy;
+mod purge;
 mod read_api;
 mod security;
 mod security_urls;
