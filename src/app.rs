@@ -35,6 +35,7 @@ use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
 use crate::service::purge::{CdnPurgeSettings, CdnPurges, Purger};
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
+use crate::service::retention::{self, Retention};
 use crate::service::upload::Uploader;
 use crate::service::write::Writer;
 use crate::store::objects::Objects;
@@ -319,6 +320,9 @@ pub struct Application {
     relay: Option<Relay>,
     /// Sends the queued CDN purges while the server runs (none without `CDN_PURGE_URL`).
     cdn_purges: Option<CdnPurges>,
+    /// Outbox retention while the server runs: its settings and interval (none without
+    /// `OUTBOX_RETENTION_HOURS`).
+    retention: Option<(Retention, Duration)>,
     /// The in-process event bus of a deployment without Redis.
     events: Option<EventBus>,
 }
@@ -411,6 +415,17 @@ impl Application {
             },
             relay,
             cdn_purges,
+            retention: settings.outbox_retention_hours.map(|hours| {
+                let retention = Retention {
+                    age: Duration::from_secs(hours * 3600),
+                    batch: 1_000,
+                    pause: Duration::from_millis(50),
+                };
+                (
+                    retention,
+                    Duration::from_secs(settings.outbox_retention_interval_secs),
+                )
+            }),
             events: events.filter(|_| settings.outbox_relay),
         })
     }
@@ -444,6 +459,7 @@ impl Application {
             stopping,
             relay,
             cdn_purges,
+            retention,
             events: _,
         } = self;
         let draining = state.draining.clone();
@@ -459,6 +475,13 @@ impl Application {
             tokio::spawn(worker.run(async move {
                 let _ = cdn_purges_stopped.await;
             }))
+        });
+        let retention = retention.map(|(retention, interval)| {
+            tokio::spawn(retention::run_periodically(
+                core.store.clone(),
+                retention,
+                interval,
+            ))
         });
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let close_listener = {
@@ -479,6 +502,9 @@ impl Application {
         let server = serve(listener, router(state), connections, close_listener);
         let served = drain(server, closed_rx, &draining, stopping.drain).await;
         upkeep.abort();
+        if let Some(retention) = retention {
+            retention.abort();
+        }
         let _ = stop_relay.send(());
         let _ = stop_cdn_purges.send(());
         if let Some(worker) = cdn_purges {

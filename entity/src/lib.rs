@@ -19,3 +19,4 @@ pub mod outbox;
 pub mod outbox_relay;
 pub mod partner;
 pub mod purged_key;
+pub mod republish_run;

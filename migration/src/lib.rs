@@ -8,6 +8,7 @@ mod m20261122_000001_create_catalog;
 mod m20261122_000002_create_outbox_relay;
 mod m20261203_hotelier_link_texts;
 mod m20261203_hotelier_purge;
+mod m20261203_hotelier_republish;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_outbox_relay::Migration),
             Box::new(m20261203_hotelier_link_texts::Migration),
             Box::new(m20261203_hotelier_purge::Migration),
+            Box::new(m20261203_hotelier_republish::Migration),
         ]
     }
 }

@@ -28,6 +28,8 @@ pub mod ingest;
 pub mod manage;
 pub mod purge;
 pub mod relay;
+pub mod republish;
+pub mod retention;
 pub mod upload;
 pub mod write;
 

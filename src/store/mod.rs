@@ -32,6 +32,7 @@ pub mod objects;
 pub mod outbox;
 pub mod purge;
 pub mod read;
+pub mod republish;
 pub mod rows;
 pub mod stream;
 

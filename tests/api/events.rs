@@ -25,17 +25,17 @@ fn redis_url() -> String {
 
 /// One outbox row.
 #[derive(Debug, Clone, PartialEq)]
-struct Row {
-    seq: i64,
+pub(crate) struct Row {
+    pub(crate) seq: i64,
     id: String,
     aggregate_type: String,
-    aggregate_id: String,
-    event_type: String,
-    payload: Value,
+    pub(crate) aggregate_id: String,
+    pub(crate) event_type: String,
+    pub(crate) payload: Value,
     published: bool,
 }
 
-async fn outbox(app: &TestApp) -> Vec<Row> {
+pub(crate) async fn outbox(app: &TestApp) -> Vec<Row> {
     let backend = app.core.db.get_database_backend();
     let rows = app
         .core
@@ -79,10 +79,10 @@ async fn until_published(app: &TestApp) {
 }
 
 /// The event schemas of `schema/events/`, by event type.
-struct Schemas(HashMap<String, (Value, jsonschema::Validator)>);
+pub(crate) struct Schemas(HashMap<String, (Value, jsonschema::Validator)>);
 
 impl Schemas {
-    fn load() -> Self {
+    pub(crate) fn load() -> Self {
         let dir = format!("{}/schema/events", env!("CARGO_MANIFEST_DIR"));
         let mut schemas = HashMap::new();
         for entry in std::fs::read_dir(&dir).expect("schema/events") {
@@ -108,7 +108,7 @@ impl Schemas {
 
     /// Checks an event against the schema of its type: the payload, and the envelope's
     /// aggregate type and ID.
-    fn check(&self, row: &Row) -> Result<(), String> {
+    pub(crate) fn check(&self, row: &Row) -> Result<(), String> {
         let (schema, validator) = self
             .0
             .get(&row.event_type)

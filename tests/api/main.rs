@@ -22,6 +22,7 @@ mod protection;
 mod proxy;
 mod purge;
 mod read_api;
+mod republish;
 mod security;
 mod security_urls;
 mod seed;
