@@ -89,14 +89,17 @@ async fn republish_snapshots_every_hotel_once_and_resumes_a_run_that_stopped() {
 /// Marks the first `old` events published long ago, leaves the rest unpublished and backdates
 /// them too.
 async fn age_the_outbox(app: &TestApp, old: i64) {
-    let first = app.scalar("SELECT MIN(seq) FROM outbox").await;
+    // The `old`th event's seq (auto-increment values may have gaps, on MariaDB).
+    let last_old = app
+        .scalar(&format!(
+            "SELECT seq FROM outbox ORDER BY seq LIMIT 1 OFFSET {}",
+            old - 1
+        ))
+        .await;
     let backend = app.core.db.get_database_backend();
     for sql in [
         "UPDATE outbox SET created_at = '2020-01-01 00:00:00'".to_owned(),
-        format!(
-            "UPDATE outbox SET published_at = '2020-01-01 00:00:00' WHERE seq < {}",
-            first + old
-        ),
+        format!("UPDATE outbox SET published_at = '2020-01-01 00:00:00' WHERE seq <= {last_old}"),
     ] {
         use sea_orm::ConnectionTrait;
         app.core
