@@ -430,3 +430,108 @@ async fn another_hotels_hotelier_cannot_hide_edit_or_remove_and_anonymous_caller
     assert_eq!(removed["userErrors"], json!([]));
     assert_eq!(in_gallery(&app, 24, &upload_id).await, None);
 }
+
+#[tokio::test]
+async fn upgrading_moves_an_uploads_caption_to_its_first_uploaders_link() {
+    use migration::MigratorTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    use sea_orm::{ConnectionTrait, Database};
+
+    let scratch = crate::helpers::ScratchDatabase::new().await;
+    let db = Database::connect(&scratch.url).await.expect("connected");
+    // The catalog as it was before the link texts: two migrations.
+    migration::Migrator::up(&db, Some(2))
+        .await
+        .expect("old schema");
+    let at = |day: u32| {
+        chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, day)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("a date"),
+            chrono::Utc,
+        )
+    };
+    let images = [
+        (1, "upload:aa", Some("A's terrace")),
+        (2, "https://img.example/p.jpg", Some("Pool")),
+    ];
+    for (id, url, caption) in images {
+        let insert = Query::insert()
+            .into_table(Alias::new("image"))
+            .columns(
+                [
+                    "id",
+                    "url_key",
+                    "canonical_url",
+                    "storage_key",
+                    "caption",
+                    "category",
+                    "status",
+                    "created_at",
+                    "updated_at",
+                ]
+                .map(Alias::new),
+            )
+            .values_panic([
+                id.into(),
+                format!("{id:064}").into(),
+                url.into(),
+                format!("k/{id}").into(),
+                caption.into(),
+                "OTHER".into(),
+                "ACTIVE".into(),
+                at(1).into(),
+                at(1).into(),
+            ])
+            .to_owned();
+        db.execute(&insert).await.expect("an image");
+    }
+    // Hotel 24 linked the upload first, hotel 14 later; the partner image is on hotel 14.
+    for (hotel, image, day) in [(14, 1, 3), (24, 1, 2), (14, 2, 2)] {
+        let insert = Query::insert()
+            .into_table(Alias::new("hotel_image"))
+            .columns(["hotel_id", "image_id", "status", "created_at", "updated_at"].map(Alias::new))
+            .values_panic([
+                hotel.into(),
+                image.into(),
+                "ACTIVE".into(),
+                at(day).into(),
+                at(day).into(),
+            ])
+            .to_owned();
+        db.execute(&insert).await.expect("a link");
+    }
+    migration::Migrator::up(&db, None).await.expect("upgraded");
+
+    let caption = |table: &str, filter: sea_orm::sea_query::SimpleExpr| {
+        Query::select()
+            .expr(Expr::col(Alias::new("caption")))
+            .from(Alias::new(table))
+            .and_where(filter)
+            .to_owned()
+    };
+    let text = |row: Option<sea_orm::QueryResult>| -> Option<String> {
+        row.expect("a row").try_get_by_index(0).expect("a text")
+    };
+    let link = |hotel: i64, image: i64| {
+        caption(
+            "hotel_image",
+            Expr::col(Alias::new("hotel_id"))
+                .eq(hotel)
+                .and(Expr::col(Alias::new("image_id")).eq(image)),
+        )
+    };
+    let image = |id: i64| caption("image", Expr::col(Alias::new("id")).eq(id));
+    assert_eq!(
+        text(db.query_one(&link(24, 1)).await.expect("read")).as_deref(),
+        Some("A's terrace")
+    );
+    assert_eq!(text(db.query_one(&link(14, 1)).await.expect("read")), None);
+    assert_eq!(text(db.query_one(&image(1)).await.expect("read")), None);
+    // A partner's caption stays the image's.
+    assert_eq!(
+        text(db.query_one(&image(2)).await.expect("read")).as_deref(),
+        Some("Pool")
+    );
+    assert_eq!(text(db.query_one(&link(14, 2)).await.expect("read")), None);
+}
