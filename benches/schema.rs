@@ -47,6 +47,7 @@ async fn setup() -> AppSchema {
         core.catalog.clone(),
         core.freshness.clone(),
         None,
+        None,
         Metrics::new(),
     )
     .expect("schema")

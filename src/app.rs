@@ -37,7 +37,9 @@ use crate::service::freshness::{self, Freshness, Replaying};
 use crate::service::idempotency::Idempotency;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
+use crate::service::purge::{CdnPurgeSettings, CdnPurges, Purger};
 use crate::service::relay::{Relay, RelaySettings, STOP_DRAIN, holder_name};
+use crate::service::retention::{self, Retention};
 use crate::service::router_cache::{RouterInvalidation, RouterInvalidationSettings};
 use crate::service::upload::Uploader;
 use crate::service::write::Writer;
@@ -171,18 +173,49 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
     })
 }
 
-/// The schema for `settings` (also used by `export-schema`, without uploads).
+/// `purgeImage`, and the worker that sends its CDN purges when `CDN_PURGE_URL` is set.
+fn purges(
+    settings: &Settings,
+    core: &Core,
+    objects: Objects,
+) -> anyhow::Result<(Purger, Option<CdnPurges>)> {
+    let wake = Arc::new(Notify::new());
+    let worker = match &settings.cdn_purge_url {
+        Some(url) => Some(CdnPurges::new(
+            core.store.clone(),
+            CdnPurgeSettings {
+                url: url.clone(),
+                token: settings.cdn_purge_token.clone(),
+                poll: Duration::from_secs(1),
+            },
+            wake.clone(),
+        )?),
+        None => None,
+    };
+    let cdn = media(settings)?.cdn;
+    let purger = Purger::new(
+        core.writer.clone(),
+        objects,
+        cdn,
+        worker.as_ref().map(|_| wake),
+    );
+    Ok((purger, worker))
+}
+
+/// The schema for `settings` (also used by `export-schema`, without uploads or takedowns).
 pub fn schema(
     settings: &Settings,
     catalog: Catalog,
     freshness: Freshness,
     uploader: Option<Uploader>,
+    purger: Option<Purger>,
     metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
     let writer = Writer::new(catalog.store().clone(), curation_rules(settings), freshness);
     build_schema(SchemaDeps {
         manager: Manager::new(writer.clone()),
         uploader,
+        purger,
         ingestor: Ingestor::new(writer),
         catalog,
         media: media(settings)?,
@@ -358,6 +391,11 @@ pub struct Application {
     stopping: Stopping,
     /// Publishes the outbox's events while the server runs (none with `OUTBOX_RELAY=off`).
     relay: Option<Relay>,
+    /// Sends the queued CDN purges while the server runs (none without `CDN_PURGE_URL`).
+    cdn_purges: Option<CdnPurges>,
+    /// Outbox retention while the server runs: its settings and interval (none without
+    /// `OUTBOX_RETENTION_HOURS`).
+    retention: Option<(Retention, Duration)>,
     /// The in-process event bus of a deployment without Redis.
     events: Option<EventBus>,
 }
@@ -407,12 +445,14 @@ impl Application {
             },
             settings.check()?.upload_partner,
         );
+        let (purger, cdn_purges) = purges(settings, &core, objects.clone())?;
         let state = AppState {
             schema: schema(
                 settings,
                 core.catalog.clone(),
                 core.freshness.clone(),
                 Some(uploader),
+                Some(purger),
                 metrics.clone(),
             )?,
             media: settings.serve_media_enabled().then_some(objects),
@@ -466,6 +506,18 @@ impl Application {
                 drain: Duration::from_millis(settings.shutdown_drain_ms),
             },
             relay,
+            cdn_purges,
+            retention: settings.outbox_retention_hours.map(|hours| {
+                let retention = Retention {
+                    age: Duration::from_secs(hours * 3600),
+                    batch: 1_000,
+                    pause: Duration::from_millis(50),
+                };
+                (
+                    retention,
+                    Duration::from_secs(settings.outbox_retention_interval_secs),
+                )
+            }),
             events: events.filter(|_| settings.outbox_relay),
         })
     }
@@ -499,6 +551,8 @@ impl Application {
             core,
             stopping,
             relay,
+            cdn_purges,
+            retention,
             events: _,
         } = self;
         let draining = state.draining.clone();
@@ -515,6 +569,19 @@ impl Application {
             tokio::spawn(relay.run(async move {
                 let _ = relay_stopped.await;
             }))
+        });
+        let (stop_cdn_purges, cdn_purges_stopped) = tokio::sync::oneshot::channel::<()>();
+        let cdn_purges = cdn_purges.map(|worker| {
+            tokio::spawn(worker.run(async move {
+                let _ = cdn_purges_stopped.await;
+            }))
+        });
+        let retention = retention.map(|(retention, interval)| {
+            tokio::spawn(retention::run_periodically(
+                core.store.clone(),
+                retention,
+                interval,
+            ))
         });
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let close_listener = {
@@ -538,7 +605,15 @@ impl Application {
         if let Some(gauges) = gauges {
             gauges.abort();
         }
+        if let Some(retention) = retention {
+            retention.abort();
+        }
         let _ = stop_relay.send(());
+        let _ = stop_cdn_purges.send(());
+        if let Some(worker) = cdn_purges {
+            // Requests it did not send stay queued for the next start (or another replica).
+            let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, worker).await;
+        }
         if let Some(relay) = relay {
             // The relay bounds its last drain itself; this only guards against a hang.
             let _ = tokio::time::timeout(STOP_DRAIN + POOL_CLOSE_TIMEOUT, relay).await;

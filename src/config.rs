@@ -43,6 +43,11 @@ pub enum Command {
     Recompute(RecomputeArgs),
     /// Import a partner feed file (JSON Lines or CSV), in batches; safe to re-run.
     Import(ImportArgs),
+    /// Write every hotel's published state as `HotelSnapshot` events to the outbox (for a new
+    /// consumer to bootstrap from); resumes an unfinished run.
+    Republish(RepublishArgs),
+    /// Delete published outbox events older than `--older-than-hours`, in small batches.
+    PruneOutbox(PruneOutboxArgs),
     /// Print the federation SDL (what `schema.graphql` holds).
     ExportSchema,
     /// Mint a token for the configured secret, to try internal fields and mutations.
@@ -70,6 +75,30 @@ pub struct RecomputeArgs {
     /// Transactions in flight at once.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RepublishArgs {
+    /// Hotels per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: u64,
+    /// Most hotels per second (0: no limit).
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u32,
+    /// Start a new run even when an unfinished one could be resumed.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneOutboxArgs {
+    /// Delete events published longer ago than this many hours (default:
+    /// `OUTBOX_RETENTION_HOURS`, else 168, a week).
+    #[arg(long)]
+    pub older_than_hours: Option<u64>,
+    /// Rows per delete statement.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
+    pub batch: u64,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +318,22 @@ pub struct Settings {
         global = true
     )]
     pub outbox_poll_ms: u64,
+
+    /// When set, `serve` deletes published outbox events older than this many hours, every
+    /// `OUTBOX_RETENTION_INTERVAL_SECS`, in small batches (never an unpublished one). Unset:
+    /// events are kept (prune them with the `prune-outbox` command).
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub outbox_retention_hours: Option<u64>,
+
+    /// How often the periodic outbox retention runs, in seconds.
+    #[arg(
+        long,
+        env = "OUTBOX_RETENTION_INTERVAL_SECS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub outbox_retention_interval_secs: u64,
 
     /// Most events the relay publishes in one round (one sink call, one transaction).
     #[arg(
@@ -535,6 +580,15 @@ pub struct Settings {
         global = true
     )]
     pub router_subgraph_name: String,
+    /// The CDN's purge endpoint: `purgeImage` queues a `POST` of `{"urls": [...],
+    /// "surrogateKeys": [...]}` to it, sent after the commit and retried until it answers 2xx.
+    /// Unset: no CDN purge is asked for.
+    #[arg(long, env = "CDN_PURGE_URL", global = true)]
+    pub cdn_purge_url: Option<String>,
+
+    /// Bearer token sent with every CDN purge (`Authorization: Bearer ...`), when set.
+    #[arg(long, env = "CDN_PURGE_TOKEN", global = true)]
+    pub cdn_purge_token: Option<Secret>,
 
     /// Shared secret only the router knows; when set, `/graphql` without the header
     /// `x-router-secret` carrying it is refused with 403.
@@ -641,6 +695,13 @@ impl Settings {
             (None, None) => None,
             _ => anyhow::bail!("IMGPROXY_KEY and IMGPROXY_SALT must be set together"),
         };
+        if let Some(url) = &self.cdn_purge_url {
+            let parsed = url::Url::parse(url).context("invalid CDN_PURGE_URL")?;
+            anyhow::ensure!(
+                matches!(parsed.scheme(), "http" | "https"),
+                "CDN_PURGE_URL must be an http or https URL"
+            );
+        }
         let upload_partner = PartnerId::new(self.upload_partner_id)
             .context("UPLOAD_PARTNER_ID must be a positive partner ID")?;
         crate::redis_link::check_prefix(&self.redis_prefix).map_err(anyhow::Error::msg)?;

@@ -22,6 +22,9 @@ pub struct Model {
     /// and version of the same commit).
     #[sea_orm(column_type = "Text")]
     pub gallery: String,
+    /// The published texts (caption, alt text) of the hotel's links, as JSON; null: none.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub link_texts: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

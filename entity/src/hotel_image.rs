@@ -12,6 +12,12 @@ pub struct Model {
     /// `ACTIVE` or `INACTIVE` (for this hotel only).
     pub status: String,
     pub status_reason: Option<String>,
+    /// The hotel's caption of the image: in the hotel's gallery it comes before the image's own.
+    pub caption: Option<String>,
+    /// The hotel's alt text of the image, likewise.
+    pub alt_text: Option<String>,
+    /// Who set `status` last: `HOTELIER` (hidden by the hotel) or `ADMIN`; null: an admin.
+    pub status_set_by: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

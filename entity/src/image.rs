@@ -16,7 +16,10 @@ pub struct Model {
     pub storage_key: String,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    /// The image's own caption (partners, admins); a hotel's link may have its own.
     pub caption: Option<String>,
+    /// The image's own alt text (admins); a hotel's link may have its own.
+    pub alt_text: Option<String>,
     /// Effective category (highest-confidence tag, manual first), kept in step with `image_tag`.
     pub category: String,
     /// The tagging model's (or a partner's) score in 0..1; wins over `measured_quality`.

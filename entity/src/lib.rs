@@ -7,6 +7,7 @@
 pub mod audit_log;
 pub mod audit_subject;
 pub mod catalog_identity;
+pub mod cdn_purge;
 pub mod delivery;
 pub mod gallery_pin;
 pub mod hotel;
@@ -20,3 +21,5 @@ pub mod main_image_override;
 pub mod outbox;
 pub mod outbox_relay;
 pub mod partner;
+pub mod purged_key;
+pub mod republish_run;

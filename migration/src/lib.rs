@@ -12,6 +12,9 @@ mod m20261203_media_measured_quality;
 mod m20261203_redis_create_catalog_identity;
 
 pub use m20261203_idem_admin_indexes::fill_audit_subjects;
+mod m20261203_hotelier_link_texts;
+mod m20261203_hotelier_purge;
+mod m20261203_hotelier_republish;
 
 pub struct Migrator;
 
@@ -25,6 +28,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_redis_create_catalog_identity::Migration),
             Box::new(m20261203_idem_idempotency_keys::Migration),
             Box::new(m20261203_idem_admin_indexes::Migration),
+            Box::new(m20261203_hotelier_link_texts::Migration),
+            Box::new(m20261203_hotelier_purge::Migration),
+            Box::new(m20261203_hotelier_republish::Migration),
         ]
     }
 }

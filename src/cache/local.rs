@@ -163,6 +163,7 @@ mod tests {
             main: None,
             image_count: 0,
             gallery: Vec::new(),
+            texts: Vec::new(),
         })
     }
 

@@ -205,6 +205,15 @@ text_enum!(
 );
 
 text_enum!(
+    /// Who set a link's status last: a hotelier may show again only what a hotelier hid, never
+    /// what an admin took offline (a link without a mark counts as an admin's).
+    LinkStatusBy, "link status setter" {
+        Hotelier => "HOTELIER",
+        Admin => "ADMIN",
+    }
+);
+
+text_enum!(
     /// Whether a partner still delivers an image: a snapshot import retires the sources its
     /// feed no longer contains.
     SourceStatus, "source status" {

@@ -366,6 +366,30 @@ pub struct HotelRecord {
     pub image_count: i64,
     /// The curated gallery, main image first.
     pub gallery: Vec<ImageId>,
+    /// The hotel's own texts of its linked images (only links that have any), by image ID.
+    /// Wherever the hotel shows an image they come before the image's own texts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub texts: Vec<LinkTexts>,
+}
+
+impl HotelRecord {
+    /// The hotel's texts of `image`, when it gave it any.
+    pub fn texts_of(&self, image: ImageId) -> Option<&LinkTexts> {
+        self.texts
+            .binary_search_by_key(&image, |t| t.image_id)
+            .ok()
+            .map(|i| &self.texts[i])
+    }
+}
+
+/// A hotel's caption and alt text of one of its images (written by its hotelier or an admin).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkTexts {
+    pub image_id: ImageId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_text: Option<String>,
 }
 
 /// The published main image and who chose it.
@@ -410,6 +434,8 @@ pub struct HotelInputs<'a> {
     pub candidates: &'a [Candidate],
     pub pins: &'a [ImageId],
     pub main_override: Option<&'a StoredOverride>,
+    /// The hotel's texts of its links, in any order (published with the view).
+    pub texts: &'a [LinkTexts],
     /// The published view before this curation (`None`: the hotel has no row yet).
     pub current: Option<&'a HotelRecord>,
 }
@@ -453,6 +479,7 @@ pub fn republish(
         main,
         image_count: outcome.active_image_count as i64,
         gallery: outcome.gallery,
+        texts: sorted_texts(inputs.texts),
     };
     if old == Some(&record) {
         return None;
@@ -468,6 +495,17 @@ pub fn republish(
     Some((record, change))
 }
 
+/// The texts as published: by image ID, links without any text left out.
+fn sorted_texts(texts: &[LinkTexts]) -> Vec<LinkTexts> {
+    let mut texts: Vec<LinkTexts> = texts
+        .iter()
+        .filter(|t| t.caption.is_some() || t.alt_text.is_some())
+        .cloned()
+        .collect();
+    texts.sort_by_key(|t| t.image_id);
+    texts
+}
+
 /// The view [`republish`] gives a hotel that has no row, pins or override yet: for bulk loads
 /// that curate in memory (the `seed` command's COPY path).
 pub fn first_publication(hotel: HotelId, candidates: &[Candidate], rules: &Rules) -> HotelRecord {
@@ -475,6 +513,7 @@ pub fn first_publication(hotel: HotelId, candidates: &[Candidate], rules: &Rules
         candidates,
         pins: &[],
         main_override: None,
+        texts: &[],
         current: None,
     };
     match republish(hotel, inputs, rules) {
@@ -486,6 +525,7 @@ pub fn first_publication(hotel: HotelId, candidates: &[Candidate], rules: &Rules
             main: None,
             image_count: 0,
             gallery: Vec::new(),
+            texts: Vec::new(),
         },
     }
 }
@@ -1278,8 +1318,45 @@ mod tests {
             candidates,
             pins: &[],
             main_override: None,
+            texts: &[],
             current,
         }
+    }
+
+    fn texts(image: i64, caption: Option<&str>) -> LinkTexts {
+        LinkTexts {
+            image_id: id(image),
+            caption: caption.map(str::to_owned),
+            alt_text: None,
+        }
+    }
+
+    #[test]
+    fn a_change_of_a_hotels_texts_is_published_without_a_new_version() {
+        let candidates = [img(1), img(2)];
+        let (record, _) =
+            republish(hotel(), inputs(&candidates, None), &Rules::default()).expect("changed");
+        let given = [texts(2, Some("Our terrace")), texts(1, None)];
+        let with_texts = HotelInputs {
+            texts: &given,
+            ..inputs(&candidates, Some(&record))
+        };
+        let (next, change) =
+            republish(hotel(), with_texts, &Rules::default()).expect("texts changed");
+        assert_eq!(next.version, record.version);
+        assert!(!change.main_changed() && !change.gallery_changed);
+        // Only links with a text are kept, by image ID.
+        assert_eq!(next.texts, [texts(2, Some("Our terrace"))]);
+        assert_eq!(
+            next.texts_of(id(2)).and_then(|t| t.caption.as_deref()),
+            Some("Our terrace")
+        );
+        assert_eq!(next.texts_of(id(1)), None);
+        let again = HotelInputs {
+            texts: &given,
+            ..inputs(&candidates, Some(&next))
+        };
+        assert_eq!(republish(hotel(), again, &Rules::default()), None);
     }
 
     #[test]

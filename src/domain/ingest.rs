@@ -100,6 +100,9 @@ pub enum Rejection {
     TooLong { field: &'static str, max: usize },
     #[error("legacy ID `{0}` already belongs to another image")]
     LegacyIdTaken(String),
+    /// The picture (its URL key or its bytes' hash) was taken down by `purgeImage`.
+    #[error("PURGED: the picture was taken down and cannot be imported again")]
+    Purged,
 }
 
 /// Validates `item` and canonicalizes its URL under the partner's `rewrites`.
@@ -263,6 +266,19 @@ pub struct Known {
     pub deliveries: HashSet<(HotelId, ImageId)>,
     /// (hotel, image) pairs of the batch that are linked.
     pub links: HashSet<(HotelId, ImageId)>,
+    /// The batch's URL keys and content hashes that name a purged picture.
+    pub purged: HashSet<String>,
+}
+
+impl Known {
+    /// Whether `delivery` brings back a purged picture: by a URL key or content hash.
+    fn is_purged(&self, delivery: &Delivery) -> bool {
+        self.purged.contains(delivery.url_key.as_str())
+            || delivery
+                .content_sha256
+                .as_ref()
+                .is_some_and(|sha| self.purged.contains(sha))
+    }
 }
 
 /// An image an item refers to: one of the catalog, or one an earlier item of the batch creates
@@ -336,6 +352,10 @@ pub fn plan(items: Vec<Result<Delivery, Rejection>>, known: &Known) -> Plan {
                 continue;
             }
         };
+        if known.is_purged(&delivery) {
+            plan.rejected.push((index, Rejection::Purged));
+            continue;
+        }
         let found = known
             .images
             .get(&delivery.url_key)
@@ -631,6 +651,7 @@ mod tests {
             legacy: [("L-10".to_owned(), image(10))].into(),
             deliveries: [(hotel(1), image(10))].into(),
             links: [(hotel(1), image(10)), (hotel(2), image(10))].into(),
+            ..Known::default()
         };
         let items = vec![
             delivery(1, a, None),                             // delivered before
@@ -678,6 +699,45 @@ mod tests {
     }
 
     #[test]
+    fn a_purged_picture_is_rejected_by_any_spelling_of_its_url_or_by_its_bytes() {
+        let sha = "ab".repeat(32);
+        let known = Known {
+            purged: [
+                key("https://img.example/gone.jpg").as_str().to_owned(),
+                sha.clone(),
+            ]
+            .into(),
+            ..Known::default()
+        };
+        let same_bytes = validate(
+            &RawItem {
+                content_sha256: Some(sha.to_uppercase()),
+                ..item("1", "https://img.example/elsewhere.jpg")
+            },
+            &Rewrites::none(),
+        );
+        let items = vec![
+            delivery(
+                1,
+                "https://IMG.example:443/gone.jpg?utm_source=feed#top",
+                None,
+            ),
+            same_bytes,
+            delivery(1, "https://img.example/kept.jpg", None),
+        ];
+        let plan = plan(items, &known);
+        assert_eq!(
+            outcomes(&plan, 3),
+            [Outcome::Rejected, Outcome::Rejected, Outcome::Created]
+        );
+        assert!(
+            plan.rejected
+                .iter()
+                .all(|(_, r)| *r == Rejection::Purged && r.to_string().starts_with("PURGED"))
+        );
+    }
+
+    #[test]
     fn a_batch_seen_before_changes_nothing() {
         let a = "https://img.example/a.jpg";
         let image = ImageId::new(10).unwrap();
@@ -694,6 +754,7 @@ mod tests {
             legacy: [("L-1".to_owned(), image)].into(),
             deliveries: [(hotel, image)].into(),
             links: [(hotel, image)].into(),
+            ..Known::default()
         };
         let plan = plan(
             vec![delivery(1, a, Some("L-1")), delivery(1, a, None)],

@@ -41,6 +41,7 @@ use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
+use crate::service::purge::Purger;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
 use loader::Loaders;
@@ -62,6 +63,8 @@ pub struct SchemaDeps {
     pub manager: Manager,
     /// `None`: uploads are refused (no object store, e.g. `export-schema`).
     pub uploader: Option<Uploader>,
+    /// `purgeImage` (absent in a schema built only to export the SDL).
+    pub purger: Option<Purger>,
     pub ingestor: Ingestor,
     pub media: Media,
     /// How long a loader batch waits for more keys.
@@ -132,6 +135,9 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         });
     if let Some(uploader) = deps.uploader {
         builder = builder.data(uploader);
+    }
+    if let Some(purger) = deps.purger {
+        builder = builder.data(purger);
     }
     if deps.introspection == Introspection::AdminsOnly {
         builder = builder.disable_suggestions();

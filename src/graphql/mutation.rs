@@ -14,9 +14,10 @@ use super::ingest::{
 use super::payload::{
     ImageTagInput, UserError, caller, forget_loaded, outcome, parse_id, parse_ids, service,
 };
-use super::types::{Hotel, Image, load_images};
+use super::types::{Hotel, Image, load_images, load_images_shown_by};
 use crate::domain::catalog::{HotelId, ImageId};
-use crate::service::manage::{Classification, ManageError, Manager, TagInput};
+use crate::service::manage::{Classification, ManageError, Manager, TagInput, TextsChange};
+use crate::service::purge::{PurgeError, Purger};
 use crate::service::upload::{UploadError, Uploader};
 use crate::service::write::{self, UserErrorCode};
 
@@ -63,10 +64,65 @@ pub struct ActivateImageInput {
 #[derive(InputObject)]
 pub struct UpdateImageInput {
     pub image_id: ID,
-    /// Omitted: unchanged; null: cleared.
+    /// The image's own caption, shown wherever a hotel has none of its own. Omitted:
+    /// unchanged; null: cleared.
     pub caption: MaybeUndefined<String>,
+    /// The image's own alt text, likewise.
+    pub alt_text: MaybeUndefined<String>,
     /// Manual tags, which beat model tags. Omitted: unchanged; empty: cleared.
     pub tags: Option<Vec<ImageTagInput>>,
+}
+
+#[derive(InputObject)]
+pub struct HideImageInput {
+    pub hotel_id: ID,
+    pub image_id: ID,
+    pub reason: Option<String>,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct ShowImageInput {
+    pub hotel_id: ID,
+    pub image_id: ID,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateHotelImageInput {
+    pub hotel_id: ID,
+    pub image_id: ID,
+    /// The hotel's caption of the image, shown wherever the hotel shows it. Omitted:
+    /// unchanged; null: cleared (the image's own caption shows again).
+    pub caption: MaybeUndefined<String>,
+    /// The hotel's alt text of the image, likewise.
+    pub alt_text: MaybeUndefined<String>,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct RemoveUploadInput {
+    pub hotel_id: ID,
+    pub image_id: ID,
+    pub expected_version: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct PurgeImageInput {
+    pub image_id: ID,
+    /// Why (a legal or privacy request): kept in the audit log and the `ImagePurged` event.
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PurgeImagePayload {
+    /// The purged image: inactive, without texts, shown nowhere.
+    pub image: Option<Image>,
+    /// The hotels that showed it.
+    pub affected_hotels: Vec<Hotel>,
+    /// Its stored bytes are deleted from the object store.
+    pub bytes_deleted: bool,
+    pub user_errors: Vec<UserError>,
 }
 
 #[derive(InputObject)]
@@ -97,6 +153,30 @@ macro_rules! hotel_payload {
 hotel_payload!(SetMainImagePayload);
 hotel_payload!(ResetMainImagePayload);
 hotel_payload!(SetGalleryPinsPayload);
+
+#[derive(SimpleObject)]
+pub struct RemoveUploadPayload {
+    pub hotel: Option<Hotel>,
+    /// No hotel shows the image any more: its stored bytes were deleted.
+    pub bytes_deleted: bool,
+    pub user_errors: Vec<UserError>,
+}
+
+/// Payloads of the changes of one hotel's image: the hotel, and the image as the hotel shows
+/// it, after the call.
+macro_rules! hotel_image_payload {
+    ($name:ident) => {
+        #[derive(SimpleObject)]
+        pub struct $name {
+            pub hotel: Option<Hotel>,
+            pub image: Option<Image>,
+            pub user_errors: Vec<UserError>,
+        }
+    };
+}
+hotel_image_payload!(HideImagePayload);
+hotel_image_payload!(ShowImagePayload);
+hotel_image_payload!(UpdateHotelImagePayload);
 
 macro_rules! status_payload {
     ($name:ident) => {
@@ -179,6 +259,26 @@ async fn read_upload(
 /// The hotel after a change (or as it is, after a refused one), when the ID is valid.
 fn hotel_after(id: &ID) -> Option<Hotel> {
     id.parse::<HotelId>().ok().map(|id| Hotel { id })
+}
+
+/// The image as the hotel shows it (with the hotel's texts), when both IDs are valid.
+async fn hotel_image_after(ctx: &Context<'_>, hotel: &ID, image: &ID) -> Result<Option<Image>> {
+    let (Some(hotel), Ok(image)) = (hotel_after(hotel), image.parse::<ImageId>()) else {
+        return Ok(None);
+    };
+    let record = hotel.record(ctx).await?;
+    Ok(load_images_shown_by(ctx, &[image], record.as_ref())
+        .await?
+        .pop())
+}
+
+/// `Omitted` / `null` / a value, as a change of one text.
+fn text_change(value: &MaybeUndefined<String>) -> Option<Option<&str>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(text) => Some(Some(text.as_str())),
+    }
 }
 
 async fn image_after(ctx: &Context<'_>, id: &ID) -> Result<Option<Image>> {
@@ -305,17 +405,16 @@ impl Mutation {
         forget_loaded(ctx);
         let run = async {
             let image = parse_id(&input.image_id, &["imageId"])?;
-            let caption = match &input.caption {
-                MaybeUndefined::Undefined => None,
-                MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(text) => Some(Some(text.as_str())),
+            let texts = TextsChange {
+                caption: text_change(&input.caption),
+                alt_text: text_change(&input.alt_text),
             };
             let tags: Option<Vec<TagInput>> = input
                 .tags
                 .as_ref()
                 .map(|t| t.iter().map(|&t| t.into()).collect());
             manager
-                .update_image(&caller, image, caption, tags.as_deref())
+                .update_image(&caller, image, texts, tags.as_deref())
                 .await
         };
         let user_errors = outcome(run.await)?.err().unwrap_or_default();
@@ -344,7 +443,9 @@ impl Mutation {
         let result: Result<ImageId, UploadError> = run.await;
         match outcome(result)? {
             Ok(image) => Ok(UploadImagePayload {
-                image: load_images(ctx, &[image]).await?.pop(),
+                // As the hotel shows it: with the hotel's caption, whoever uploaded the same
+                // bytes before.
+                image: hotel_image_after(ctx, &input.hotel_id, &ID(image.to_string())).await?,
                 hotel: hotel_after(&input.hotel_id),
                 user_errors: Vec::new(),
             }),
@@ -354,6 +455,139 @@ impl Mutation {
                 user_errors,
             }),
         }
+    }
+
+    /// A hotelier (own hotels) or an admin hides an image for one hotel (it leaves the
+    /// hotel's gallery; other hotels keep showing it).
+    async fn hide_image(
+        &self,
+        ctx: &Context<'_>,
+        input: HideImageInput,
+    ) -> Result<HideImagePayload> {
+        let user_errors = change_visibility(
+            ctx,
+            &input.hotel_id,
+            &input.image_id,
+            false,
+            input.reason.as_deref(),
+            input.expected_version,
+        )
+        .await?;
+        Ok(HideImagePayload {
+            hotel: hotel_after(&input.hotel_id),
+            image: hotel_image_after(ctx, &input.hotel_id, &input.image_id).await?,
+            user_errors,
+        })
+    }
+
+    /// Shows again an image the hotel hid (a hotelier for own hotels, or an admin); what an
+    /// admin took offline only an admin brings back.
+    async fn show_image(
+        &self,
+        ctx: &Context<'_>,
+        input: ShowImageInput,
+    ) -> Result<ShowImagePayload> {
+        let user_errors = change_visibility(
+            ctx,
+            &input.hotel_id,
+            &input.image_id,
+            true,
+            None,
+            input.expected_version,
+        )
+        .await?;
+        Ok(ShowImagePayload {
+            hotel: hotel_after(&input.hotel_id),
+            image: hotel_image_after(ctx, &input.hotel_id, &input.image_id).await?,
+            user_errors,
+        })
+    }
+
+    /// The hotel's own caption and alt text of one of its images (a hotelier for own hotels,
+    /// or an admin); other hotels showing the same image are not affected.
+    async fn update_hotel_image(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateHotelImageInput,
+    ) -> Result<UpdateHotelImagePayload> {
+        let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            let texts = TextsChange {
+                caption: text_change(&input.caption),
+                alt_text: text_change(&input.alt_text),
+            };
+            manager
+                .update_hotel_image(&caller, hotel, image, texts, input.expected_version)
+                .await
+        };
+        let user_errors = outcome(run.await)?.err().unwrap_or_default();
+        Ok(UpdateHotelImagePayload {
+            hotel: hotel_after(&input.hotel_id),
+            image: hotel_image_after(ctx, &input.hotel_id, &input.image_id).await?,
+            user_errors,
+        })
+    }
+
+    /// Removes a hotel's upload (a hotelier for own hotels, or an admin): the image leaves the
+    /// hotel, and its stored bytes are deleted when no hotel shows it any more.
+    async fn remove_upload(
+        &self,
+        ctx: &Context<'_>,
+        input: RemoveUploadInput,
+    ) -> Result<RemoveUploadPayload> {
+        let (uploader, caller) = (service::<Uploader>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
+        let run = async {
+            let hotel = parse_id(&input.hotel_id, &["hotelId"])?;
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            uploader
+                .remove(&caller, hotel, image, input.expected_version)
+                .await
+        };
+        let result: Result<_, UploadError> = run.await;
+        let (bytes_deleted, user_errors) = match outcome(result)? {
+            Ok(removed) => (removed.bytes_deleted, Vec::new()),
+            Err(user_errors) => (false, user_errors),
+        };
+        Ok(RemoveUploadPayload {
+            hotel: hotel_after(&input.hotel_id),
+            bytes_deleted,
+            user_errors,
+        })
+    }
+
+    /// Takes a picture down for good, for a legal or privacy request (admin): it leaves every
+    /// hotel, its bytes are deleted and the CDN is asked to purge it, and no partner or
+    /// hotelier can bring it back (by any spelling of its URL, or the same bytes).
+    async fn purge_image(
+        &self,
+        ctx: &Context<'_>,
+        input: PurgeImageInput,
+    ) -> Result<PurgeImagePayload> {
+        let (purger, caller) = (service::<Purger>(ctx)?, caller(ctx)?);
+        forget_loaded(ctx);
+        let run = async {
+            let image = parse_id(&input.image_id, &["imageId"])?;
+            purger.purge(&caller, image, &input.reason).await
+        };
+        let result: Result<_, PurgeError> = run.await;
+        let (affected_hotels, bytes_deleted, user_errors) = match outcome(result)? {
+            Ok(purged) => (
+                purged.hotels.into_iter().map(|id| Hotel { id }).collect(),
+                purged.bytes_deleted,
+                Vec::new(),
+            ),
+            Err(user_errors) => (Vec::new(), false, user_errors),
+        };
+        Ok(PurgeImagePayload {
+            image: image_after(ctx, &input.image_id).await?,
+            affected_hotels,
+            bytes_deleted,
+            user_errors,
+        })
     }
 
     /// The tagging pipeline posts tags and quality for a batch (at most 500; all or nothing).
@@ -410,6 +644,28 @@ impl Mutation {
     ) -> Result<UpsertPartnerPayload> {
         super::ingest::upsert_partner(ctx, input).await
     }
+}
+
+/// `hideImage` and `showImage`: the user errors of the change.
+async fn change_visibility(
+    ctx: &Context<'_>,
+    hotel_id: &ID,
+    image_id: &ID,
+    visible: bool,
+    reason: Option<&str>,
+    expected_version: Option<i64>,
+) -> Result<Vec<UserError>> {
+    let (manager, caller) = (service::<Manager>(ctx)?, caller(ctx)?);
+    forget_loaded(ctx);
+    let run = async {
+        let hotel = parse_id(hotel_id, &["hotelId"])?;
+        let image = parse_id(image_id, &["imageId"])?;
+        manager
+            .set_link_visibility(&caller, hotel, image, visible, reason, expected_version)
+            .await
+    };
+    let result: Result<_, ManageError> = run.await;
+    Ok(outcome(result)?.err().unwrap_or_default())
 }
 
 /// `deactivateImage` and `activateImage`: the image and the hotels whose view of it changed.

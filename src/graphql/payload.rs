@@ -40,6 +40,8 @@ pub enum UserErrorCode {
     UnsupportedFormat,
     DecodeError,
     TooManyPixels,
+    NotAnUpload,
+    Purged,
 }
 
 /// An expected failure: nothing was changed.

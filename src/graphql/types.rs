@@ -14,7 +14,7 @@ use super::loader::{
     StatusReasonOf, TagsOf,
 };
 use crate::domain::catalog::{HotelId, ImageId, Status, Tag};
-use crate::domain::curation::HotelRecord;
+use crate::domain::curation::{HotelRecord, LinkTexts};
 use crate::domain::media;
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
@@ -125,8 +125,18 @@ fn actor<'a>(ctx: &Context<'a>) -> Result<&'a Actor> {
     ctx.data::<Actor>()
 }
 
-/// Loads images by ID, in the given order, skipping any that no longer exist.
+/// Loads images by ID, in the given order, skipping any that no longer exist; outside any
+/// hotel (each shows its own texts).
 pub async fn load_images(ctx: &Context<'_>, ids: &[ImageId]) -> Result<Vec<Image>> {
+    load_images_shown_by(ctx, ids, None).await
+}
+
+/// Loads images as `hotel` shows them: with the hotel's own texts where it gave any.
+pub async fn load_images_shown_by(
+    ctx: &Context<'_>,
+    ids: &[ImageId],
+    hotel: Option<&Arc<HotelRecord>>,
+) -> Result<Vec<Image>> {
     let found = loaders(ctx)?
         .load_many(ids.iter().copied())
         .await
@@ -134,11 +144,10 @@ pub async fn load_images(ctx: &Context<'_>, ids: &[ImageId]) -> Result<Vec<Image
     Ok(ids
         .iter()
         .filter_map(|id| {
-            found
-                .get(id)
-                .cloned()
-                .flatten()
-                .map(|record| Image { record })
+            found.get(id).cloned().flatten().map(|record| Image {
+                record,
+                shown_by: hotel.filter(|h| h.texts_of(*id).is_some()).cloned(),
+            })
         })
         .collect())
 }
@@ -152,7 +161,7 @@ pub struct Hotel {
 }
 
 impl Hotel {
-    async fn record(&self, ctx: &Context<'_>) -> Result<Option<Arc<HotelRecord>>> {
+    pub(crate) async fn record(&self, ctx: &Context<'_>) -> Result<Option<Arc<HotelRecord>>> {
         Ok(loaders(ctx)?
             .load_one(self.id)
             .await
@@ -176,24 +185,26 @@ impl Hotel {
 
     /// The hotel's thumbnail; null when the hotel has no eligible image.
     async fn main_image(&self, ctx: &Context<'_>) -> Result<Option<Image>> {
-        let main = self
-            .record(ctx)
-            .await?
-            .and_then(|h| h.main.as_ref().map(|m| m.image_id));
-        let Some(main) = main else {
+        let record = self.record(ctx).await?;
+        let Some(main) = record.as_ref().and_then(|h| h.main.as_ref()) else {
             return Ok(None);
         };
-        Ok(load_images(ctx, &[main]).await?.pop())
+        Ok(load_images_shown_by(ctx, &[main.image_id], record.as_ref())
+            .await?
+            .pop())
     }
 
     /// Who chose the main image, and when (internal).
     #[graphql(cache_control(no_cache))]
     async fn main_image_choice(&self, ctx: &Context<'_>) -> Result<Option<MainImageChoice>> {
         self.require_internals(ctx)?;
-        let Some(main) = self.record(ctx).await?.and_then(|h| h.main.clone()) else {
+        let record = self.record(ctx).await?;
+        let Some(main) = record.as_ref().and_then(|h| h.main.clone()) else {
             return Ok(None);
         };
-        let image = load_images(ctx, &[main.image_id]).await?.pop();
+        let image = load_images_shown_by(ctx, &[main.image_id], record.as_ref())
+            .await?
+            .pop();
         Ok(image.map(|image| MainImageChoice {
             image,
             origin: main.origin.into(),
@@ -218,7 +229,7 @@ impl Hotel {
             .map_or(0, |position| position as usize + 1)
             .min(gallery.len());
         let end = (start + page.first as usize).min(gallery.len());
-        let images = load_images(ctx, &gallery[start..end]).await?;
+        let images = load_images_shown_by(ctx, &gallery[start..end], record.as_ref()).await?;
         let edges = (start..end)
             .zip(images)
             .map(|(position, image)| (CursorKind::Gallery.encode(position as i64), image))
@@ -267,7 +278,8 @@ impl Hotel {
             .unwrap_or_default();
         let has_next_page = ids.len() as u64 > page.first;
         ids.truncate(page.first as usize);
-        let edges = load_images(ctx, &ids)
+        let record = self.record(ctx).await?;
+        let edges = load_images_shown_by(ctx, &ids, record.as_ref())
             .await?
             .into_iter()
             .map(|image| (CursorKind::HotelImages.encode(image.record.id.get()), image))
@@ -300,9 +312,18 @@ impl Hotel {
 #[derive(Clone, Debug)]
 pub struct Image {
     pub record: Arc<ImageRecord>,
+    /// The hotel whose gallery, main image or image list shows it, when that hotel gave the
+    /// image texts of its own (they come before the image's own).
+    pub shown_by: Option<Arc<HotelRecord>>,
 }
 
 impl Image {
+    fn link_texts(&self) -> Option<&LinkTexts> {
+        self.shown_by
+            .as_ref()
+            .and_then(|h| h.texts_of(self.record.id))
+    }
+
     fn require_internals(ctx: &Context<'_>) -> Result<()> {
         let actor = actor(ctx)?;
         actor
@@ -375,8 +396,19 @@ impl Image {
         }
     }
 
+    /// In a hotel's gallery, main image or image list: the hotel's own caption, else the
+    /// image's. Elsewhere: the image's own (its partner's or an admin's).
     async fn caption(&self) -> Option<&str> {
-        self.record.caption.as_deref()
+        self.link_texts()
+            .and_then(|t| t.caption.as_deref())
+            .or(self.record.caption.as_deref())
+    }
+
+    /// Text for readers who cannot see the picture; resolved like `caption`.
+    async fn alt_text(&self) -> Option<&str> {
+        self.link_texts()
+            .and_then(|t| t.alt_text.as_deref())
+            .or(self.record.alt_text.as_deref())
     }
 
     /// The highest-confidence tag (manual tags first); OTHER when untagged.

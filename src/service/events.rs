@@ -84,8 +84,14 @@ pub fn status_event(
     }
 }
 
-/// `ImageUpdated`: which fields changed.
-pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> OutboxEvent {
+/// `ImageUpdated`: which fields changed; of the image itself (`hotel` is `None`), or as one
+/// hotel shows it (its caption and alt text).
+pub fn image_updated(
+    image: ImageId,
+    hotel: Option<HotelId>,
+    fields: &[&str],
+    at: DateTime<Utc>,
+) -> OutboxEvent {
     OutboxEvent {
         aggregate_type: IMAGE,
         aggregate_id: image.to_string(),
@@ -93,7 +99,55 @@ pub fn image_updated(image: ImageId, fields: &[&str], at: DateTime<Utc>) -> Outb
         payload: json!({
             "schemaVersion": SCHEMA_VERSION,
             "imageId": image.to_string(),
+            "hotelId": hotel.map(|h| h.to_string()),
             "changedFields": fields,
+            "occurredAt": at,
+        }),
+    }
+}
+
+/// `ImagePurged`: the picture was taken down for good (legal or privacy request): it left
+/// every hotel, its bytes are deleted, and it can never be imported or uploaded again.
+pub fn image_purged(
+    image: ImageId,
+    reason: &str,
+    hotels: &[HotelId],
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImagePurged",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "reason": reason,
+            "hotelIds": hotels.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "occurredAt": at,
+        }),
+    }
+}
+
+/// `ImageUnlinked`: a hotel's upload was removed; the image is no longer shown for the hotel
+/// (`unlinked`, unless another partner delivers it there), and its bytes were deleted when no
+/// hotel shows it any more (`bytesDeleted`).
+pub fn image_unlinked(
+    image: ImageId,
+    hotel: HotelId,
+    unlinked: bool,
+    bytes_deleted: bool,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImageUnlinked",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "hotelId": hotel.to_string(),
+            "unlinked": unlinked,
+            "bytesDeleted": bytes_deleted,
             "occurredAt": at,
         }),
     }

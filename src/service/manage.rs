@@ -10,12 +10,17 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use super::auth::Refused;
 use super::events;
 use super::write::{
     Caller, Change, UserError, UserErrorCode, Writer, check_score, check_text, retrying,
     use_case_error,
 };
-use crate::domain::catalog::{HotelId, ImageId, MainImageOrigin, Status, Tag, TagOrigin};
+use crate::domain::catalog::{
+    HotelId, ImageId, LinkStatusBy, MainImageOrigin, Status, Tag, TagOrigin,
+};
+use crate::store::StoreError;
+pub use crate::store::manage::TextsChange;
 use crate::store::manage::{self as writes, VersionCheck};
 
 /// Most items `classifyImages` takes.
@@ -80,6 +85,49 @@ fn tags(inputs: &[TagInput], origin: TagOrigin, field: &str) -> Result<Vec<Tag>,
         .collect()
 }
 
+/// Opens a hotel-scoped change: checks the caller's right to manage the hotel (a hotelier's own
+/// hotels, or an admin), then locks the hotel's row at `expected` (any version when `None`;
+/// see [`writes::lock_hotel`]). Returns the change and the version before it.
+pub(crate) async fn begin_hotel_change<E>(
+    writer: &Writer,
+    caller: &Caller,
+    hotel: HotelId,
+    expected: Option<i64>,
+) -> Result<(Change, i64), E>
+where
+    E: From<Refused> + From<UserError> + From<StoreError>,
+{
+    caller.require(caller.actor.may_manage_hotel(hotel))?;
+    let change = writer.begin().await?;
+    match writes::lock_hotel(change.txn(), hotel, expected, change.now()).await? {
+        VersionCheck::Locked(version) => Ok((change, version)),
+        VersionCheck::NotFound => {
+            Err(UserError::new(UserErrorCode::NotFound, &["hotelId"], "no such hotel").into())
+        }
+        VersionCheck::Stale { actual } => Err(UserError::new(
+            UserErrorCode::StaleVersion,
+            &["expectedVersion"],
+            format!("the hotel is at version {actual}"),
+        )
+        .into()),
+    }
+}
+
+/// Captions and alt texts longer than the catalog allows are refused.
+fn check_texts(texts: TextsChange<'_>) -> Result<(), UserError> {
+    check_text(texts.caption.flatten(), "caption")?;
+    check_text(texts.alt_text.flatten(), "altText")
+}
+
+/// `IMAGE_NOT_LINKED` at `imageId`.
+pub(crate) fn not_linked() -> UserError {
+    UserError::new(
+        UserErrorCode::ImageNotLinked,
+        &["imageId"],
+        "the image is not shown for this hotel",
+    )
+}
+
 /// Each use case below is one transaction, run again (whole) when it fails with a transient
 /// error such as a deadlock between concurrent changes of one hotel (see [`retrying`]).
 impl Manager {
@@ -132,15 +180,47 @@ impl Manager {
         retrying(|| self.set_image_status_once(caller, image, active, reason, hotels)).await
     }
 
-    /// An admin's edit: caption (`Some(None)` clears it) and manual tags (which beat model tags).
+    /// An admin's edit of the image itself: its own caption and alt text (`Some(None)` clears
+    /// one) and manual tags (which beat model tags).
     pub async fn update_image(
         &self,
         caller: &Caller,
         image: ImageId,
-        caption: Option<Option<&str>>,
+        texts: TextsChange<'_>,
         manual_tags: Option<&[TagInput]>,
     ) -> ManageResult<()> {
-        retrying(|| self.update_image_once(caller, image, caption, manual_tags)).await
+        retrying(|| self.update_image_once(caller, image, texts, manual_tags)).await
+    }
+
+    /// Hides (`visible` false) or shows an image for one hotel: a hotelier for their own
+    /// hotels, or an admin. A hotelier cannot show what an admin took offline.
+    pub async fn set_link_visibility(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        visible: bool,
+        reason: Option<&str>,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        retrying(|| {
+            self.set_link_visibility_once(caller, hotel, image, visible, reason, expected_version)
+        })
+        .await
+    }
+
+    /// The hotel's own caption and alt text of one of its images (its link's): a hotelier for
+    /// their own hotels, or an admin.
+    pub async fn update_hotel_image(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        texts: TextsChange<'_>,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        retrying(|| self.update_hotel_image_once(caller, hotel, image, texts, expected_version))
+            .await
     }
 
     /// The tagging pipeline's batch: model tags and quality per image; all or nothing.
@@ -152,34 +232,14 @@ impl Manager {
         retrying(|| self.classify_images_once(caller, items)).await
     }
 
-    /// Locks `hotel` at `expected` (see [`writes::lock_hotel`]).
-    async fn lock(change: &Change, hotel: HotelId, expected: Option<i64>) -> ManageResult<i64> {
-        match writes::lock_hotel(change.txn(), hotel, expected, change.now()).await? {
-            VersionCheck::Locked(version) => Ok(version),
-            VersionCheck::NotFound => {
-                Err(UserError::new(UserErrorCode::NotFound, &["hotelId"], "no such hotel").into())
-            }
-            VersionCheck::Stale { actual } => Err(UserError::new(
-                UserErrorCode::StaleVersion,
-                &["expectedVersion"],
-                format!("the hotel is at version {actual}"),
-            )
-            .into()),
-        }
-    }
-
-    /// Opens a hotel-scoped change: checks the caller's right to the hotel, then locks the
-    /// hotel at `expected`. Returns the change and the version before it.
+    /// Opens a hotel-scoped change (see [`begin_hotel_change`]).
     async fn begin_hotel_change(
         &self,
         caller: &Caller,
         hotel: HotelId,
         expected: Option<i64>,
     ) -> ManageResult<(Change, i64)> {
-        caller.require(caller.actor.may_manage_hotel(hotel))?;
-        let change = self.writer.begin().await?;
-        let before = Self::lock(&change, hotel, expected).await?;
-        Ok((change, before))
+        begin_hotel_change(&self.writer, caller, hotel, expected).await
     }
 
     /// Opens an image-scoped change, once the image is known to exist.
@@ -339,6 +399,9 @@ impl Manager {
         // A reason explains a deactivation; activating clears it.
         let stored_reason = reason.filter(|_| !active);
         let mut change = self.begin_image_change(image).await?;
+        if active && crate::store::purge::is_purged(change.txn(), image).await? {
+            return Err(super::purge::purged_error("imageId").into());
+        }
         let now = change.now();
         let linked = writes::linked_hotels(change.txn(), &[image]).await?;
         let affected = match hotels {
@@ -363,8 +426,16 @@ impl Manager {
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                writes::set_link_status(change.txn(), image, &wanted, status, stored_reason, now)
-                    .await?;
+                writes::set_link_status(
+                    change.txn(),
+                    image,
+                    &wanted,
+                    status,
+                    stored_reason,
+                    LinkStatusBy::Admin,
+                    now,
+                )
+                .await?;
                 wanted
             }
         };
@@ -393,20 +464,19 @@ impl Manager {
         &self,
         caller: &Caller,
         image: ImageId,
-        caption: Option<Option<&str>>,
+        texts: TextsChange<'_>,
         manual_tags: Option<&[TagInput]>,
     ) -> ManageResult<()> {
         caller.require(caller.actor.is_admin())?;
-        check_text(caption.flatten(), "caption")?;
+        check_texts(texts)?;
         let manual = manual_tags
             .map(|t| tags(t, TagOrigin::Manual, "tags"))
             .transpose()?;
         let mut change = self.begin_image_change(image).await?;
         let now = change.now();
-        let mut fields = Vec::new();
-        if let Some(caption) = caption {
-            writes::set_caption(change.txn(), image, caption, now).await?;
-            fields.push("caption");
+        let mut fields = texts.fields();
+        if !fields.is_empty() {
+            writes::set_image_texts(change.txn(), image, texts, now).await?;
         }
         if let Some(manual) = &manual {
             writes::replace_tags(change.txn(), image, TagOrigin::Manual, manual).await?;
@@ -418,7 +488,107 @@ impl Manager {
         let audit = caller
             .audit("updateImage", json!({ "imageId": image.to_string() }))
             .with_after(json!({ "changedFields": fields }));
-        change.emit(events::image_updated(image, &fields, now));
+        change.emit(events::image_updated(image, None, &fields, now));
+        Ok(change.commit(Some(audit)).await?)
+    }
+
+    async fn set_link_visibility_once(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        visible: bool,
+        reason: Option<&str>,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        check_text(reason, "reason")?;
+        let (mut change, before) = self
+            .begin_hotel_change(caller, hotel, expected_version)
+            .await?;
+        let Some((status, set_by)) = writes::link_status(change.txn(), hotel, image).await? else {
+            return Err(not_linked().into());
+        };
+        let by = if caller.actor.is_admin() {
+            LinkStatusBy::Admin
+        } else {
+            LinkStatusBy::Hotelier
+        };
+        let target = if visible {
+            Status::Active
+        } else {
+            Status::Inactive
+        };
+        if (status, set_by) == (target, by) {
+            // Already so, by the same hand: nothing changes, nothing to audit.
+            return Ok(());
+        }
+        let admins_offline = status == Status::Inactive && set_by == LinkStatusBy::Admin;
+        if admins_offline && by == LinkStatusBy::Hotelier {
+            if visible {
+                return Err(UserError::new(
+                    UserErrorCode::ImageInactive,
+                    &["imageId"],
+                    "an admin took the image offline for this hotel",
+                )
+                .into());
+            }
+            // Already offline, by an admin: a hotelier's mark must not replace the admin's
+            // (it would let the hotelier show it again).
+            return Ok(());
+        }
+        let operation = if visible { "showImage" } else { "hideImage" };
+        let reason = reason.filter(|_| !visible);
+        let now = change.now();
+        writes::set_link_status(change.txn(), image, &[hotel], target, reason, by, now).await?;
+        change.curate(&[hotel]).await?;
+        let audit = caller
+            .audit(
+                operation,
+                json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            )
+            .with_before(json!({ "version": before }))
+            .with_after(json!({ "status": target.as_str(), "reason": reason }));
+        change.emit(events::status_event(
+            image,
+            visible,
+            reason,
+            Some(&[hotel]),
+            now,
+        ));
+        Ok(change.commit(Some(audit)).await?)
+    }
+
+    async fn update_hotel_image_once(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        texts: TextsChange<'_>,
+        expected_version: Option<i64>,
+    ) -> ManageResult<()> {
+        check_texts(texts)?;
+        let (mut change, before) = self
+            .begin_hotel_change(caller, hotel, expected_version)
+            .await?;
+        if writes::link_status(change.txn(), hotel, image)
+            .await?
+            .is_none()
+        {
+            return Err(not_linked().into());
+        }
+        let now = change.now();
+        let fields = texts.fields();
+        writes::set_link_texts(change.txn(), hotel, image, texts, now).await?;
+        // The texts are part of the hotel's published view: curation publishes them.
+        change.curate(&[hotel]).await?;
+        let audit = caller
+            .audit(
+                "updateHotelImage",
+                json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            )
+            .with_before(json!({ "version": before }))
+            .with_after(json!({ "caption": texts.caption, "altText": texts.alt_text }));
+        change.emit(events::image_updated(image, Some(hotel), &fields, now));
         Ok(change.commit(Some(audit)).await?)
     }
 
@@ -458,7 +628,7 @@ impl Manager {
                 writes::set_quality(change.txn(), *image, *quality, now).await?;
                 fields.push("qualityScore");
             }
-            change.emit(events::image_updated(*image, &fields, now));
+            change.emit(events::image_updated(*image, None, &fields, now));
         }
         writes::refresh_categories(change.txn(), &images).await?;
         let hotels = writes::linked_hotels(change.txn(), &images).await?;

@@ -6,6 +6,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events;
+use super::manage::{begin_hotel_change, not_linked};
 use super::write::{
     Caller, UserError, UserErrorCode, Writer, check_text, retrying, use_case_error,
 };
@@ -13,13 +14,28 @@ use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::measure::{MeasureLimits, Reason};
 use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect};
 use crate::store::StoreError;
-use crate::store::manage::{self as writes, UploadRecord};
+use crate::store::manage::{self as writes, Removal, UploadRecord};
 use crate::store::objects::Objects;
 
 use_case_error!(
     /// How an upload failed.
     UploadError
 );
+
+/// The URL key of uploaded bytes. Uploads have no partner URL: their key is derived from the
+/// content, in a namespace of its own so it can never equal the key of a canonical URL.
+fn upload_url_key(sha256: &str) -> String {
+    hex::encode(Sha256::digest(format!("upload:{sha256}")))
+}
+
+/// What removing an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemovedUpload {
+    /// The image is no longer shown for the hotel (false: another partner delivers it there).
+    pub unlinked: bool,
+    /// No hotel showed the image any more, and its stored bytes were deleted.
+    pub bytes_deleted: bool,
+}
 
 #[derive(Clone, Debug)]
 pub struct Uploader {
@@ -73,12 +89,97 @@ impl Uploader {
         .await
         .map_err(|e| StoreError::Objects(format!("measuring an upload failed: {e}")))?;
         let inspected = inspected.map_err(refused_file)?;
+        // Bytes a takedown buried never come back: refused before they are stored again.
+        let keys = [
+            inspected.measured.sha256.as_str(),
+            &upload_url_key(&inspected.measured.sha256),
+        ];
+        let purged =
+            crate::store::purge::purged_keys(self.writer.store().connection(), &keys).await?;
+        if !purged.is_empty() {
+            return Err(super::purge::purged_error("file").into());
+        }
         let storage_key = inspected.storage_key();
         self.objects
             .put(&storage_key, bytes)
             .await
             .map_err(|e| StoreError::Objects(e.to_string()))?;
         retrying(|| self.record(caller, hotel, &inspected, &storage_key, caption)).await
+    }
+
+    /// Removes `hotel`'s upload of `image` (a hotelier for their own hotels, or an admin): the
+    /// hotel's delivery, and its link unless another partner delivers the image there; then,
+    /// after the commit, the stored bytes when no hotel shows them any more.
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        expected_version: Option<i64>,
+    ) -> Result<RemovedUpload, UploadError> {
+        let removed = retrying(|| self.remove_once(caller, hotel, image, expected_version)).await?;
+        let mut bytes_deleted = false;
+        if let Some(key) = &removed.orphaned_bytes {
+            // After the commit: a rolled-back removal must not lose the bytes. A failure leaves
+            // bytes nobody shows, which only costs storage.
+            match self.objects.delete(key).await {
+                Ok(()) => bytes_deleted = true,
+                Err(error) => {
+                    tracing::warn!(%error, key, "the bytes of a removed upload were not deleted")
+                }
+            }
+        }
+        Ok(RemovedUpload {
+            unlinked: removed.unlinked,
+            bytes_deleted,
+        })
+    }
+
+    async fn remove_once(
+        &self,
+        caller: &Caller,
+        hotel: HotelId,
+        image: ImageId,
+        expected_version: Option<i64>,
+    ) -> Result<Removal, UploadError> {
+        let (mut change, before) =
+            begin_hotel_change::<UploadError>(&self.writer, caller, hotel, expected_version)
+                .await?;
+        if writes::link_status(change.txn(), hotel, image)
+            .await?
+            .is_none()
+        {
+            return Err(not_linked().into());
+        }
+        let Some(removal) =
+            writes::remove_delivery(change.txn(), hotel, image, self.partner.get()).await?
+        else {
+            return Err(UserError::new(
+                UserErrorCode::NotAnUpload,
+                &["imageId"],
+                "the image was not uploaded for this hotel",
+            )
+            .into());
+        };
+        change.curate(&[hotel]).await?;
+        let bytes = removal.orphaned_bytes.is_some();
+        let audit = caller
+            .audit(
+                "removeUpload",
+                json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
+            )
+            .with_before(json!({ "version": before }))
+            .with_after(json!({ "unlinked": removal.unlinked, "bytesDeleted": bytes }));
+        let now = change.now();
+        change.emit(events::image_unlinked(
+            image,
+            hotel,
+            removal.unlinked,
+            bytes,
+            now,
+        ));
+        change.commit(Some(audit)).await?;
+        Ok(removal)
     }
 
     /// The change that records stored bytes as an image of `hotel`.
@@ -90,12 +191,7 @@ impl Uploader {
         storage_key: &str,
         caption: Option<&str>,
     ) -> Result<ImageId, UploadError> {
-        // Uploads have no partner URL: their key is derived from the content, in a namespace
-        // of its own so it can never equal the key of a canonical URL.
-        let url_key = hex::encode(Sha256::digest(format!(
-            "upload:{}",
-            inspected.measured.sha256
-        )));
+        let url_key = upload_url_key(&inspected.measured.sha256);
         // What the image records as its URL and source: the content it was made of, not where
         // the bytes lie (a local store's URL is an absolute path of the server).
         let source_url = format!("upload:{}", inspected.measured.sha256);

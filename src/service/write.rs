@@ -109,6 +109,10 @@ pub enum UserErrorCode {
     DecodeError,
     /// An upload whose header claims more pixels than accepted.
     TooManyPixels,
+    /// The image is shown for the hotel, but not as the hotel's upload.
+    NotAnUpload,
+    /// The picture was taken down (`purgeImage`) and cannot come back.
+    Purged,
 }
 
 /// An expected failure: where in the input (`field`, a path), and why. Nothing was changed.

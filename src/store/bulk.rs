@@ -519,6 +519,9 @@ mod tests {
             image_id: Set(2),
             status: Set("say \"hi\" \\ 日本".to_owned()),
             status_reason: Set(None),
+            caption: Set(None),
+            alt_text: Set(None),
+            status_set_by: Set(None),
             created_at: Set(at),
             updated_at: Set(at),
         };

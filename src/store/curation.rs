@@ -18,7 +18,9 @@ use super::bulk::in_keys;
 use super::read;
 use super::{StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{HotelId, ImageId, PartnerKind, SourceStatus, Status};
-use crate::domain::curation::{Candidate, HotelInputs, HotelRecord, Override, StoredOverride};
+use crate::domain::curation::{
+    Candidate, HotelInputs, HotelRecord, LinkTexts, Override, StoredOverride,
+};
 
 /// What curation reads about a set of hotels.
 #[derive(Debug, Default)]
@@ -26,6 +28,7 @@ pub struct CurationInputs {
     candidates: HashMap<HotelId, Vec<Candidate>>,
     pins: HashMap<HotelId, Vec<ImageId>>,
     overrides: HashMap<HotelId, StoredOverride>,
+    texts: HashMap<HotelId, Vec<LinkTexts>>,
     current: HashMap<HotelId, HotelRecord>,
 }
 
@@ -36,13 +39,14 @@ impl CurationInputs {
             candidates: self.candidates.get(&hotel).map_or(&[][..], Vec::as_slice),
             pins: self.pins.get(&hotel).map_or(&[][..], Vec::as_slice),
             main_override: self.overrides.get(&hotel),
+            texts: self.texts.get(&hotel).map_or(&[][..], Vec::as_slice),
             current: self.current.get(&hotel),
         }
     }
 }
 
 /// Loads what curation needs to know of `hotels`: their linked images (candidates), pins,
-/// main-image overrides and current published views. Five statements, whatever the number of
+/// main-image overrides, the texts of their links and current published views. Five statements, whatever the number of
 /// hotels.
 pub async fn load_inputs<C: ConnectionTrait>(
     conn: &C,
@@ -53,8 +57,10 @@ pub async fn load_inputs<C: ConnectionTrait>(
     }
     let backend = conn.get_database_backend();
     let raw_ids: Vec<i64> = hotels.iter().map(|h| h.get()).collect();
+    let (candidates, texts) = load_candidates(conn, &raw_ids).await?;
     Ok(CurationInputs {
-        candidates: load_candidates(conn, &raw_ids).await?,
+        candidates,
+        texts,
         pins: load_pins(conn, &raw_ids).await?,
         overrides: load_overrides(conn, &raw_ids).await?,
         current: read::hotels_where(
@@ -88,6 +94,7 @@ pub fn hotel_row(record: &HotelRecord, now: DateTime<Utc>) -> hotel::ActiveModel
         main_image_chosen_at: Set(main.and_then(|m| m.chosen_at)),
         image_count: Set(record.image_count as i32),
         gallery: Set(read::gallery_text(&record.gallery)),
+        link_texts: Set(read::link_texts_text(&record.texts)),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -110,17 +117,22 @@ async fn upsert_hotels<C: ConnectionTrait>(
             hotel::Column::MainImageChosenAt,
             hotel::Column::ImageCount,
             hotel::Column::Gallery,
+            hotel::Column::LinkTexts,
             hotel::Column::UpdatedAt,
         ],
     )
     .await
 }
 
-/// Every linked image of the hotels with what curation needs to know about it.
+/// Every linked image of the hotels with what curation needs to know about it, and the texts
+/// of the links that have any (read in the same statement).
 async fn load_candidates<C: ConnectionTrait>(
     conn: &C,
     hotels: &[i64],
-) -> StoreResult<HashMap<HotelId, Vec<Candidate>>> {
+) -> StoreResult<(
+    HashMap<HotelId, Vec<Candidate>>,
+    HashMap<HotelId, Vec<LinkTexts>>,
+)> {
     let mut query = Query::select();
     query
         .from(hotel_image::Entity)
@@ -149,6 +161,10 @@ async fn load_candidates<C: ConnectionTrait>(
             (image::Entity, image::Column::ContentSha256),
             (image::Entity, image::Column::PerceptualHash),
         ])
+        .columns([
+            (hotel_image::Entity, hotel_image::Column::Caption),
+            (hotel_image::Entity, hotel_image::Column::AltText),
+        ])
         .and_where(in_keys(
             conn.get_database_backend(),
             Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)),
@@ -157,37 +173,45 @@ async fn load_candidates<C: ConnectionTrait>(
     let rows = conn.query_all(&query).await?;
 
     let mut by_hotel: HashMap<HotelId, Vec<Candidate>> = HashMap::new();
+    let mut texts: HashMap<HotelId, Vec<LinkTexts>> = HashMap::new();
     for row in &rows {
+        let hotel = hotel_id(row.try_get_by_index(0)?)?;
         let image = image_id(row.try_get_by_index(1)?)?;
+        let caption: Option<String> = row.try_get_by_index(10)?;
+        let alt_text: Option<String> = row.try_get_by_index(11)?;
+        if caption.is_some() || alt_text.is_some() {
+            texts.entry(hotel).or_default().push(LinkTexts {
+                image_id: image,
+                caption,
+                alt_text,
+            });
+        }
         let link_status: String = row.try_get_by_index(2)?;
         let image_status: String = row.try_get_by_index(3)?;
         let width: Option<i32> = row.try_get_by_index(4)?;
         let height: Option<i32> = row.try_get_by_index(5)?;
         let category: String = row.try_get_by_index(6)?;
         let perceptual_hash: Option<i64> = row.try_get_by_index(9)?;
-        by_hotel
-            .entry(hotel_id(row.try_get_by_index(0)?)?)
-            .or_default()
-            .push(Candidate {
-                image_id: image,
-                link_status: link_status.parse::<Status>()?,
-                image_status: image_status.parse::<Status>()?,
-                width: width.and_then(|w| u32::try_from(w).ok()),
-                height: height.and_then(|h| u32::try_from(h).ok()),
-                category: category.parse()?,
-                quality: row.try_get_by_index(7)?,
-                best_partner_kind: None,
-                content_sha256: row.try_get_by_index(8)?,
-                // Stored as the signed reinterpretation of the 64 bits.
-                perceptual_hash: perceptual_hash.map(|h| h as u64),
-            });
+        by_hotel.entry(hotel).or_default().push(Candidate {
+            image_id: image,
+            link_status: link_status.parse::<Status>()?,
+            image_status: image_status.parse::<Status>()?,
+            width: width.and_then(|w| u32::try_from(w).ok()),
+            height: height.and_then(|h| u32::try_from(h).ok()),
+            category: category.parse()?,
+            quality: row.try_get_by_index(7)?,
+            best_partner_kind: None,
+            content_sha256: row.try_get_by_index(8)?,
+            // Stored as the signed reinterpretation of the 64 bits.
+            perceptual_hash: perceptual_hash.map(|h| h as u64),
+        });
     }
 
     let kinds = best_partner_kinds(conn, hotels).await?;
     for candidate in by_hotel.values_mut().flatten() {
         candidate.best_partner_kind = kinds.get(&candidate.image_id).copied();
     }
-    Ok(by_hotel)
+    Ok((by_hotel, texts))
 }
 
 /// The most trusted kind among the active sources of each image of `hotels`: joined from the

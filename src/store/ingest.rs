@@ -174,7 +174,7 @@ pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) ->
     Ok(())
 }
 
-/// What the catalog holds about `deliveries` of `partner`: four statements at most (per
+/// What the catalog holds about `deliveries` of `partner`: five statements at most (per
 /// [`PAIRS_PER_STATEMENT`] pairs of known images and hotels).
 pub async fn load_known(
     txn: &DatabaseTransaction,
@@ -235,6 +235,12 @@ pub async fn load_known(
             known.legacy.insert(legacy, image_id(id)?);
         }
     }
+    let hashes = deliveries
+        .iter()
+        .filter_map(|d| d.content_sha256.as_deref());
+    let tombstone_keys: BTreeSet<&str> = keys.iter().copied().chain(hashes).collect();
+    let tombstone_keys: Vec<&str> = tombstone_keys.into_iter().collect();
+    known.purged = super::purge::purged_keys(txn, &tombstone_keys).await?;
     if known.images.is_empty() {
         return Ok(known);
     }

@@ -16,7 +16,7 @@ use sea_orm::{
 use super::rows::{self, NewImage};
 use super::{StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
-    Category, HotelId, ImageId, MainImageOrigin, PartnerKind, Status, Tag, TagOrigin,
+    Category, HotelId, ImageId, LinkStatusBy, MainImageOrigin, PartnerKind, Status, Tag, TagOrigin,
     effective_category,
 };
 
@@ -201,13 +201,14 @@ pub async fn set_image_status(
     Ok(())
 }
 
-/// Sets the status of the image's links to `hotels`; returns the hotels that are linked.
+/// Sets the status of the image's links to `hotels`, marked as set by `by`.
 pub async fn set_link_status(
     txn: &DatabaseTransaction,
     image: ImageId,
     hotels: &[HotelId],
     status: Status,
     reason: Option<&str>,
+    by: LinkStatusBy,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     hotel_image::Entity::update_many()
@@ -216,6 +217,7 @@ pub async fn set_link_status(
             hotel_image::Column::StatusReason,
             Expr::value(reason.map(str::to_owned)),
         )
+        .col_expr(hotel_image::Column::StatusSetBy, Expr::value(by.as_str()))
         .col_expr(hotel_image::Column::UpdatedAt, Expr::value(now))
         .filter(hotel_image::Column::ImageId.eq(image.get()))
         .filter(hotel_image::Column::HotelId.is_in(hotels.iter().map(|h| h.get())))
@@ -224,22 +226,101 @@ pub async fn set_link_status(
     Ok(())
 }
 
-pub async fn set_caption(
+/// A change of texts: for each, `None` leaves it, `Some(None)` clears it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextsChange<'a> {
+    pub caption: Option<Option<&'a str>>,
+    pub alt_text: Option<Option<&'a str>>,
+}
+
+impl TextsChange<'_> {
+    /// The API names of the texts it changes (for events and the audit log).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self.caption.is_some() {
+            fields.push("caption");
+        }
+        if self.alt_text.is_some() {
+            fields.push("altText");
+        }
+        fields
+    }
+}
+
+/// The image's own texts (partners', admins').
+pub async fn set_image_texts(
     txn: &DatabaseTransaction,
     image: ImageId,
-    caption: Option<&str>,
+    texts: TextsChange<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    image::Entity::update_many()
-        .col_expr(
+    let mut update = image::Entity::update_many()
+        .col_expr(image::Column::UpdatedAt, Expr::value(now))
+        .filter(image::Column::Id.eq(image.get()));
+    if let Some(caption) = texts.caption {
+        update = update.col_expr(
             image::Column::Caption,
             Expr::value(caption.map(str::to_owned)),
-        )
-        .col_expr(image::Column::UpdatedAt, Expr::value(now))
-        .filter(image::Column::Id.eq(image.get()))
-        .exec(txn)
-        .await?;
+        );
+    }
+    if let Some(alt_text) = texts.alt_text {
+        update = update.col_expr(
+            image::Column::AltText,
+            Expr::value(alt_text.map(str::to_owned)),
+        );
+    }
+    update.exec(txn).await?;
     Ok(())
+}
+
+/// The hotel's own texts of the image (its link's).
+pub async fn set_link_texts(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    image: ImageId,
+    texts: TextsChange<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut update = hotel_image::Entity::update_many()
+        .col_expr(hotel_image::Column::UpdatedAt, Expr::value(now))
+        .filter(hotel_image::Column::HotelId.eq(hotel.get()))
+        .filter(hotel_image::Column::ImageId.eq(image.get()));
+    if let Some(caption) = texts.caption {
+        update = update.col_expr(
+            hotel_image::Column::Caption,
+            Expr::value(caption.map(str::to_owned)),
+        );
+    }
+    if let Some(alt_text) = texts.alt_text {
+        update = update.col_expr(
+            hotel_image::Column::AltText,
+            Expr::value(alt_text.map(str::to_owned)),
+        );
+    }
+    update.exec(txn).await?;
+    Ok(())
+}
+
+/// The link of `image` to `hotel`: its status and who set it (`None`: not linked).
+pub async fn link_status(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    image: ImageId,
+) -> StoreResult<Option<(Status, LinkStatusBy)>> {
+    let row: Option<(String, Option<String>)> = hotel_image::Entity::find()
+        .select_only()
+        .column(hotel_image::Column::Status)
+        .column(hotel_image::Column::StatusSetBy)
+        .filter(hotel_image::Column::HotelId.eq(hotel.get()))
+        .filter(hotel_image::Column::ImageId.eq(image.get()))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    row.map(|(status, by)| {
+        let by = by.map_or(Ok(LinkStatusBy::Admin), |by| by.parse())?;
+        Ok((status.parse()?, by))
+    })
+    .transpose()
 }
 
 pub async fn set_quality(
@@ -317,6 +398,7 @@ pub struct UploadRecord<'a> {
     pub perceptual_hash: u64,
     /// The measured quality score in 0..1.
     pub measured_quality: f64,
+    /// The hotel's caption of the image (its link's); `None` keeps the link's.
     pub caption: Option<&'a str>,
 }
 
@@ -357,7 +439,8 @@ pub async fn record_upload(
             storage_key: upload.storage_key.to_owned(),
             width: i32::try_from(upload.width).ok(),
             height: i32::try_from(upload.height).ok(),
-            caption: upload.caption.map(str::to_owned),
+            // A hotelier's caption is the hotel's (its link's), never the shared image's.
+            caption: None,
             // No tags yet: the tagging pipeline classifies it later.
             category: Category::Other,
             quality_score: None,
@@ -411,6 +494,13 @@ pub async fn record_upload(
         )
         .exec_without_returning(txn)
         .await?;
+    if let Some(caption) = upload.caption {
+        let texts = TextsChange {
+            caption: Some(Some(caption)),
+            alt_text: None,
+        };
+        set_link_texts(txn, upload.hotel, image, texts, now).await?;
+    }
     delivery::Entity::insert(rows::delivery(
         upload.hotel.get(),
         image.get(),
@@ -443,4 +533,102 @@ async fn image_by_url_key(
         .one(txn)
         .await?;
     id.map(image_id).transpose().map_err(Into::into)
+}
+
+/// What removing a hotel's upload left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Whether the image is no longer shown for the hotel (no other partner delivers it there).
+    pub unlinked: bool,
+    /// The storage key of bytes no image shown anywhere uses any more: delete them after the
+    /// commit. `None` while some hotel still shows the bytes.
+    pub orphaned_bytes: Option<String>,
+}
+
+/// Removes `partner`'s delivery of `image` for `hotel` (a hotelier's upload); `None` when
+/// there was none. Without another partner's delivery there the link goes too, with the
+/// hotel's pin and main-image choice of the image; without any delivery of `partner` left the
+/// image loses that source.
+pub async fn remove_delivery(
+    txn: &DatabaseTransaction,
+    hotel: HotelId,
+    image: ImageId,
+    partner: i64,
+) -> StoreResult<Option<Removal>> {
+    use entity::{delivery, image_source};
+    let deleted = delivery::Entity::delete_many()
+        .filter(delivery::Column::HotelId.eq(hotel.get()))
+        .filter(delivery::Column::ImageId.eq(image.get()))
+        .filter(delivery::Column::PartnerId.eq(partner))
+        .exec(txn)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Ok(None);
+    }
+    let delivered_here = delivery::Entity::find()
+        .filter(delivery::Column::HotelId.eq(hotel.get()))
+        .filter(delivery::Column::ImageId.eq(image.get()))
+        .one(txn)
+        .await?
+        .is_some();
+    if !delivered_here {
+        hotel_image::Entity::delete_many()
+            .filter(hotel_image::Column::HotelId.eq(hotel.get()))
+            .filter(hotel_image::Column::ImageId.eq(image.get()))
+            .exec(txn)
+            .await?;
+        gallery_pin::Entity::delete_many()
+            .filter(gallery_pin::Column::HotelId.eq(hotel.get()))
+            .filter(gallery_pin::Column::ImageId.eq(image.get()))
+            .exec(txn)
+            .await?;
+        main_image_override::Entity::delete_many()
+            .filter(main_image_override::Column::HotelId.eq(hotel.get()))
+            .filter(main_image_override::Column::ImageId.eq(image.get()))
+            .exec(txn)
+            .await?;
+    }
+    let still_delivered = delivery::Entity::find()
+        .filter(delivery::Column::ImageId.eq(image.get()))
+        .filter(delivery::Column::PartnerId.eq(partner))
+        .one(txn)
+        .await?
+        .is_some();
+    if !still_delivered {
+        image_source::Entity::delete_many()
+            .filter(image_source::Column::ImageId.eq(image.get()))
+            .filter(image_source::Column::PartnerId.eq(partner))
+            .exec(txn)
+            .await?;
+    }
+    let storage_key: Option<String> = image::Entity::find_by_id(image.get())
+        .select_only()
+        .column(image::Column::StorageKey)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let orphaned_bytes = match storage_key {
+        Some(key) if !storage_key_shown(txn, &key).await? => Some(key),
+        _ => None,
+    };
+    Ok(Some(Removal {
+        unlinked: !delivered_here,
+        orphaned_bytes,
+    }))
+}
+
+/// Whether any hotel shows an image stored under `key` (two images may share stored bytes).
+async fn storage_key_shown(txn: &DatabaseTransaction, key: &str) -> StoreResult<bool> {
+    let mut query = Query::select();
+    query
+        .expr(Expr::val(1))
+        .from(hotel_image::Entity)
+        .inner_join(
+            image::Entity,
+            Expr::col((image::Entity, image::Column::Id))
+                .equals((hotel_image::Entity, hotel_image::Column::ImageId)),
+        )
+        .and_where(Expr::col((image::Entity, image::Column::StorageKey)).eq(key))
+        .limit(1);
+    Ok(txn.query_one(&query).await?.is_some())
 }

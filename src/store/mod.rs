@@ -39,7 +39,9 @@ pub mod journal;
 pub mod manage;
 pub mod objects;
 pub mod outbox;
+pub mod purge;
 pub mod read;
+pub mod republish;
 pub mod rows;
 pub mod stats;
 pub mod stream;
@@ -166,7 +168,11 @@ pub struct ImageRecord {
     pub storage_key: String,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    /// The image's own caption (partners, admins); a hotel's link may have its own.
     pub caption: Option<String>,
+    /// The image's own alt text (admins).
+    #[serde(default)]
+    pub alt_text: Option<String>,
     pub category: Category,
     pub quality_score: Option<f64>,
     pub status: Status,

@@ -60,6 +60,14 @@ impl Objects {
         Ok(())
     }
 
+    /// Deletes the bytes at `key` (nothing there is no error).
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectsError> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The bytes at `key`; `None` when there are none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectsError> {
         match self.store.get(&self.path(key)?).await {

@@ -303,3 +303,34 @@ pub async fn changes_after(
         })
         .collect())
 }
+
+/// Deletes up to `limit` events published before `cutoff`, oldest first (two statements: the
+/// `seq`s by the `(published_at, seq)` index, then those rows). An unpublished event is never
+/// deleted. Returns how many were.
+pub async fn delete_published_before(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> StoreResult<u64> {
+    let seqs: Vec<i64> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Seq)
+        .filter(outbox::Column::PublishedAt.is_not_null())
+        .filter(outbox::Column::PublishedAt.lt(cutoff))
+        .order_by_asc(outbox::Column::PublishedAt)
+        .order_by_asc(outbox::Column::Seq)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let deleted = outbox::Entity::delete_many()
+        .filter(outbox::Column::Seq.is_in(seqs))
+        // Taken back by a relay meanwhile (Redis lost the stream): kept.
+        .filter(outbox::Column::PublishedAt.is_not_null())
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}

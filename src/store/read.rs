@@ -11,7 +11,7 @@ use super::{
     image_id, partner_id,
 };
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Status, Tag};
-use crate::domain::curation::{HotelRecord, PublishedMain};
+use crate::domain::curation::{HotelRecord, LinkTexts, PublishedMain};
 
 fn raw<T: Copy>(ids: &[T], get: impl Fn(T) -> i64) -> Vec<i64> {
     ids.iter().map(|&id| get(id)).collect()
@@ -346,7 +346,25 @@ pub(super) fn hotel_record(row: hotel::Model) -> StoreResult<HotelRecord> {
         main,
         image_count: row.image_count.into(),
         gallery: parse_gallery(&row.gallery)?,
+        texts: parse_link_texts(row.link_texts.as_deref())?,
     })
+}
+
+/// The stored link texts: a JSON list (null when the hotel has none).
+fn parse_link_texts(
+    text: Option<&str>,
+) -> Result<Vec<LinkTexts>, crate::domain::catalog::ParseError> {
+    text.map_or(Ok(Vec::new()), |text| {
+        serde_json::from_str(text).map_err(|_| crate::domain::catalog::ParseError {
+            what: "link texts",
+            value: text.chars().take(80).collect(),
+        })
+    })
+}
+
+/// The link texts as stored: see [`parse_link_texts`].
+pub(super) fn link_texts_text(texts: &[LinkTexts]) -> Option<String> {
+    (!texts.is_empty()).then(|| serde_json::to_string(texts).unwrap_or_default())
 }
 
 /// The stored gallery text: image IDs in order, comma-separated.
@@ -371,6 +389,7 @@ fn image_record(row: image::Model) -> StoreResult<ImageRecord> {
         width: row.width,
         height: row.height,
         caption: row.caption,
+        alt_text: row.alt_text,
         category: row.category.parse()?,
         // A model's (or partner's) score wins; the measured one counts where there is none.
         quality_score: row.quality_score.or(row.measured_quality),

@@ -36,6 +36,7 @@ pub fn image(new: NewImage<'_>, now: DateTime<Utc>) -> image::ActiveModel {
         width: Set(new.width),
         height: Set(new.height),
         caption: Set(new.caption),
+        alt_text: Set(None),
         category: Set(new.category.as_str().to_owned()),
         quality_score: Set(new.quality_score),
         content_sha256: Set(new.content_sha256),
@@ -65,6 +66,9 @@ pub fn link(hotel: i64, image: i64, now: DateTime<Utc>) -> hotel_image::ActiveMo
         image_id: Set(image),
         status: Set(Status::Active.as_str().to_owned()),
         status_reason: Set(None),
+        caption: Set(None),
+        alt_text: Set(None),
+        status_set_by: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -112,6 +116,7 @@ pub fn empty_hotel(hotel: i64, now: DateTime<Utc>) -> hotel::ActiveModel {
         main_image_chosen_at: Set(None),
         image_count: Set(0),
         gallery: Set(String::new()),
+        link_texts: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

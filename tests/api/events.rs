@@ -24,17 +24,17 @@ fn redis_url() -> String {
 
 /// One outbox row.
 #[derive(Debug, Clone, PartialEq)]
-struct Row {
-    seq: i64,
+pub(crate) struct Row {
+    pub(crate) seq: i64,
     id: String,
     aggregate_type: String,
-    aggregate_id: String,
-    event_type: String,
-    payload: Value,
+    pub(crate) aggregate_id: String,
+    pub(crate) event_type: String,
+    pub(crate) payload: Value,
     published: bool,
 }
 
-async fn outbox(app: &TestApp) -> Vec<Row> {
+pub(crate) async fn outbox(app: &TestApp) -> Vec<Row> {
     let backend = app.core.db.get_database_backend();
     let rows = app
         .core
@@ -78,10 +78,10 @@ async fn until_published(app: &TestApp) {
 }
 
 /// The event schemas of `schema/events/`, by event type.
-struct Schemas(HashMap<String, (Value, jsonschema::Validator)>);
+pub(crate) struct Schemas(HashMap<String, (Value, jsonschema::Validator)>);
 
 impl Schemas {
-    fn load() -> Self {
+    pub(crate) fn load() -> Self {
         let dir = format!("{}/schema/events", env!("CARGO_MANIFEST_DIR"));
         let mut schemas = HashMap::new();
         for entry in std::fs::read_dir(&dir).expect("schema/events") {
@@ -107,7 +107,7 @@ impl Schemas {
 
     /// Checks an event against the schema of its type: the payload, and the envelope's
     /// aggregate type and ID.
-    fn check(&self, row: &Row) -> Result<(), String> {
+    pub(crate) fn check(&self, row: &Row) -> Result<(), String> {
         let (schema, validator) = self
             .0
             .get(&row.event_type)
@@ -212,6 +212,15 @@ const SET_PINS: &str = "mutation($input: SetGalleryPinsInput!) { setGalleryPins(
 const ACTIVATE: &str = "mutation($input: ActivateImageInput!) { activateImage(input: $input) { userErrors { code } } }";
 const UPDATE: &str =
     "mutation($input: UpdateImageInput!) { updateImage(input: $input) { userErrors { code } } }";
+const HIDE: &str =
+    "mutation($input: HideImageInput!) { hideImage(input: $input) { userErrors { code } } }";
+const SHOW: &str =
+    "mutation($input: ShowImageInput!) { showImage(input: $input) { userErrors { code } } }";
+const HOTEL_IMAGE: &str = "mutation($input: UpdateHotelImageInput!) { updateHotelImage(input: $input) { userErrors { code } } }";
+const PURGE: &str =
+    "mutation($input: PurgeImageInput!) { purgeImage(input: $input) { userErrors { code } } }";
+const REMOVE: &str =
+    "mutation($input: RemoveUploadInput!) { removeUpload(input: $input) { userErrors { code } } }";
 
 /// Every kind of change on hotel `hotel` (and its images), by `app`: the management
 /// mutations, an upload and an import.
@@ -302,7 +311,48 @@ async fn every_change(app: &TestApp, hotel: i64) {
             { "imageId": id(7), "qualityScore": 0.99, "tags": [{ "category": "POOL", "confidence": 0.97 }] },
             { "imageId": id(8), "tags": [{ "category": "BAR", "confidence": 0.6 }] },
         ] })).await;
-    upload(app, &hotelier, hotel).await;
+    let uploaded = upload(app, &hotelier, hotel).await;
+    mutate(
+        app,
+        &hotelier,
+        "hideImage",
+        HIDE,
+        json!({ "hotelId": h, "imageId": id(9), "reason": "renovated" }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "showImage",
+        SHOW,
+        json!({ "hotelId": h, "imageId": id(9) }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "updateHotelImage",
+        HOTEL_IMAGE,
+        json!({ "hotelId": h, "imageId": id(9), "caption": "Our garden", "altText": "A garden" }),
+    )
+    .await;
+    mutate(
+        app,
+        &hotelier,
+        "removeUpload",
+        REMOVE,
+        json!({ "hotelId": h, "imageId": uploaded }),
+    )
+    .await;
+    let second = upload(app, &hotelier, hotel).await;
+    mutate(
+        app,
+        &admin,
+        "purgeImage",
+        PURGE,
+        json!({ "imageId": second, "reason": "privacy request" }),
+    )
+    .await;
     let url = format!(
         "https://img.partner.example/events/{}/a.jpg",
         uuid::Uuid::new_v4().simple()
@@ -327,8 +377,8 @@ async fn every_change(app: &TestApp, hotel: i64) {
     assert_eq!(outcomes, ["CREATED", "LINKED"]);
 }
 
-/// A hotelier's upload of a fresh PNG for `hotel`.
-async fn upload(app: &TestApp, token: &str, hotel: i64) {
+/// A hotelier's upload of a fresh PNG for `hotel`; returns the image's ID.
+async fn upload(app: &TestApp, token: &str, hotel: i64) -> Value {
     let query = "mutation($input: UploadImageInput!) { uploadImage(input: $input) { image { id } userErrors { code } } }";
     let operations = json!({
         "query": query,
@@ -358,6 +408,7 @@ async fn upload(app: &TestApp, token: &str, hotel: i64) {
     .await;
     let data = answer.ok();
     assert_eq!(data["uploadImage"]["userErrors"], json!([]), "{data:#}");
+    data["uploadImage"]["image"]["id"].clone()
 }
 
 #[tokio::test]
@@ -371,6 +422,8 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "MainImageChanged",
         "GalleryChanged",
         "ImageLinked",
+        "ImageUnlinked",
+        "ImagePurged",
     ] {
         assert!(
             schemas.0.contains_key(name),
@@ -396,15 +449,20 @@ async fn every_event_the_mutations_emit_validates_against_its_schema() {
         "MainImageChanged",
         "GalleryChanged",
         "ImageLinked",
+        "ImageUnlinked",
+        "ImagePurged",
     ] {
         assert!(types.contains_key(emitted), "no {emitted} among {types:?}");
     }
-    // Both deactivations and both activations, two edits, two classifications.
-    assert_eq!(types["ImageDeactivated"], 2, "{types:?}");
-    assert_eq!(types["ImageActivated"], 2, "{types:?}");
-    assert!(types["ImageUpdated"] >= 4, "{types:?}");
-    // Upload and import created one image each.
-    assert_eq!(types["ImageCreated"], 2, "{types:?}");
+    // Both deactivations and both activations and a hotelier's hide and show; two edits, two
+    // classifications, a hotel's texts.
+    assert_eq!(types["ImageDeactivated"], 3, "{types:?}");
+    assert_eq!(types["ImageActivated"], 3, "{types:?}");
+    assert!(types["ImageUpdated"] >= 5, "{types:?}");
+    assert_eq!(types["ImageUnlinked"], 1, "{types:?}");
+    assert_eq!(types["ImagePurged"], 1, "{types:?}");
+    // Two uploads and an import created one image each.
+    assert_eq!(types["ImageCreated"], 3, "{types:?}");
     // The import's second item showed the same picture for another hotel.
     assert_eq!(types["ImageLinked"], 1, "{types:?}");
     let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();

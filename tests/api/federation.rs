@@ -144,6 +144,7 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
             app.core.catalog.clone(),
             app.core.freshness.clone(),
             None,
+            None,
             images_subgraph::telemetry::Metrics::new(),
         )
         .unwrap(),

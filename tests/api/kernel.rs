@@ -17,6 +17,7 @@ async fn an_upload_to_a_schema_built_without_the_uploader_is_an_internal_error_n
         app.core.catalog.clone(),
         app.core.freshness.clone(),
         None,
+        None,
         Metrics::new(),
     )
     .expect("the schema builds");
