@@ -93,7 +93,11 @@ pub async fn connect(
             })
         });
     }
-    let mut db = Database::connect(options).await?;
+    let mut db = if sqlite {
+        connect_sqlite(options).await?
+    } else {
+        Database::connect(options).await?
+    };
     let counter = StatementCounter::default();
     let count = counter.0.clone();
     db.set_metric_callback(move |_| {
@@ -101,6 +105,28 @@ pub async fn connect(
     });
     Ok((db, counter))
 }
+
+/// SQLite: the first connection switches the file to WAL, and that switch can fail at once
+/// with "database is locked" (without waiting out the busy timeout) while another process
+/// holds the write lock, e.g. a replica started at the same moment that is migrating. Retried
+/// for as long as the busy timeout would have waited.
+async fn connect_sqlite(options: ConnectOptions) -> Result<DatabaseConnection, DbErr> {
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    loop {
+        match Database::connect(options.clone()).await {
+            Err(error)
+                if error.to_string().contains("database is locked")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
+/// How long a SQLite connection waits for another's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every pool of this service has: no statement logging, and SQLite's file settings.
 fn base_options(url: &str) -> ConnectOptions {
@@ -112,7 +138,7 @@ fn base_options(url: &str) -> ConnectOptions {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
     options
 }
