@@ -582,6 +582,11 @@ pub mod samples {
     }
 
     /// `image` encoded as `format` (JPEG at the encoder's default quality).
+    ///
+    /// Only tests call this (through `upload::samples` too), never a request. It cannot fail for
+    /// the formats this build encodes (JPEG, PNG, WebP): an 8-bit RGB image is a color type
+    /// each of them takes, and writing into a `Vec` has no I/O error; a build without one of
+    /// those encoders would fail here at once, which is what a sample should do.
     pub fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
         let mut bytes = Cursor::new(Vec::new());
         match DynamicImage::ImageRgb8(image.clone()).write_to(&mut bytes, format) {

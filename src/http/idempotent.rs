@@ -12,7 +12,7 @@
 
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 
@@ -26,8 +26,8 @@ use crate::telemetry::Metrics;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// Set on an answer sent again for a retry.
-pub const REPLAYED: &str = "idempotent-replayed";
+/// Set on an answer sent again for a retry (`from_static` is checked when compiling).
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The key a request runs under: `Ok(None)` when it has none, or when it does not apply (a
 /// query, an anonymous caller); `Err` with the refusal of a malformed one.
@@ -165,10 +165,7 @@ fn replay(body: String, media_type: &'static str) -> Response {
         [
             (CONTENT_TYPE, HeaderValue::from_static(media_type)),
             (CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),
-            (
-                REPLAYED.parse().expect("a header name"),
-                HeaderValue::from_static("true"),
-            ),
+            (REPLAYED, HeaderValue::from_static("true")),
         ],
         body,
     )
