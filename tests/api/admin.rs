@@ -4,7 +4,7 @@
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, sample, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, gallery, sample, spawn_app, spawn_app_with};
 
 const AUDIT_LOG: &str = "query($filter: AuditLogFilter, $first: Int, $after: String) {
     auditLog(filter: $filter, first: $first, after: $after) {
@@ -28,23 +28,6 @@ fn actions(page: &Value) -> Vec<String> {
         .expect("edges")
         .iter()
         .map(|e| e["node"]["action"].as_str().expect("an action").to_owned())
-        .collect()
-}
-
-/// The gallery image IDs of `hotel`.
-async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { gallery(first: 10) { nodes { id } } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["gallery"]["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| n["id"].as_str().expect("an ID").to_owned())
         .collect()
 }
 

@@ -8,26 +8,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{JWT_SECRET, TestApp, operation, spawn_app, spawn_app_with};
+use crate::helpers::{JWT_SECRET, TestApp, gallery, operation, spawn_app, spawn_app_with};
 
 const HOTEL_A: i64 = 12;
 const HOTEL_B: i64 = 13;
-
-async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { gallery(first: 100) { nodes { id } } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["gallery"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// Everything a refused call must leave alone.
 async fn snapshot(app: &TestApp) -> Value {

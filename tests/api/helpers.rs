@@ -469,6 +469,23 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The image IDs of `hotel`'s public gallery (its first 100), in order.
+pub async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
+    let data = app
+        .graphql(
+            "query($id: ID!) { hotel(id: $id) { gallery(first: 100) { nodes { id } } } }",
+            json!({ "id": hotel.to_string() }),
+        )
+        .await
+        .ok();
+    data["hotel"]["gallery"]["nodes"]
+        .as_array()
+        .expect("a gallery")
+        .iter()
+        .map(|n| n["id"].as_str().expect("an image ID").to_owned())
+        .collect()
+}
+
 /// The ID of `hotel`'s main image, as an anonymous client reads it.
 pub async fn main_image(app: &TestApp, hotel: i64) -> Option<String> {
     let data = app

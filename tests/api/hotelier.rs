@@ -6,7 +6,7 @@
 use images_subgraph::domain::upload::samples;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp, spawn_app, upload_png};
+use crate::helpers::{Answer, TestApp, gallery, spawn_app, upload_png};
 
 const UPLOAD: &str = "mutation($input: UploadImageInput!) { uploadImage(input: $input) {
     image { id caption } userErrors { code field message } } }";
@@ -64,21 +64,6 @@ async fn own_texts(app: &TestApp, image: &str) -> Value {
     .await
     .ok()["image"]
         .clone()
-}
-
-/// The `n`th image of `hotel`'s gallery.
-async fn gallery_image(app: &TestApp, hotel: i64, n: usize) -> String {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { gallery(first: 100) { nodes { id } } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["gallery"]["nodes"][n]["id"]
-        .as_str()
-        .expect("an image")
-        .to_owned()
 }
 
 async fn version(app: &TestApp, hotel: i64) -> i64 {
@@ -140,7 +125,7 @@ async fn the_same_bytes_uploaded_by_two_hotels_show_each_hotels_own_caption() {
 async fn a_hotelier_writes_their_hotels_caption_and_alt_text_which_come_before_the_images_own() {
     let app = spawn_app().await;
     let hotelier = app.token("images:hotelier", &[14]);
-    let image = gallery_image(&app, 14, 2).await;
+    let image = gallery(&app, 14).await[2].clone();
     // The image's own texts, an admin's.
     let own = json!({ "imageId": image, "caption": "Room 12", "altText": "A double room" });
     let updated = payload(
@@ -204,7 +189,7 @@ async fn a_hotelier_writes_their_hotels_caption_and_alt_text_which_come_before_t
     );
     assert_eq!(refused["userErrors"][0]["code"], "INVALID_INPUT");
     assert_eq!(refused["userErrors"][0]["field"], json!(["altText"]));
-    let elsewhere = gallery_image(&app, 24, 0).await;
+    let elsewhere = gallery(&app, 24).await[0].clone();
     let unlinked = json!({ "hotelId": "14", "imageId": elsewhere, "caption": "Mine" });
     let refused = payload(
         run(&app, Some(&hotelier), TEXTS, unlinked).await,
@@ -221,7 +206,7 @@ async fn a_hotelier_writes_their_hotels_caption_and_alt_text_which_come_before_t
 async fn a_hotelier_hides_and_shows_an_image_for_their_hotel_but_not_what_an_admin_took_offline() {
     let app = spawn_app().await;
     let hotelier = app.token("images:hotelier", &[14]);
-    let image = gallery_image(&app, 14, 3).await;
+    let image = gallery(&app, 14).await[3].clone();
     let target = json!({ "hotelId": "14", "imageId": image, "reason": "renovated" });
     let (events, audits) = (
         events_of(&app, "ImageDeactivated").await,
@@ -356,7 +341,7 @@ async fn removing_an_upload_unlinks_it_and_deletes_its_bytes_once_no_hotel_shows
     assert_eq!(audits_of(&app, "removeUpload").await, 2);
 
     // A partner's image is no upload of the hotel: refused.
-    let partners = gallery_image(&app, 14, 0).await;
+    let partners = gallery(&app, 14).await[0].clone();
     let refused = payload(
         run(
             &app,
@@ -384,7 +369,7 @@ async fn another_hotels_hotelier_cannot_hide_edit_or_remove_and_anonymous_caller
         .as_str()
         .expect("an image")
         .to_owned();
-    let image = gallery_image(&app, 24, 1).await;
+    let image = gallery(&app, 24).await[1].clone();
     let other = app.token("images:hotelier", &[14]);
     let audits = app.scalar("SELECT COUNT(*) FROM audit_log").await;
     let attempts = [

@@ -10,7 +10,7 @@ use images_subgraph::config::Secret;
 use images_subgraph::domain::upload::samples;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, operation, spawn_app, spawn_app_with, upload_png};
+use crate::helpers::{TestApp, gallery, operation, spawn_app, spawn_app_with, upload_png};
 
 const PURGE: &str = "mutation($input: PurgeImageInput!) { purgeImage(input: $input) {
     image { id status caption } affectedHotels { id } bytesDeleted userErrors { code field message } } }";
@@ -113,22 +113,6 @@ async fn import(
                 r["image"]["id"].as_str().map(str::to_owned),
             )
         })
-        .collect()
-}
-
-async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
-    let data = app
-        .graphql(
-            "query($id: ID!) { hotel(id: $id) { gallery(first: 100) { nodes { id } } } }",
-            json!({ "id": hotel.to_string() }),
-        )
-        .await
-        .ok();
-    data["hotel"]["gallery"]["nodes"]
-        .as_array()
-        .expect("a gallery")
-        .iter()
-        .map(|n| n["id"].as_str().expect("an ID").to_owned())
         .collect()
 }
 
