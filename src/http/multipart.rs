@@ -24,7 +24,9 @@ use super::AppState;
 
 /// Bytes of a file part gathered in memory before they are written to its temporary file.
 const SPOOL_BLOCK: usize = 256 * 1024;
-/// Most files one multipart request may carry.
+/// Most files one multipart request may carry, and most variables `map` may set to files: each
+/// path is one more upload for the operation (a handle on the file, hashed again for an
+/// idempotency key), so one file named by 75,000 paths would be 75,000 uploads.
 const MAX_FILES: usize = 10;
 
 /// The GraphQL request(s) of a `/graphql` request.
@@ -120,6 +122,7 @@ async fn read_multipart(
         .map_err(|e| ParseRequestError::InvalidRequest(Box::new(e)))?;
     let mut map: std::collections::HashMap<String, Vec<String>> = serde_json::from_slice(&map)
         .map_err(|e| ParseRequestError::InvalidFilesMap(Box::new(e)))?;
+    check_paths(&map)?;
     for (name, upload) in files {
         for path in map.remove(&name).unwrap_or_default() {
             attach(&mut batch, &path, upload.try_clone()?);
@@ -129,6 +132,22 @@ async fn read_multipart(
         return Err(ParseRequestError::MissingFiles);
     }
     Ok(batch)
+}
+
+/// At most [`MAX_FILES`] paths in `map`, none named twice.
+fn check_paths(
+    map: &std::collections::HashMap<String, Vec<String>>,
+) -> Result<(), ParseRequestError> {
+    let paths: Vec<&String> = map.values().flatten().collect();
+    let distinct: std::collections::HashSet<&String> = paths.iter().copied().collect();
+    let refuse = |why: String| Err(ParseRequestError::InvalidRequest(why.into()));
+    if paths.len() > MAX_FILES {
+        return refuse(format!("at most {MAX_FILES} file variables per request"));
+    }
+    if distinct.len() < paths.len() {
+        return refuse("a variable is named twice in the files map".to_owned());
+    }
+    Ok(())
 }
 
 /// Sets the file at `path` (`variables.file`, or `3.variables.file` in a batch).

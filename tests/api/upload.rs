@@ -330,3 +330,42 @@ async fn multipart_operations_and_map_parts_get_the_json_body_limit() {
     assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_codes(), ["BAD_REQUEST"]);
 }
+
+/// Review finding: one file part named by many paths of `map` was attached once per path (a
+/// duplicate file handle each, and with an `Idempotency-Key`, hashed once each), so a 1 MB `map`
+/// could make one upload count 75,000 times. Paths are files too: at most 10, none twice.
+#[tokio::test]
+async fn a_map_naming_one_file_many_times_is_refused() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let token = app.token("images:hotelier", &[14]);
+    let operations = json!({
+        "query": "mutation($input: UploadImageInput!) { uploadImage(input: $input) { userErrors { code } } }",
+        "variables": { "input": { "hotelId": "14", "file": null, "caption": "c" } },
+    });
+    let images = async || {
+        let answer = app.graphql(r#"{ hotel(id: "14") { imageCount } }"#, json!({})).await;
+        answer.ok()["hotel"]["imageCount"].clone()
+    };
+    let before = images().await;
+    let many: Vec<String> = (0..11).map(|_| "variables.input.file".to_owned()).collect();
+    let twice = ["variables.input.file", "variables.input.file"];
+    for map in [json!({ "0": many }), json!({ "0": twice })] {
+        let form = Form::new()
+            .text("operations", operations.to_string())
+            .text("map", map.to_string())
+            .part("0", Part::bytes(samples::png(64, 48)).file_name("a.png"));
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("an answer");
+        let answer = crate::helpers::answer(response).await;
+        assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST, "{map}");
+        assert_eq!(answer.error_codes(), ["BAD_REQUEST"], "{map}");
+    }
+    assert_eq!(images().await, before, "nothing was uploaded");
+}
