@@ -509,7 +509,7 @@ impl Application {
             cdn_purges,
             retention: settings.outbox_retention_hours.map(|hours| {
                 let retention = Retention {
-                    age: Duration::from_secs(hours * 3600),
+                    age: Retention::hours(hours),
                     batch: 1_000,
                     pause: Duration::from_millis(50),
                 };

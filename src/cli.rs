@@ -210,7 +210,7 @@ async fn prune_outbox(settings: &Settings, args: &PruneOutboxArgs) -> anyhow::Re
         .or(settings.outbox_retention_hours)
         .unwrap_or(DEFAULT_RETENTION_HOURS);
     let retention = Retention {
-        age: Duration::from_secs(hours * 3600),
+        age: Retention::hours(hours),
         batch: args.batch,
         pause: Duration::from_millis(10),
     };

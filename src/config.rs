@@ -93,8 +93,8 @@ pub struct RepublishArgs {
 #[derive(Debug, Args)]
 pub struct PruneOutboxArgs {
     /// Delete events published longer ago than this many hours (default:
-    /// `OUTBOX_RETENTION_HOURS`, else 168, a week).
-    #[arg(long)]
+    /// `OUTBOX_RETENTION_HOURS`, else 168, a week); 1 to 87,600.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub older_than_hours: Option<u64>,
     /// Rows per delete statement.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
@@ -322,7 +322,7 @@ pub struct Settings {
     /// When set, `serve` deletes published outbox events older than this many hours, every
     /// `OUTBOX_RETENTION_INTERVAL_SECS`, in small batches (never an unpublished one). Unset:
     /// events are kept (prune them with the `prune-outbox` command).
-    #[arg(long, env = "OUTBOX_RETENTION_HOURS", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", value_parser = clap::value_parser!(u64).range(1..=87_600), global = true)]
     pub outbox_retention_hours: Option<u64>,
 
     /// How often the periodic outbox retention runs, in seconds.
@@ -705,6 +705,12 @@ impl Settings {
         let upload_partner = PartnerId::new(self.upload_partner_id)
             .context("UPLOAD_PARTNER_ID must be a positive partner ID")?;
         crate::redis_link::check_prefix(&self.redis_prefix).map_err(anyhow::Error::msg)?;
+        // A key must outlive the run it guards: a key expiring while its first request still
+        // holds it would be taken over, and a retry would apply the changes again.
+        anyhow::ensure!(
+            u128::from(self.idempotency_ttl_secs) * 1000 > u128::from(self.request_timeout_ms),
+            "IDEMPOTENCY_TTL_SECS must be longer than REQUEST_TIMEOUT_MS"
+        );
         Ok(Checked {
             image_sizes,
             imgproxy,
@@ -824,6 +830,32 @@ mod tests {
             checked.upload_partner.get(),
             settings(&[]).upload_partner_id
         );
+    }
+
+    #[test]
+    fn an_idempotency_key_must_outlive_a_request_and_retention_has_bounds() {
+        let short = settings(&[
+            "--idempotency-ttl-secs",
+            "10",
+            "--request-timeout-ms",
+            "10000",
+        ]);
+        assert!(
+            short.check().is_err(),
+            "a TTL no longer than the request timeout"
+        );
+        let fine = settings(&[
+            "--idempotency-ttl-secs",
+            "11",
+            "--request-timeout-ms",
+            "10000",
+        ]);
+        assert!(fine.check().is_ok());
+        for hours in ["0", "87601"] {
+            let parsed =
+                Cli::try_parse_from(["images-subgraph", "--outbox-retention-hours", hours]);
+            assert!(parsed.is_err(), "retention of {hours} hours");
+        }
     }
 
     #[test]

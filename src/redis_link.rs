@@ -8,10 +8,10 @@
 //! (or `rediss+cluster://`) for a cluster: the seed nodes, from which the client learns the
 //! rest. Against a cluster the redis crate's cluster client routes each command to the node
 //! owning its key's slot, follows `MOVED` and `ASK` redirects, and splits an `MGET` over
-//! several slots into one `MGET` per node.
+//! several slots into one `MGET` per slot (sent together, in one round trip per node).
 //!
 //! # Names, and the hash tags of a cluster
-//! Every name starts with `{REDIS_PREFIX}:` and then holds the catalog's identity (a UUID its
+//! Every name starts with `<REDIS_PREFIX>:` and then holds the catalog's identity (a UUID its
 //! database drew when the schema was created; see [`Namespace`]). Two catalogs sharing a Redis
 //! and a prefix therefore never share a name, and a database created again starts in an empty
 //! namespace.
@@ -25,15 +25,16 @@
 //!   so that the same hotel of two catalogs does not land in the same slot);
 //! - the event stream and its round counter (the publish script): `{<catalog>}`.
 //!
-//! Persisted queries (`{prefix}:apq:...`, see `cache::persisted`) are not catalog data and
+//! Persisted queries (`<prefix>:apq:...`, see `cache::persisted`) are not catalog data and
 //! need no tag: every command of theirs names one key.
 //!
 //! The invalidation channel is a classic pub/sub channel: a cluster delivers a `PUBLISH` on any
 //! node to the subscribers of every node, so a subscriber listens on one node (a seed node,
-//! the next one when it fails). A node hands what is published on it to its own subscribers
-//! before it answers, but to the other nodes' later: so what must arrive before the publisher
-//! goes on (an invalidation, a subscription check's token) is published from every master
-//! ([`Connection::publish_from_every_node`]).
+//! the next one when it fails; a seed may be a replica, and any node may become one after a
+//! failover). A node hands what is published on it to its own subscribers before it answers,
+//! but to the other nodes' later: so what must arrive before the publisher goes on (an
+//! invalidation, a subscription check's token) is published from every node, masters and
+//! replicas ([`Connection::publish_from_every_node`]).
 
 use std::time::Duration;
 
@@ -211,8 +212,8 @@ impl ConnectionLike for Connection {
 }
 
 impl Connection {
-    /// Publishes `message` on `channel` from every master of a cluster (from the one server
-    /// otherwise) and returns how many nodes published it: a subscriber then receives that
+    /// Publishes `message` on `channel` from every node of a cluster, replicas included (from
+    /// the one server otherwise) and returns how many nodes published it: a subscriber then receives that
     /// many copies, each after everything its node published before (see the cache's check of
     /// its subscription).
     pub async fn publish_from_every_node(
@@ -224,7 +225,7 @@ impl Connection {
         publish.arg(channel).arg(message);
         match self {
             Self::Cluster(cluster) => {
-                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
                 match cluster.route_command(publish, routing).await? {
                     Value::Map(answers) => Ok(answers
                         .iter()

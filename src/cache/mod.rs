@@ -4,8 +4,9 @@
 //!
 //! # Levels
 //! - **L1**, in process ([`local`], quick_cache): bounded by entries per kind, TTL with jitter.
-//! - **L2**, Redis ([`shared`], when `REDIS_URL` is set): one `MGET` per batch, fills in one
-//!   script call per batch, TTL with jitter.
+//! - **L2**, Redis ([`shared`], when `REDIS_URL` is set): one `MGET` per batch (on a cluster,
+//!   one per stripe, sent together), fills in one script call per batch (on a cluster, one per
+//!   stripe), TTL with jitter.
 //!
 //! A batch goes L1 → L2 → database (one statement for what is still missing) and fills the
 //! levels it missed. "Does not exist" is cached as well (as `null`), so a warm search page
@@ -15,17 +16,19 @@
 //! # Keys
 //! Named after the catalog's identity (see [`crate::redis_link`]), so that catalogs sharing a
 //! Redis never read each other's entries:
-//! - `{prefix}:{<catalog>:s<stripe>}:h:{hotel id}` / `...:i:{image id}`: JSON of the record,
+//! (`<...>` is a placeholder; braces are literal: the hash tag of a cluster.)
+//! - `<prefix>:{<catalog>:s<stripe>}:h:<hotel id>` / `...:i:<image id>`: JSON of the record,
 //!   or `null`; `{<catalog>:s<stripe>}` is the hash tag it shares with its stripe's generation.
-//! - `{prefix}:{<catalog>:s<stripe>}:gen`: a generation counter shared by the keys of one of
+//! - `<prefix>:{<catalog>:s<stripe>}:gen`: a generation counter shared by the keys of one of
 //!   16,384 stripes (no TTL).
-//! - channel `{prefix}:{catalog}:invalidate`: space-separated keys (`h:1 i:7`), to every
+//! - channel `<prefix>:<catalog>:invalidate`: space-separated keys (`h:1 i:7`), to every
 //!   replica's L1.
 //!
 //! # Invalidation, and why a slow reader cannot write old data back
 //! After a change commits, the service calls [`Cache::invalidate`] with the hotels whose
 //! published rows it wrote and the images it changed. This replica's L1 drops them at once;
-//! in Redis one script bumps their generations, deletes them and publishes them, and every
+//! in Redis one script (on a cluster, one per stripe, then a publish from every node) bumps
+//! their generations, deletes them and publishes them, and every
 //! replica's subscriber drops them from its L1 on receipt.
 //!
 //! A reader notes each key's generation before it reads the next level (L1: an in-process

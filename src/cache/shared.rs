@@ -2,7 +2,7 @@
 //! that reaches every replica's L1.
 //!
 //! One batch of lookups is one `MGET` (the entries and their stripe generations together; a
-//! cluster client splits it per node); one batch of fills is one script call that stores each
+//! cluster client splits it into one `MGET` per slot, that is per stripe, sent together); one batch of fills is one script call that stores each
 //! entry only if its generation is still the one the reader saw; one invalidation is one
 //! script call that bumps the generations, deletes the entries and publishes the keys. On a
 //! cluster a script's keys must share a slot, so there the fills and invalidations of a batch
@@ -233,7 +233,7 @@ impl Shared {
     /// seen in the very next request anywhere. On a cluster a `PUBLISH` on one node reaches
     /// the subscribers of the others later, over the cluster bus, and could lose that race
     /// against the writer's answer; so there the keys are published afterwards from every
-    /// master (one round trip), each of which hands them to its own subscribers before
+    /// node, replicas included (one round trip), each of which hands them to its own subscribers before
     /// answering, wherever a replica listens.
     pub(crate) async fn invalidate(&self, keys: &[CacheKey]) -> SharedResult<()> {
         let cluster = self.target.is_cluster();

@@ -8,7 +8,11 @@
 //!
 //! A keyed request runs in a task of its own: a client that hangs up (or a request timeout)
 //! does not cut it short between its commit and keeping its answer, so the retry finds the
-//! answer.
+//! answer. The task is not bounded by the request timeout, so it bounds itself: its operations
+//! stop when the key's hold (the lease, as long as the request timeout) ends, before a retry
+//! could take the key over. An operation cut short rolls its transaction back; the key is then
+//! forgotten, or, when earlier fields of the request committed, reported lost. So at most one
+//! run per key is ever at work, and none outlives its lease.
 
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
@@ -75,6 +79,8 @@ pub(super) async fn run(
     let state_for_task = state.clone();
     let task = tokio::spawn(async move {
         let state = state_for_task;
+        // The hold ends one lease after it is taken, which is after this instant.
+        let deadline = tokio::time::Instant::now() + state.idempotency.lease();
         let claim = admit(&state, &key, &batch, media_type).await?;
         let batch = match batch {
             BatchRequest::Single(request) => BatchRequest::Single(request.data(claim.clone())),
@@ -85,7 +91,18 @@ pub(super) async fn run(
                     .collect(),
             ),
         };
-        let response = execute_batch(&state.schema, batch).await;
+        let Ok(response) =
+            tokio::time::timeout_at(deadline, execute_batch(&state.schema, batch)).await
+        else {
+            state.idempotency.finish(&claim, None).await;
+            return Err(Box::new(error_response(
+                &state.metrics,
+                StatusCode::GATEWAY_TIMEOUT,
+                "the request took too long",
+                "TIMEOUT",
+                media_type,
+            )));
+        };
         let answer = serde_json::to_value(&response)
             .ok()
             .filter(|value| !has_unexpected_failure(value))
@@ -113,7 +130,9 @@ async fn admit(
         crate::graphql::error::log_unexpected(error);
         Box::new(internal(&state.metrics))
     };
-    let fingerprint = fingerprint(batch).map_err(|error| unexpected(&error))?;
+    let fingerprint = fingerprint(batch)
+        .await
+        .map_err(|error| unexpected(&error))?;
     let admission = state
         .idempotency
         .admit(&key.caller, &key.key, &fingerprint)
@@ -187,27 +206,42 @@ fn has_unexpected_failure(answer: &serde_json::Value) -> bool {
 
 /// SHA-256 of a request: each operation's text, name and variables (object keys sorted, so
 /// that a client re-encoding the same variables sends the same request), and the bytes of its
-/// uploaded files (temporary files, read without moving their position).
-fn fingerprint(batch: &BatchRequest) -> std::io::Result<String> {
-    let mut hash = Sha256::new();
+/// uploaded files (temporary files, read by position on a blocking thread: up to
+/// `UPLOAD_MAX_BYTES` for each of the request's at most 10 files).
+async fn fingerprint(batch: &BatchRequest) -> std::io::Result<String> {
     let requests: Vec<&async_graphql::Request> = match batch {
         BatchRequest::Single(request) => vec![request],
-        BatchRequest::Batch(requests) => {
-            hash.update(b"batch\0");
-            requests.iter().collect()
-        }
+        BatchRequest::Batch(requests) => requests.iter().collect(),
     };
+    let is_batch = matches!(batch, BatchRequest::Batch(_));
+    let mut parts = Vec::with_capacity(requests.len());
     for request in requests {
         let variables = serde_json::to_value(&request.variables).unwrap_or_default();
-        let part = serde_json::json!([request.query, request.operation_name, sorted(variables)]);
-        hash.update(part.to_string().as_bytes());
-        hash.update(b"\0");
+        let text = serde_json::json!([request.query, request.operation_name, sorted(variables)]);
         // Uploaded files are part of the request: another file is another request.
-        for upload in &request.uploads {
-            hash.update(hash_file(&upload.content)?);
-        }
+        let files = request
+            .uploads
+            .iter()
+            .map(|upload| upload.content.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        parts.push((text.to_string(), files));
     }
-    Ok(hex::encode(hash.finalize()))
+    tokio::task::spawn_blocking(move || {
+        let mut hash = Sha256::new();
+        if is_batch {
+            hash.update(b"batch\0");
+        }
+        for (text, files) in parts {
+            hash.update(text.as_bytes());
+            hash.update(b"\0");
+            for file in &files {
+                hash.update(hash_file(file)?);
+            }
+        }
+        Ok(hex::encode(hash.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// SHA-256 of a file's bytes, read by position: the upload's reader still starts at its

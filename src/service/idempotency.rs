@@ -82,6 +82,11 @@ impl Idempotency {
         Self { store, ttl, lease }
     }
 
+    /// How long a request may hold its key while it runs.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// Decides what a request (`request_hash`) of `caller` with `key` may do.
     pub async fn admit(
         &self,

@@ -24,6 +24,14 @@ pub struct Retention {
     pub pause: Duration,
 }
 
+impl Retention {
+    /// An age of `hours` hours (the unit of `OUTBOX_RETENTION_HOURS` and `--older-than-hours`,
+    /// which accept 1 to 87,600: ten years).
+    pub fn hours(hours: u64) -> Duration {
+        Duration::from_secs(hours.saturating_mul(3600))
+    }
+}
+
 /// Deletes every event published longer than `retention.age` ago, batch by batch; `progress`
 /// gets each batch's count. Returns how many were deleted.
 pub async fn prune(

@@ -165,7 +165,11 @@ async fn the_same_key_of_two_callers_is_two_keys() {
 #[tokio::test]
 async fn a_key_is_forgotten_once_it_expires_and_expired_keys_are_deleted() {
     // 2 s: MariaDB keeps whole seconds, so a key may expire up to a second early there.
-    let app = spawn_app_with(|s| s.idempotency_ttl_secs = 2).await;
+    let app = spawn_app_with(|s| {
+        s.idempotency_ttl_secs = 2;
+        s.request_timeout_ms = 1_000; // shorter than the TTL, as `check` requires
+    })
+    .await;
     let admin = app.admin();
     let (version, gallery) = version_and_gallery(&app, 7).await;
     app.graphql_keyed(
