@@ -148,8 +148,10 @@ fn exists_for_image(
     Expr::exists(query)
 }
 
-/// Every condition of `filter` on an `image` row.
-fn conditions(filter: &ImageSearch) -> Vec<SimpleExpr> {
+/// Every condition of `filter` on an `image` row, but the hotel's or partner's when `driver`
+/// reads that range already: repeated as a semi-join, the planner may read the whole range
+/// (every source of a large partner) to build it, whatever the budget.
+fn conditions(filter: &ImageSearch, driver: &Driver) -> Vec<SimpleExpr> {
     let mut all = Vec::new();
     if let Some(status) = filter.status {
         all.push(Expr::col((image::Entity, image::Column::Status)).eq(status.as_str()));
@@ -177,14 +179,17 @@ fn conditions(filter: &ImageSearch) -> Vec<SimpleExpr> {
     if let Some(before) = filter.created_before {
         all.push(Expr::col((image::Entity, image::Column::CreatedAt)).lt(before));
     }
-    if let Some(hotel) = filter.hotel {
+    if let Some(hotel) = filter.hotel.filter(|_| !matches!(driver, Driver::Hotel(_))) {
         all.push(exists_for_image(
             hotel_image::Entity,
             (hotel_image::Entity, hotel_image::Column::ImageId),
             Some(Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)).eq(hotel.get())),
         ));
     }
-    if let Some(partner) = filter.partner {
+    if let Some(partner) = filter
+        .partner
+        .filter(|_| !matches!(driver, Driver::Partner(_)))
+    {
         all.push(exists_for_image(
             image_source::Entity,
             (image_source::Entity, image_source::Column::ImageId),
@@ -225,7 +230,7 @@ impl Store {
             .column((image::Entity, image::Column::Id))
             .from(image::Entity)
             .and_where(image_column().in_subquery(scanned));
-        for condition in conditions(filter) {
+        for condition in conditions(filter, &driver) {
             query.and_where(condition);
         }
         query
