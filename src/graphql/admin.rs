@@ -1,5 +1,5 @@
-//! The admin tool's queries (scope `images:admin`): the audit log, the hotels without a main
-//! image, and the catalog's business figures. Anonymous callers get `UNAUTHENTICATED`, other tokens `FORBIDDEN`.
+//! The admin tool's queries (scope `images:admin`): the audit log, image search, the hotels
+//! without a main image, and the catalog's business figures. Anonymous callers get `UNAUTHENTICATED`, other tokens `FORBIDDEN`.
 
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -7,11 +7,14 @@ use chrono::{DateTime, Utc};
 use super::connection::{CursorKind, PageArgs, PageInfo, page_info};
 use super::error::{bad_input, refused, service};
 use super::ingest::ImportOutcome;
-use super::types::{Hotel, HotelConnection, HotelTotal, ImageStatus, MainImageOrigin};
+use super::types::{
+    Hotel, HotelConnection, HotelTotal, ImageCategory, ImageConnection, ImageStatus, ImageTotal,
+    MainImageOrigin, load_images,
+};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
-use crate::store::Window;
 use crate::store::admin::{AuditFilter, AuditRecord};
+use crate::store::search::ImageSearch;
 
 /// Which audit rows to list; every condition given must hold.
 #[derive(InputObject, Default)]
@@ -152,14 +155,6 @@ fn require_admin(ctx: &Context<'_>) -> Result<()> {
     actor.require(actor.is_admin()).map_err(refused)
 }
 
-/// One more row than asked: whether there is a next page.
-fn window(page: PageArgs) -> Window {
-    Window {
-        after: page.after,
-        limit: page.first + 1,
-    }
-}
-
 pub async fn audit_log(
     ctx: &Context<'_>,
     filter: Option<AuditLogFilter>,
@@ -169,17 +164,121 @@ pub async fn audit_log(
     require_admin(ctx)?;
     let page = PageArgs::parse(first, after.as_deref(), CursorKind::AuditLog)?;
     let filter = filter.unwrap_or_default().parse()?;
-    let mut entries = ctx
+    let entries = ctx
         .data::<Catalog>()?
-        .audit_log(&filter, window(page))
+        .audit_log(&filter, page.window())
         .await
         .map_err(|e| service(&e))?;
-    let has_next_page = entries.len() as u64 > page.first;
-    entries.truncate(page.first as usize);
+    let (entries, has_next_page) = page.split(entries);
     Ok(AuditEntryConnection {
         entries,
         has_next_page,
         has_previous_page: page.after.is_some(),
+    })
+}
+
+/// Which images `searchImages` lists; every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct SearchImagesFilter {
+    /// The image's own status (everywhere; a link's status for one hotel does not count).
+    pub status: Option<ImageStatus>,
+    /// Images this partner delivered (is a source of, retired or not).
+    pub partner_id: Option<ID>,
+    /// The image's category (its highest-confidence tag, manual tags first).
+    pub category: Option<ImageCategory>,
+    /// Quality at least this (0..1): the model's score, else the measured one, else 0.
+    pub min_quality: Option<f64>,
+    /// Quality at most this (0..1), counted the same way.
+    pub max_quality: Option<f64>,
+    /// `true`: images without any tag (the tagging backlog); `false`: images with one.
+    pub unclassified: Option<bool>,
+    /// Images linked to this hotel (active or not).
+    pub hotel_id: Option<ID>,
+    /// Created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    // `processingState` (issue 21 item 2) joins here with the processing-state column of
+    // issue 16: an equality filter on `image`, driven by an (`processing_state`, `id`) index.
+}
+
+impl SearchImagesFilter {
+    fn parse(self) -> Result<ImageSearch> {
+        for (name, value) in [
+            ("minQuality", self.min_quality),
+            ("maxQuality", self.max_quality),
+        ] {
+            if value.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+                return Err(bad_input(format!(
+                    "`filter.{name}` must be between 0 and 1"
+                )));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_quality, self.max_quality)
+            && min > max
+        {
+            return Err(bad_input(
+                "`filter.minQuality` is above `filter.maxQuality`",
+            ));
+        }
+        if let (Some(after), Some(before)) = (self.created_after, self.created_before)
+            && after >= before
+        {
+            return Err(bad_input(
+                "`filter.createdAfter` must be before `filter.createdBefore`",
+            ));
+        }
+        Ok(ImageSearch {
+            status: self.status.map(Into::into),
+            partner: filter_id(self.partner_id, "partnerId")?,
+            category: self.category.map(Into::into),
+            min_quality: self.min_quality,
+            max_quality: self.max_quality,
+            unclassified: self.unclassified,
+            hotel: filter_id(self.hotel_id, "hotelId")?,
+            created_after: self.created_after,
+            created_before: self.created_before,
+        })
+    }
+}
+
+/// Rows of its driving index a search page may examine per item asked for: what bounds the
+/// cost of a page whose filter matches few of the rows it reads (see `store::search`).
+pub const SEARCH_SCAN_PER_ITEM: u64 = 50;
+
+pub async fn search_images(
+    ctx: &Context<'_>,
+    filter: Option<SearchImagesFilter>,
+    first: i32,
+    after: Option<String>,
+) -> Result<ImageConnection> {
+    require_admin(ctx)?;
+    let page = PageArgs::parse(first, after.as_deref(), CursorKind::SearchImages)?;
+    let filter = filter.unwrap_or_default().parse()?;
+    let found = ctx
+        .data::<Catalog>()?
+        .search_images(&filter, page.window(), page.first * SEARCH_SCAN_PER_ITEM)
+        .await
+        .map_err(|e| service(&e))?;
+    let (ids, has_next_page) = page.split(found.ids);
+    let edges = load_images(ctx, &ids)
+        .await?
+        .into_iter()
+        .map(|image| {
+            (
+                CursorKind::SearchImages.encode(image.record.id.get()),
+                image,
+            )
+        })
+        .collect();
+    Ok(ImageConnection {
+        edges,
+        has_next_page: has_next_page || found.stopped_at.is_some(),
+        has_previous_page: page.after.is_some(),
+        total: ImageTotal::NotCounted,
+        resume: found
+            .stopped_at
+            .map(|id| CursorKind::SearchImages.encode(id)),
     })
 }
 
@@ -190,13 +289,12 @@ pub async fn hotels_without_main_image(
 ) -> Result<HotelConnection> {
     require_admin(ctx)?;
     let page = PageArgs::parse(first, after.as_deref(), CursorKind::HotelsWithoutMainImage)?;
-    let mut ids = ctx
+    let ids = ctx
         .data::<Catalog>()?
-        .hotels_without_main_image(window(page))
+        .hotels_without_main_image(page.window())
         .await
         .map_err(|e| service(&e))?;
-    let has_next_page = ids.len() as u64 > page.first;
-    ids.truncate(page.first as usize);
+    let (ids, has_next_page) = page.split(ids);
     Ok(HotelConnection {
         edges: ids
             .into_iter()

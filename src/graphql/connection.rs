@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::error::bad_input;
+use crate::store::Window;
 
 /// The largest `first` a client may ask for.
 pub const MAX_PAGE: i32 = 100;
@@ -27,6 +28,8 @@ pub enum CursorKind {
     AuditLog,
     /// Hotel ID in the hotels without a main image.
     HotelsWithoutMainImage,
+    /// Image ID in an image search (highest first).
+    SearchImages,
 }
 
 impl CursorKind {
@@ -37,6 +40,7 @@ impl CursorKind {
             CursorKind::ImageHotels => "h",
             CursorKind::AuditLog => "a",
             CursorKind::HotelsWithoutMainImage => "m",
+            CursorKind::SearchImages => "s",
         }
     }
 
@@ -92,6 +96,22 @@ impl PageArgs {
             first: first as u64,
             after,
         })
+    }
+
+    /// The rows to read: those after the cursor, one more than asked, which tells whether
+    /// there is a next page.
+    pub fn window(self) -> Window {
+        Window {
+            after: self.after,
+            limit: self.first + 1,
+        }
+    }
+
+    /// The page of the rows read through [`Self::window`], and whether there is a next one.
+    pub fn split<T>(self, mut rows: Vec<T>) -> (Vec<T>, bool) {
+        let has_next_page = rows.len() as u64 > self.first;
+        rows.truncate(self.first as usize);
+        (rows, has_next_page)
     }
 }
 

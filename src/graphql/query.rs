@@ -5,11 +5,11 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
-use super::admin::{AuditEntryConnection, AuditLogFilter, CatalogStats};
+use super::admin::{AuditEntryConnection, AuditLogFilter, CatalogStats, SearchImagesFilter};
 use super::connection::page_complexity;
 use super::error::{bad_input, load};
 use super::loader::{ByLegacyId, ByUrlKey, Loaders};
-use super::types::{Hotel, HotelConnection, Image, Partner, load_images};
+use super::types::{Hotel, HotelConnection, Image, ImageConnection, Partner, load_images};
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
 use crate::service::catalog::Catalog;
@@ -139,6 +139,24 @@ impl Query {
         after: Option<String>,
     ) -> Result<AuditEntryConnection> {
         super::admin::audit_log(ctx, filter, first, after).await
+    }
+
+    /// Images matching `filter`, newest (highest ID) first (admin). A page reads at most 50
+    /// rows per item asked for: when the filter matches few of them, it can end early (even
+    /// empty) with `hasNextPage` true, and `pageInfo.endCursor` goes on from where it stopped.
+    /// No `totalCount`.
+    #[graphql(
+        complexity = "page_complexity(first, child_complexity)",
+        cache_control(no_cache)
+    )]
+    async fn search_images(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<SearchImagesFilter>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<ImageConnection> {
+        super::admin::search_images(ctx, filter, first, after).await
     }
 
     /// Hotels known to this subgraph that have no main image (no eligible image), by ID

@@ -78,6 +78,7 @@ pub const FIELD_DIRECTIVES: &DirectiveTable = &[
     ("Image.statusReason", &[AUTHENTICATED, ADMIN]),
     ("Query.catalogStats", &[AUTHENTICATED, ADMIN]),
     ("Query.auditLog", &[AUTHENTICATED, ADMIN, CONNECTION]),
+    ("Query.searchImages", &[AUTHENTICATED, ADMIN, CONNECTION]),
     (
         "Query.hotelsWithoutMainImage",
         &[AUTHENTICATED, ADMIN, CONNECTION],

@@ -18,7 +18,7 @@ use crate::domain::curation::{HotelRecord, LinkTexts};
 use crate::domain::media;
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
-use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Window};
+use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord};
 
 /// How image URLs are built: shared by every request (schema data).
 #[derive(Debug)]
@@ -239,6 +239,7 @@ impl Hotel {
             has_next_page: end < gallery.len(),
             has_previous_page: start > 0,
             total: ImageTotal::Known(gallery.len() as i64),
+            resume: None,
         })
     }
 
@@ -262,22 +263,16 @@ impl Hotel {
             status: status.map(Into::into),
             category: category.map(Into::into),
         };
-        // One more than asked tells whether there is a next page.
-        let window = Window {
-            after: page.after,
-            limit: page.first + 1,
-        };
-        let mut ids = loaders(ctx)?
+        let links = loaders(ctx)?
             .load_one(HotelLinks {
                 hotel: self.id,
                 filter,
-                window,
+                window: page.window(),
             })
             .await
             .map_err(load)?
             .unwrap_or_default();
-        let has_next_page = ids.len() as u64 > page.first;
-        ids.truncate(page.first as usize);
+        let (ids, has_next_page) = page.split(links);
         let record = self.record(ctx).await?;
         let edges = load_images_shown_by(ctx, &ids, record.as_ref())
             .await?
@@ -292,6 +287,7 @@ impl Hotel {
                 hotel: self.id,
                 filter,
             }),
+            resume: None,
         })
     }
 
@@ -485,20 +481,15 @@ impl Image {
     ) -> Result<HotelConnection> {
         Self::require_internals(ctx)?;
         let page = PageArgs::parse(first, after.as_deref(), CursorKind::ImageHotels)?;
-        let window = Window {
-            after: page.after,
-            limit: page.first + 1,
-        };
-        let mut ids = loaders(ctx)?
+        let hotels = loaders(ctx)?
             .load_one(ImageHotels {
                 image: self.record.id,
-                window,
+                window: page.window(),
             })
             .await
             .map_err(load)?
             .unwrap_or_default();
-        let has_next_page = ids.len() as u64 > page.first;
-        ids.truncate(page.first as usize);
+        let (ids, has_next_page) = page.split(hotels);
         Ok(HotelConnection {
             edges: ids
                 .into_iter()
@@ -609,10 +600,12 @@ pub struct MainImageChoice {
 // and their edges are `@shareable`: a neighbouring subgraph may declare the same Relay types
 // (with compatible fields), and composition then merges them instead of failing.
 
-/// Where an image list's total comes from: known already, or counted on demand.
+/// Where an image list's total comes from: known already, counted on demand, or not counted.
 pub enum ImageTotal {
     Known(i64),
     HotelLinks(HotelLinkCount),
+    /// A search: counting its matches would read every one of them, whatever the page size.
+    NotCounted,
 }
 
 pub struct ImageConnection {
@@ -620,6 +613,9 @@ pub struct ImageConnection {
     pub has_next_page: bool,
     pub has_previous_page: bool,
     pub total: ImageTotal,
+    /// Where the list goes on when that is not after the last edge: a search page that ended
+    /// early because its scan budget ran out (`pageInfo.endCursor` is then this).
+    pub resume: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -646,11 +642,19 @@ impl ImageConnection {
     }
 
     async fn page_info(&self) -> PageInfo {
-        page_info(&self.edges, self.has_next_page, self.has_previous_page)
+        let mut info = page_info(&self.edges, self.has_next_page, self.has_previous_page);
+        if let Some(resume) = &self.resume {
+            info.end_cursor = Some(resume.clone());
+        }
+        info
     }
 
+    /// Every item of the list (not only this page). Not available on `searchImages`.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
         match self.total {
+            ImageTotal::NotCounted => Err(bad_input(
+                "`totalCount` is not available on a search: counting would read every match",
+            )),
             ImageTotal::Known(total) => Ok(total),
             ImageTotal::HotelLinks(key) => Ok(ctx
                 .data::<Loaders>()?

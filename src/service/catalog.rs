@@ -13,6 +13,7 @@ use crate::cache::Cache;
 use crate::domain::catalog::{HotelId, ImageId, PartnerId, Tag};
 use crate::domain::curation::HotelRecord;
 use crate::store::admin::{AuditFilter, AuditRecord};
+use crate::store::search::{ImageSearch, SearchPage};
 use crate::store::{ImageRecord, LinkFilter, PartnerRecord, SourceRecord, Store, Window};
 
 /// Read access to the catalog.
@@ -61,6 +62,17 @@ impl Catalog {
         window: Window,
     ) -> ServiceResult<Vec<AuditRecord>> {
         Ok(self.store.audit_log(filter, window).await?)
+    }
+
+    /// A page of the images matching `filter`, highest ID first, examining at most `budget`
+    /// rows (admin reads: the caller checks).
+    pub async fn search_images(
+        &self,
+        filter: &ImageSearch,
+        window: Window,
+        budget: u64,
+    ) -> ServiceResult<SearchPage> {
+        Ok(self.store.search_images(filter, window, budget).await?)
     }
 
     /// A page of the hotels without a main image, by ID (admin reads: the caller checks).

@@ -43,6 +43,7 @@ pub mod purge;
 pub mod read;
 pub mod republish;
 pub mod rows;
+pub mod search;
 pub mod stats;
 pub mod stream;
 

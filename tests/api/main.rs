@@ -29,6 +29,7 @@ mod purge;
 mod read_api;
 mod republish;
 mod router_cache;
+mod search;
 mod security;
 mod security_urls;
 mod seed;
