@@ -15,6 +15,7 @@ pub use m20261203_idem_admin_indexes::fill_audit_subjects;
 mod m20261203_hotelier_link_texts;
 mod m20261203_hotelier_purge;
 mod m20261203_hotelier_republish;
+mod m20261204_process_processing_state;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_hotelier_link_texts::Migration),
             Box::new(m20261203_hotelier_purge::Migration),
             Box::new(m20261203_hotelier_republish::Migration),
+            Box::new(m20261204_process_processing_state::Migration),
         ]
     }
 }
