@@ -139,7 +139,7 @@ impl Core {
         Self {
             catalog: Catalog::new(store.clone(), cache.clone()),
             curator: Curator::new(writer.clone()),
-            ingestor: Ingestor::new(writer.clone()),
+            ingestor: Ingestor::new(writer.clone()).allowing_hosts(&settings.fetch_allow_hosts),
             cache,
             store,
             db,
@@ -171,6 +171,27 @@ pub fn media(settings: &Settings) -> anyhow::Result<Media> {
         cdn: Cdn::new(&settings.cdn_base_url(), checked.image_sizes),
         imgproxy: checked.imgproxy,
     })
+}
+
+/// The processing use case (issue 16): fetches, measures and stores PENDING partner images
+/// into `objects`, the store uploads use too.
+pub fn processor(
+    settings: &Settings,
+    core: &Core,
+    objects: Objects,
+) -> anyhow::Result<crate::service::process::Processor> {
+    let fetcher = crate::fetch::Fetcher::new(settings.fetch_settings())
+        .context("cannot build the fetching client")?;
+    Ok(crate::service::process::Processor::new(
+        core.writer.clone(),
+        fetcher,
+        objects,
+        MeasureLimits {
+            max_pixels: settings.image_max_pixels,
+            ..MeasureLimits::default()
+        },
+        settings.process_settings(),
+    ))
 }
 
 /// `purgeImage`, and the worker that sends its CDN purges when `CDN_PURGE_URL` is set.
@@ -216,7 +237,7 @@ pub fn schema(
         manager: Manager::new(writer.clone()),
         uploader,
         purger,
-        ingestor: Ingestor::new(writer),
+        ingestor: Ingestor::new(writer).allowing_hosts(&settings.fetch_allow_hosts),
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
@@ -393,6 +414,8 @@ pub struct Application {
     relay: Option<Relay>,
     /// Sends the queued CDN purges while the server runs (none without `CDN_PURGE_URL`).
     cdn_purges: Option<CdnPurges>,
+    /// Processes PENDING images while the server runs (none with `PROCESS_WORKERS=0`).
+    processor: Option<crate::service::process::Processor>,
     /// Outbox retention while the server runs: its settings and interval (none without
     /// `OUTBOX_RETENTION_HOURS`).
     retention: Option<(Retention, Duration)>,
@@ -446,6 +469,9 @@ impl Application {
             settings.check()?.upload_partner,
         );
         let (purger, cdn_purges) = purges(settings, &core, objects.clone())?;
+        let processor = processor(settings, &core, objects.clone())?;
+        let processor = (processor.settings().workers > 0)
+            .then(|| processor.observed_by(Arc::new(metrics.clone())));
         let state = AppState {
             schema: schema(
                 settings,
@@ -507,6 +533,7 @@ impl Application {
             },
             relay,
             cdn_purges,
+            processor,
             retention: settings.outbox_retention_hours.map(|hours| {
                 let retention = Retention {
                     age: Retention::hours(hours),
@@ -552,6 +579,7 @@ impl Application {
             stopping,
             relay,
             cdn_purges,
+            processor,
             retention,
             events: _,
         } = self;
@@ -574,6 +602,12 @@ impl Application {
         let cdn_purges = cdn_purges.map(|worker| {
             tokio::spawn(worker.run(async move {
                 let _ = cdn_purges_stopped.await;
+            }))
+        });
+        let (stop_processing, processing_stopped) = tokio::sync::oneshot::channel::<()>();
+        let processor = processor.map(|processor| {
+            tokio::spawn(processor.run(async move {
+                let _ = processing_stopped.await;
             }))
         });
         let retention = retention.map(|(retention, interval)| {
@@ -610,6 +644,11 @@ impl Application {
         }
         let _ = stop_relay.send(());
         let _ = stop_cdn_purges.send(());
+        let _ = stop_processing.send(());
+        if let Some(workers) = processor {
+            // A job cut off keeps its lease and is processed again when the lease ends.
+            let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, workers).await;
+        }
         if let Some(worker) = cdn_purges {
             // Requests it did not send stay queued for the next start (or another replica).
             let _ = tokio::time::timeout(POOL_CLOSE_TIMEOUT, worker).await;

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{Application, Core, jwt_secret, media, schema};
 use crate::config::{
-    Cli, Command, ImportArgs, PruneOutboxArgs, RecomputeArgs, RepublishArgs, SeedArgs, Settings,
-    TokenArgs, WarmupArgs,
+    Cli, Command, ImportArgs, ProcessArgs, PruneOutboxArgs, RecomputeArgs, RepublishArgs, SeedArgs,
+    Settings, TokenArgs, WarmupArgs,
 };
 use crate::graphql::published_sdl;
 use crate::http::auth::{Claims, mint_for};
@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PruneOutbox(args) => prune_outbox(&settings.for_batch_job(), &args).await,
         Command::ExportSchema => export_schema(&settings).await,
         Command::Token(args) => token(&settings, &args),
+        Command::Process(args) => process(&settings.for_batch_job(), &args).await,
         Command::Warmup(args) => {
             let bar = progress_bar(0, "warmup");
             let summary = warmup(&settings.for_batch_job(), &args, &bar).await?;
@@ -283,6 +284,78 @@ async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
     ) {
         println!("rejected lines and why: {}", path.display());
     }
+    Ok(())
+}
+
+/// Processes PENDING images until none is due (see [`ProcessArgs`]), with a progress bar and a
+/// summary by outcome.
+async fn process(settings: &Settings, args: &ProcessArgs) -> anyhow::Result<()> {
+    use crate::service::process::Outcome;
+    use std::collections::BTreeMap;
+    let core = Core::open(settings).await?;
+    let objects = crate::store::objects::Objects::open(&settings.object_store_url()?)
+        .context("cannot open the object store")?;
+    let processor = crate::app::processor(settings, &core, objects)?;
+    let concurrency = if settings.database_url().starts_with("sqlite") {
+        1
+    } else {
+        args.concurrency.max(1)
+    };
+    let pending =
+        crate::store::processing::queue_figures(core.store.connection(), chrono::Utc::now())
+            .await?
+            .by_state
+            .iter()
+            .find(|(state, _)| *state == crate::domain::catalog::ProcessingState::Pending)
+            .map_or(0, |(_, n)| *n);
+    let bar = progress_bar(u64::try_from(pending).unwrap_or(0), "process");
+    let wait_limit = Duration::from_secs(args.wait_retries_secs);
+    let outcomes: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::default();
+    let worker = || async {
+        loop {
+            match processor.step().await? {
+                Some(outcome) => {
+                    if !matches!(outcome, Outcome::Deferred) {
+                        bar.inc(1);
+                    }
+                    *outcomes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(outcome.label())
+                        .or_default() += 1;
+                }
+                None => {
+                    // Nothing due: wait for a retry due soon enough, else stop.
+                    let next = processor.next_due_at().await?;
+                    let wait = next.and_then(|at| (at - chrono::Utc::now()).to_std().ok());
+                    match (next, wait) {
+                        (None, _) => return Ok::<_, anyhow::Error>(()),
+                        (Some(_), Some(wait)) if wait > wait_limit => return Ok(()),
+                        (Some(_), wait) => {
+                            tokio::time::sleep(
+                                wait.unwrap_or_default().max(Duration::from_millis(50)),
+                            )
+                            .await
+                        }
+                    }
+                }
+            }
+        }
+    };
+    futures::future::try_join_all((0..concurrency).map(|_| worker())).await?;
+    bar.finish();
+    let outcomes = outcomes
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let summary: Vec<String> = outcomes.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    println!(
+        "processed {}",
+        if summary.is_empty() {
+            "nothing".to_owned()
+        } else {
+            summary.join(", ")
+        }
+    );
     Ok(())
 }
 

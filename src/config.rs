@@ -54,6 +54,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Request the CDN URLs of hotels' main and first gallery images, to fill the CDN's cache.
     Warmup(WarmupArgs),
+    /// Process PENDING partner images (fetch, measure, store) until none is due, with a
+    /// progress bar and a summary by outcome; safe to run beside serving replicas.
+    Process(ProcessArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +126,17 @@ pub struct ImportArgs {
     pub batch_size: Option<usize>,
     /// The feed file.
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessArgs {
+    /// Images processed at once (SQLite: one).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Also wait for retries due within this many seconds before stopping (0: stop as soon as
+    /// nothing is due).
+    #[arg(long, default_value_t = 0)]
+    pub wait_retries_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -398,6 +412,43 @@ pub struct Settings {
     /// must resolve to public addresses (see `src/fetch.rs`). Empty by default.
     #[arg(long, env = "FETCH_ALLOW_HOSTS", value_delimiter = ',', global = true)]
     pub fetch_allow_hosts: Vec<String>,
+
+    /// Longest time one fetch of a partner image may take, in milliseconds: every redirect and
+    /// the body (then `TIMEOUT`, retried later).
+    #[arg(long, env = "FETCH_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub fetch_timeout_ms: u64,
+
+    /// Processing workers in `serve` (fetch, measure and store PENDING partner images); 0
+    /// turns them off (another replica, or the `process` command, does the work). SQLite
+    /// runs one whatever is asked: it has one writer.
+    #[arg(long, env = "PROCESS_WORKERS", default_value_t = 2, global = true)]
+    pub process_workers: usize,
+
+    /// Attempts before an image that keeps failing (timeouts, 5xx, 429) is FAILED.
+    #[arg(long, env = "PROCESS_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub process_max_attempts: u32,
+
+    /// Seconds a worker holds a claimed image; a worker that dies leaves it due again after.
+    #[arg(long, env = "PROCESS_LEASE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub process_lease_secs: u64,
+
+    /// Fetches running at once against one partner host, per process.
+    #[arg(long, env = "PROCESS_PER_HOST", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub process_per_host: u64,
+
+    /// Wait before the first retry of a failed fetch, in milliseconds; each further retry
+    /// doubles it (with jitter), up to six hours. A `Retry-After` of the server wins.
+    #[arg(
+        long,
+        env = "PROCESS_RETRY_BASE_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub process_retry_base_ms: u64,
+
+    /// How often an idle worker looks for due images, in milliseconds.
+    #[arg(long, env = "PROCESS_POLL_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub process_poll_ms: u64,
 
     /// The HOTELIER partner uploads are credited to (created when missing).
     #[arg(long, env = "UPLOAD_PARTNER_ID", default_value_t = 4, global = true)]
@@ -799,7 +850,26 @@ impl Settings {
         crate::fetch::FetchSettings {
             max_bytes: self.upload_max_bytes,
             allow_hosts: self.fetch_allow_hosts.clone(),
+            total_timeout: std::time::Duration::from_millis(self.fetch_timeout_ms),
             ..crate::fetch::FetchSettings::default()
+        }
+    }
+
+    /// How the processing workers run (`PROCESS_*`); one worker on SQLite.
+    pub fn process_settings(&self) -> crate::service::process::ProcessSettings {
+        let workers = if self.database_url().starts_with("sqlite") {
+            self.process_workers.min(1)
+        } else {
+            self.process_workers
+        };
+        crate::service::process::ProcessSettings {
+            workers,
+            max_attempts: self.process_max_attempts,
+            lease: std::time::Duration::from_secs(self.process_lease_secs),
+            per_host: usize::try_from(self.process_per_host).unwrap_or(usize::MAX),
+            retry_base: std::time::Duration::from_millis(self.process_retry_base_ms),
+            poll: std::time::Duration::from_millis(self.process_poll_ms),
+            ..crate::service::process::ProcessSettings::default()
         }
     }
 

@@ -338,6 +338,7 @@ fn candidates(
             image_id: ImageId::new(id).ok_or_else(|| anyhow::anyhow!("image IDs start at 1"))?,
             link_status: Status::Active,
             image_status: Status::Active,
+            ready: true,
             width: value(&image.width)?.and_then(|w| u32::try_from(w).ok()),
             height: value(&image.height)?.and_then(|h| u32::try_from(h).ok()),
             category: value(&image.category)?.parse()?,
@@ -456,6 +457,7 @@ fn push_image(
         category,
         quality_score: Some(quality),
         content_sha256: Some(sha.to_owned()),
+        processing: crate::domain::catalog::ProcessingState::Ready,
     };
     rows.images.push(row::image(new, now));
     rows.links.push(row::link(hotel, id, now));

@@ -28,6 +28,15 @@
 //! | `catalog_images` | gauge | `status` (`active`, `inactive`) |
 //! | `catalog_unclassified_images` | gauge | (images without any tag) |
 //! | `catalog_imported_items` | gauge | `partner`, `outcome`, `window` (`1d`, `7d`): items of import batches |
+//! | `process_queue_images` | gauge | `state` (`PENDING`, `READY`, `FAILED`: images by processing state) |
+//! | `process_oldest_due_seconds` | gauge | (age of the oldest due PENDING image: the queue's "iterator age") |
+//! | `process_fetches_total` | counter | `outcome` (`OK` or the reason code: `HTTP_STATUS`, `TIMEOUT`, ...) |
+//! | `process_fetched_bytes_total` | counter | (bytes of partner images fetched) |
+//! | `process_host_failures_total` | counter | `host` (failed fetches by partner host; partner hosts are few) |
+//! | `process_duration_seconds` | histogram | `outcome` (`READY`, `FAILED`, `RETRY`, ...: claim to outcome) |
+//!
+//! The `process_queue_*` gauges are set by the processing workers every poll interval (a
+//! replica without workers does not export them).
 //!
 //! The `catalog_*` gauges are set every `CATALOG_STATS_INTERVAL_SECS` by the service's
 //! `stats::refresh_gauges`, not at scrape time: their statements scan tables.
@@ -68,6 +77,12 @@ pub const CATALOG_HOTELS: &str = "catalog_hotels";
 pub const CATALOG_IMAGES: &str = "catalog_images";
 pub const CATALOG_UNCLASSIFIED: &str = "catalog_unclassified_images";
 pub const CATALOG_IMPORTED: &str = "catalog_imported_items";
+pub const PROCESS_QUEUE: &str = "process_queue_images";
+pub const PROCESS_OLDEST_DUE: &str = "process_oldest_due_seconds";
+pub const PROCESS_FETCHES: &str = "process_fetches_total";
+pub const PROCESS_FETCHED_BYTES: &str = "process_fetched_bytes_total";
+pub const PROCESS_HOST_FAILURES: &str = "process_host_failures_total";
+pub const PROCESS_DURATION: &str = "process_duration_seconds";
 
 /// The `operation` label of an operation without a (usable) name.
 pub const UNKNOWN_OPERATION: &str = "unknown";
@@ -138,6 +153,9 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.into()), LATENCY_BUCKETS)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(LOADER_BATCH_SIZE.into()), BATCH_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(PROCESS_DURATION.into()), LATENCY_BUCKETS)
             }) {
             Ok(builder) => builder,
             Err(_) => PrometheusBuilder::new(),
@@ -370,6 +388,54 @@ impl Metrics {
                 recorder.register_histogram(&key, &METADATA)
             })
             .clone()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl crate::service::process::ProcessObserver for Metrics {
+    fn fetched(&self, host: &str, outcome: &str, bytes: usize) {
+        let recorder = &self.0.recorder;
+        let key = Key::from_parts(
+            PROCESS_FETCHES,
+            vec![Label::new("outcome", outcome.to_owned())],
+        );
+        recorder.register_counter(&key, &METADATA).increment(1);
+        recorder
+            .register_counter(&Key::from_static_name(PROCESS_FETCHED_BYTES), &METADATA)
+            .increment(bytes as u64);
+        if outcome != "OK" {
+            let key = Key::from_parts(
+                PROCESS_HOST_FAILURES,
+                vec![Label::new("host", host.to_owned())],
+            );
+            recorder.register_counter(&key, &METADATA).increment(1);
+        }
+    }
+
+    fn processed(&self, outcome: crate::service::process::Outcome, elapsed: Duration) {
+        let label = outcome.label();
+        let kind = label.split(' ').next().unwrap_or_default().to_owned();
+        let key = Key::from_parts(PROCESS_DURATION, vec![Label::new("outcome", kind)]);
+        self.0
+            .recorder
+            .register_histogram(&key, &METADATA)
+            .record(elapsed.as_secs_f64());
+    }
+
+    fn queue(&self, figures: &crate::store::processing::QueueFigures) {
+        for (state, count) in &figures.by_state {
+            self.set_gauge(
+                PROCESS_QUEUE,
+                &[("state", state.as_str().to_owned())],
+                *count as f64,
+            );
+        }
+        self.set_gauge(PROCESS_OLDEST_DUE, &[], figures.oldest_due_secs);
     }
 }
 

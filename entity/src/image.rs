@@ -35,6 +35,21 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Quality score in 0..1 measured from the pixels (resolution, sharpness, exposure).
     pub measured_quality: Option<f64>,
+    /// `PENDING` (bytes not fetched yet), `READY` (stored and measured) or `FAILED`; only READY
+    /// images are curated.
+    pub processing_state: String,
+    /// The stable reason code of the last processing failure (`HTTP_STATUS`, `TIMEOUT`, ...).
+    pub processing_reason: Option<String>,
+    /// Fetches tried so far.
+    pub processing_attempts: i32,
+    /// The last processing failure, in words.
+    pub processing_error: Option<String>,
+    /// When a PENDING image is due; while a worker holds it, the end of its lease.
+    pub next_attempt_at: Option<DateTimeUtc>,
+    /// The worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the bytes were last fetched (or uploaded).
+    pub fetched_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261203_hotelier_link_texts;
 mod m20261203_hotelier_purge;
 mod m20261203_hotelier_republish;
 mod m20261204_search_image_search_indexes;
+mod m20261204_process_processing_state;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_hotelier_purge::Migration),
             Box::new(m20261203_hotelier_republish::Migration),
             Box::new(m20261204_search_image_search_indexes::Migration),
+            Box::new(m20261204_process_processing_state::Migration),
         ]
     }
 }

@@ -205,6 +205,17 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where an image is in processing (issue 16): its bytes fetched, stored and measured
+    /// (`Ready`), not yet (`Pending`), or given up on (`Failed`, with a reason). Separate from
+    /// [`Status`]: only a READY image is curated, whatever its status.
+    ProcessingState, "processing state" {
+        Pending => "PENDING",
+        Ready => "READY",
+        Failed => "FAILED",
+    }
+);
+
+text_enum!(
     /// Who set a link's status last: a hotelier may show again only what a hotelier hid, never
     /// what an admin took offline (a link without a mark counts as an admin's).
     LinkStatusBy, "link status setter" {

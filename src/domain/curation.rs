@@ -3,7 +3,8 @@
 //! effective category already computed), the pins and the main-image override.
 //!
 //! # Rules in brief
-//! - **Eligible**: link and image ACTIVE; width and height known, short side at least
+//! - **Eligible**: link and image ACTIVE; processing READY (the bytes were fetched, stored and
+//!   measured: a PENDING or FAILED image is never shown); width and height known, short side at least
 //!   [`Rules::min_short_side`]; category neither LOGO nor MAP; not a duplicate of a better
 //!   eligible image (same SHA-256, compared case-insensitively, or perceptual hashes within
 //!   [`Rules::phash_max_distance`] bits). Duplicates are resolved greedily, best first.
@@ -61,6 +62,8 @@ pub struct Candidate {
     pub link_status: Status,
     /// Status of the image itself (everywhere).
     pub image_status: Status,
+    /// Whether the image's bytes were fetched, stored and measured (processing READY).
+    pub ready: bool,
     /// In pixels; `None` while unknown.
     pub width: Option<u32>,
     /// In pixels; `None` while unknown.
@@ -197,7 +200,7 @@ fn passes_own_checks(c: &Candidate, rules: &Rules) -> bool {
         // Unknown dimensions could hide a thumbnail: not shown until measured.
         _ => false,
     };
-    is_active(c) && big_enough && !EXCLUDED_CATEGORIES.contains(&c.category)
+    is_active(c) && c.ready && big_enough && !EXCLUDED_CATEGORIES.contains(&c.category)
 }
 
 /// Whether `later` (ranked after `kept`) shows the same picture as `kept`.
@@ -551,6 +554,7 @@ mod tests {
             image_id: id(n),
             link_status: Status::Active,
             image_status: Status::Active,
+            ready: true,
             width: Some(1200),
             height: Some(800),
             category: Bedroom,
@@ -688,6 +692,15 @@ mod tests {
             (
                 "both inactive",
                 img(1).link(Inactive).image(Inactive),
+                Rules::default(),
+                false,
+            ),
+            (
+                "not processed yet (PENDING or FAILED)",
+                Candidate {
+                    ready: false,
+                    ..img(1)
+                },
                 Rules::default(),
                 false,
             ),
@@ -1246,8 +1259,12 @@ mod tests {
                     },
                     img(4).sha("a"),
                     img(5).sha("a"),
+                    Candidate {
+                        ready: false,
+                        ..img(6)
+                    },
                 ],
-                5,
+                6,
             ),
             (
                 "inactive link or image does not count",

@@ -18,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::catalog::{Category, HotelId, ImageId, MAX_TEXT_CHARS, Score, Tag, TagOrigin};
-use super::url::{CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize, require_public};
+use super::url::{
+    CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize, require_public_or_allowed,
+};
 
 /// Longest URL accepted, in bytes.
 pub const MAX_URL_BYTES: usize = 4_096;
@@ -107,6 +109,16 @@ pub enum Rejection {
 
 /// Validates `item` and canonicalizes its URL under the partner's `rewrites`.
 pub fn validate(item: &RawItem, rewrites: &Rewrites) -> Result<Delivery, Rejection> {
+    validate_allowing(item, rewrites, &[])
+}
+
+/// [`validate`], taking URLs whose host is listed in `allow_hosts` (`FETCH_ALLOW_HOSTS`)
+/// whatever address it is.
+pub fn validate_allowing(
+    item: &RawItem,
+    rewrites: &Rewrites,
+    allow_hosts: &[String],
+) -> Result<Delivery, Rejection> {
     let hotel = item
         .hotel_id
         .trim()
@@ -118,8 +130,8 @@ pub fn validate(item: &RawItem, rewrites: &Rewrites) -> Result<Delivery, Rejecti
     }
     let canonical_url = canonicalize(source_url, rewrites)?;
     // Both the URL as sent (stored as the source) and the one a partner's rules made of it.
-    require_public(source_url)?;
-    require_public(canonical_url.as_str())?;
+    require_public_or_allowed(source_url, allow_hosts)?;
+    require_public_or_allowed(canonical_url.as_str(), allow_hosts)?;
     let width = pixels(item.width, "width")?;
     let height = pixels(item.height, "height")?;
     let quality_score = item

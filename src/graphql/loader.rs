@@ -66,6 +66,8 @@ pub struct SourcesOf(pub ImageId);
 pub struct LegacyIdsOf(pub ImageId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatusReasonOf(pub ImageId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessingOf(pub ImageId);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ByLegacyId(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,6 +103,7 @@ pub fn forget_all(loaders: &Loaders) {
     loaders.clear::<SourcesOf>();
     loaders.clear::<LegacyIdsOf>();
     loaders.clear::<StatusReasonOf>();
+    loaders.clear::<ProcessingOf>();
     loaders.clear::<ByLegacyId>();
     loaders.clear::<ByUrlKey>();
     loaders.clear::<HotelLinks>();
@@ -197,6 +200,15 @@ keyed_loader!(
     status_reasons,
     StatusReasonOf,
     |k: &StatusReasonOf| k.0
+);
+keyed_loader!(
+    "image_processing",
+    ProcessingOf,
+    ImageId,
+    crate::store::admin::Processing,
+    processing,
+    ProcessingOf,
+    |k: &ProcessingOf| k.0
 );
 keyed_loader!(
     "image_by_legacy_id",

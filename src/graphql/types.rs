@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::connection::{CursorKind, PageArgs, PageInfo, page_complexity, page_info};
 use super::error::{bad_input, load, refused, unexpected};
 use super::loader::{
-    HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, SourcesOf,
-    StatusReasonOf, TagsOf,
+    HotelLinkCount, HotelLinks, ImageHotelCount, ImageHotels, LegacyIdsOf, Loaders, ProcessingOf,
+    SourcesOf, StatusReasonOf, TagsOf,
 };
 use crate::domain::catalog::{HotelId, ImageId, Status, Tag};
 use crate::domain::curation::{HotelRecord, LinkTexts};
@@ -67,6 +67,63 @@ pub enum PartnerKind {
 pub enum ImageStatus {
     Active,
     Inactive,
+}
+
+/// Where an image is in processing: PENDING (bytes not fetched yet), READY (stored and
+/// measured; only READY images are shown), FAILED (given up on, see `reason`).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::catalog::ProcessingState")]
+pub enum ProcessingState {
+    Pending,
+    Ready,
+    Failed,
+}
+
+/// An image's processing and measured values (internal).
+pub struct ImageProcessing(crate::store::admin::Processing);
+
+#[Object]
+impl ImageProcessing {
+    async fn state(&self) -> ProcessingState {
+        self.0.state.into()
+    }
+    /// The stable reason code of the last failure (`HTTP_STATUS`, `TIMEOUT`, `NOT_AN_IMAGE`,
+    /// ...); null when none failed since it was last retried.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    /// Fetches tried.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    /// The last failure, in words.
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+    /// When a PENDING image is tried next.
+    async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_attempt_at
+    }
+    /// When its bytes were fetched (or uploaded).
+    async fn fetched_at(&self) -> Option<DateTime<Utc>> {
+        self.0.fetched_at
+    }
+    /// The quality score measured from the pixels, in 0..1.
+    async fn measured_quality(&self) -> Option<f64> {
+        self.0.measured_quality
+    }
+    /// The tagging model's (or a partner's) score, which wins over the measured one.
+    async fn model_quality(&self) -> Option<f64> {
+        self.0.model_quality
+    }
+    /// Hex SHA-256 of the bytes.
+    async fn content_sha256(&self) -> Option<&str> {
+        self.0.content_sha256.as_deref()
+    }
+    /// The 64-bit perceptual hash, as 16 hex digits.
+    async fn perceptual_hash(&self) -> Option<&str> {
+        self.0.perceptual_hash.as_deref()
+    }
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -443,6 +500,18 @@ impl Image {
             .load_one(StatusReasonOf(self.record.id))
             .await
             .map_err(load)
+    }
+
+    /// Where the image is in processing (fetched, measured, stored), with the measured values
+    /// (internal). Null for an unknown image.
+    #[graphql(cache_control(no_cache))]
+    async fn processing(&self, ctx: &Context<'_>) -> Result<Option<ImageProcessing>> {
+        Self::require_internals(ctx)?;
+        Ok(loaders(ctx)?
+            .load_one(ProcessingOf(self.record.id))
+            .await
+            .map_err(load)?
+            .map(ImageProcessing))
     }
 
     /// IDs the old systems used for this image (internal).

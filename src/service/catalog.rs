@@ -55,6 +55,14 @@ impl Catalog {
         Ok(self.store.status_reasons(ids).await?)
     }
 
+    /// Processing state and measured values of `ids` (admin reads: the caller checks).
+    pub async fn processing(
+        &self,
+        ids: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, crate::store::admin::Processing>> {
+        Ok(self.store.processing(ids).await?)
+    }
+
     /// A page of the audit log, newest first (admin reads: the caller checks).
     pub async fn audit_log(
         &self,

@@ -176,6 +176,49 @@ pub fn image_created(
     }
 }
 
+/// `ImageProcessed`: the image's bytes were fetched, measured and stored; it is READY and its
+/// measured values replace what the partner declared.
+pub fn image_processed(
+    image: ImageId,
+    measured: &crate::domain::measure::Measured,
+    storage_key: &str,
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImageProcessed",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "width": measured.width,
+            "height": measured.height,
+            "format": measured.format.extension(),
+            "contentSha256": measured.sha256,
+            "perceptualHash": format!("{:016x}", measured.perceptual_hash),
+            "measuredQuality": measured.quality.score,
+            "storageKey": storage_key,
+            "occurredAt": at,
+        }),
+    }
+}
+
+/// `ImageFailed`: processing gave up on the image (a permanent refusal, or too many attempts).
+pub fn image_failed(image: ImageId, reason: &str, attempts: u32, at: DateTime<Utc>) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: image.to_string(),
+        event_type: "ImageFailed",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": image.to_string(),
+            "reason": reason,
+            "attempts": attempts,
+            "occurredAt": at,
+        }),
+    }
+}
+
 /// `ImageLinked`: a partner delivered a known picture for a hotel it was not shown for yet.
 pub fn image_linked(
     image: ImageId,

@@ -30,6 +30,7 @@ pub mod freshness;
 pub mod idempotency;
 pub mod ingest;
 pub mod manage;
+pub mod process;
 pub mod purge;
 pub mod relay;
 pub mod republish;

@@ -16,7 +16,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 
 use super::journal::{HOTEL_SUBJECT, IMAGE_SUBJECT};
 use super::{Store, StoreResult, Window, hotel_id, image_id};
-use crate::domain::catalog::{HotelId, ImageId};
+use crate::domain::catalog::{HotelId, ImageId, ProcessingState};
 
 /// Which audit rows to list (every given condition holds).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -147,4 +147,51 @@ impl Store {
             .map(|(id, reason)| Ok((image_id(id)?, reason)))
             .collect()
     }
+
+    /// Where each of `ids` is in processing, with its measured values (admin reads).
+    pub async fn processing(&self, ids: &[ImageId]) -> StoreResult<HashMap<ImageId, Processing>> {
+        let rows = image::Entity::find()
+            .filter(image::Column::Id.is_in(ids.iter().map(|id| id.get())))
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    image_id(row.id)?,
+                    Processing {
+                        state: row.processing_state.parse()?,
+                        reason: row.processing_reason,
+                        attempts: row.processing_attempts,
+                        last_error: row.processing_error,
+                        next_attempt_at: row.next_attempt_at,
+                        fetched_at: row.fetched_at,
+                        measured_quality: row.measured_quality,
+                        model_quality: row.quality_score,
+                        content_sha256: row.content_sha256,
+                        perceptual_hash: row.perceptual_hash.map(|h| format!("{:016x}", h as u64)),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// An image's processing state and measured values (admins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processing {
+    pub state: ProcessingState,
+    /// The stable reason code of the last failure.
+    pub reason: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// When a PENDING image is due (or its lease ends).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// The score measured from the pixels.
+    pub measured_quality: Option<f64>,
+    /// The tagging model's (or a partner's) score, which wins over the measured one.
+    pub model_quality: Option<f64>,
+    pub content_sha256: Option<String>,
+    /// The 64-bit perceptual hash as 16 hex digits.
+    pub perceptual_hash: Option<String>,
 }

@@ -17,7 +17,9 @@ use sea_orm::{
 use super::bulk::in_keys;
 use super::read;
 use super::{StoreResult, hotel_id, image_id};
-use crate::domain::catalog::{HotelId, ImageId, PartnerKind, SourceStatus, Status};
+use crate::domain::catalog::{
+    HotelId, ImageId, PartnerKind, ProcessingState, SourceStatus, Status,
+};
 use crate::domain::curation::{
     Candidate, HotelInputs, HotelRecord, LinkTexts, Override, StoredOverride,
 };
@@ -165,6 +167,7 @@ async fn load_candidates<C: ConnectionTrait>(
             (hotel_image::Entity, hotel_image::Column::Caption),
             (hotel_image::Entity, hotel_image::Column::AltText),
         ])
+        .column((image::Entity, image::Column::ProcessingState))
         .and_where(in_keys(
             conn.get_database_backend(),
             Expr::col((hotel_image::Entity, hotel_image::Column::HotelId)),
@@ -192,10 +195,12 @@ async fn load_candidates<C: ConnectionTrait>(
         let height: Option<i32> = row.try_get_by_index(5)?;
         let category: String = row.try_get_by_index(6)?;
         let perceptual_hash: Option<i64> = row.try_get_by_index(9)?;
+        let processing: String = row.try_get_by_index(12)?;
         by_hotel.entry(hotel).or_default().push(Candidate {
             image_id: image,
             link_status: link_status.parse::<Status>()?,
             image_status: image_status.parse::<Status>()?,
+            ready: processing.parse::<ProcessingState>()? == ProcessingState::Ready,
             width: width.and_then(|w| u32::try_from(w).ok()),
             height: height.and_then(|h| u32::try_from(h).ok()),
             category: category.parse()?,

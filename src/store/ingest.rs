@@ -24,7 +24,8 @@ use super::bulk::{in_keys, insert_new, upsert};
 use super::rows::{self, NewImage};
 use super::{PartnerRecord, StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
-    HotelId, ImageId, ParseError, PartnerId, PartnerKind, SourceStatus, Status, effective_category,
+    HotelId, ImageId, ParseError, PartnerId, PartnerKind, ProcessingState, SourceStatus, Status,
+    effective_category,
 };
 use crate::domain::ingest::{
     Delivery, ImageRef, Known, KnownImage, NO_ACTIVE_SOURCE, Outcome, Plan,
@@ -425,9 +426,15 @@ async fn insert_images(
     Ok(ids)
 }
 
+/// The row of a new partner image. PENDING (the workers fetch, measure and store it) unless
+/// the partner declared both width and height: such an image is taken as READY on the
+/// declared values, the rule the migration applied to the catalog of before (see
+/// `m20261204_process_processing_state`), so feeds that describe their images keep curating
+/// at once. Its bytes are not fetched (`fetched_at` stays empty) until an admin asks for it.
 fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
     let key = d.url_key.as_str();
-    rows::image(
+    let declared = d.width.is_some() && d.height.is_some();
+    let mut row = rows::image(
         NewImage {
             id: None,
             url_key: key,
@@ -439,9 +446,16 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
             category: effective_category(&d.tags),
             quality_score: d.quality_score,
             content_sha256: d.content_sha256.clone(),
+            processing: if declared {
+                ProcessingState::Ready
+            } else {
+                ProcessingState::Pending
+            },
         },
         now,
-    )
+    );
+    row.fetched_at = sea_orm::ActiveValue::Set(None);
+    row
 }
 
 async fn insert_links(

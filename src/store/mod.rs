@@ -39,6 +39,7 @@ pub mod journal;
 pub mod manage;
 pub mod objects;
 pub mod outbox;
+pub mod processing;
 pub mod purge;
 pub mod read;
 pub mod republish;

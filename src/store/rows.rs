@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use entity::{delivery, hotel, hotel_image, image, image_source, image_tag};
 use sea_orm::ActiveValue::{NotSet, Set};
 
-use crate::domain::catalog::{Category, SourceStatus, Status, Tag};
+use crate::domain::catalog::{Category, ProcessingState, SourceStatus, Status, Tag};
 
 /// A new image, as its creator knows it.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct NewImage<'a> {
     pub category: Category,
     pub quality_score: Option<f64>,
     pub content_sha256: Option<String>,
+    /// READY for bytes measured already (uploads, the demo seed); PENDING for a partner's URL,
+    /// which the processing workers fetch (due at once).
+    pub processing: ProcessingState,
 }
 
 /// The row of a new, active image.
@@ -46,6 +49,13 @@ pub fn image(new: NewImage<'_>, now: DateTime<Utc>) -> image::ActiveModel {
         created_at: Set(now),
         updated_at: Set(now),
         measured_quality: Set(None),
+        processing_state: Set(new.processing.as_str().to_owned()),
+        processing_reason: Set(None),
+        processing_attempts: Set(0),
+        processing_error: Set(None),
+        next_attempt_at: Set((new.processing == ProcessingState::Pending).then_some(now)),
+        lease_owner: Set(None),
+        fetched_at: Set((new.processing == ProcessingState::Ready).then_some(now)),
     }
 }
 

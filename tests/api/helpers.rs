@@ -278,6 +278,9 @@ async fn launch(
             .to_string(),
     );
     settings.serve_media = Some(true);
+    // No processing workers unless a test asks for them (`tests/api/processing.rs`): the
+    // partner URLs of the other tests are not served anywhere.
+    settings.process_workers = 0;
     if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
         settings.redis_url = Some(redis.parse().expect("TEST_REDIS_URL"));
     }

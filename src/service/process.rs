@@ -1,0 +1,478 @@
+//! Processing partner images (issue 16): workers take PENDING images off the queue (the image
+//! rows, see [`crate::store::processing`]), fetch their bytes safely ([`Fetcher`]), measure
+//! them ([`measure`]), store them under a content-addressed key (the same [`Objects`] backend
+//! as uploads), and then, in one change through the write kernel, turn the image READY with
+//! its measured values, point its storage key at what was stored, re-curate its hotels and emit
+//! `ImageProcessed`. A refusal that can never succeed (not an image, too many pixels, a blocked
+//! address, ...) turns it FAILED at once (`ImageFailed`); a failure that may pass (a timeout, a
+//! 5xx or 429, the network) is tried again after an exponential backoff with jitter (or the
+//! server's `Retry-After`), and FAILED after [`ProcessSettings::max_attempts`].
+//!
+//! A per-host limit ([`ProcessSettings::per_host`]) keeps one slow partner host from taking
+//! every worker: a job whose host is busy goes back to the queue for a moment, uncounted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::events;
+use super::write::{Caller, Writer, retrying, use_case_error};
+use crate::domain::catalog::ImageId;
+use crate::domain::measure::{MeasureLimits, Measured, Reason, measure};
+use crate::domain::media::upload_storage_key;
+use crate::fetch::{FetchError, Fetcher};
+use crate::store::StoreError;
+use crate::store::manage::linked_hotels;
+use crate::store::objects::Objects;
+use crate::store::processing::{self as queue, Job, RetryScope};
+
+use_case_error!(
+    /// How recording a processing outcome (or a retry) failed.
+    ProcessError
+);
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// Workers in this process (0: none).
+    pub workers: usize,
+    /// Attempts before an image is FAILED.
+    pub max_attempts: u32,
+    /// How long a claimed image is held before another worker may take it.
+    pub lease: Duration,
+    /// Fetches running at once against one host, per process.
+    pub per_host: usize,
+    /// The first retry's wait; each further one doubles it (with jitter).
+    pub retry_base: Duration,
+    /// The longest wait between two attempts.
+    pub retry_max: Duration,
+    /// How often an idle worker looks at the queue.
+    pub poll: Duration,
+}
+
+impl Default for ProcessSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            max_attempts: 5,
+            lease: Duration::from_secs(120),
+            per_host: 4,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(6 * 3600),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What became of one claimed image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ready,
+    /// Given up on, with the reason.
+    Failed(Reason),
+    /// Due again later, after a failure that may pass.
+    Retry(Reason),
+    /// Its host was busy: back to the queue, uncounted.
+    Deferred,
+    /// Another worker took the job over (this one's lease ran out): nothing written.
+    LeaseLost,
+}
+
+impl Outcome {
+    /// The label of the outcome in summaries and metrics.
+    pub fn label(self) -> String {
+        match self {
+            Outcome::Ready => "READY".to_owned(),
+            Outcome::Failed(reason) => format!("FAILED {reason}"),
+            Outcome::Retry(reason) => format!("RETRY {reason}"),
+            Outcome::Deferred => "DEFERRED".to_owned(),
+            Outcome::LeaseLost => "LEASE_LOST".to_owned(),
+        }
+    }
+}
+
+/// Observes processing (metrics); the default observes nothing.
+pub trait ProcessObserver: Send + Sync + std::fmt::Debug {
+    /// One fetch: its reason code (`OK` when it succeeded), its host, the bytes it read.
+    fn fetched(&self, _host: &str, _outcome: &str, _bytes: usize) {}
+    /// One job finished with `outcome` after `elapsed`.
+    fn processed(&self, _outcome: Outcome, _elapsed: Duration) {}
+    /// The queue's figures, read every poll interval while workers run.
+    fn queue(&self, _figures: &queue::QueueFigures) {}
+}
+
+#[derive(Debug)]
+struct Unobserved;
+impl ProcessObserver for Unobserved {}
+
+/// The processing use case and its workers.
+#[derive(Clone, Debug)]
+pub struct Processor {
+    writer: Writer,
+    fetcher: Fetcher,
+    objects: Objects,
+    limits: MeasureLimits,
+    settings: ProcessSettings,
+    /// This process's name in `lease_owner`.
+    owner: String,
+    /// One semaphore per host, created on first use.
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Wakes idle workers (new imports, retries).
+    wake: Arc<Notify>,
+    observer: Arc<dyn ProcessObserver>,
+}
+
+impl Processor {
+    pub fn new(
+        writer: Writer,
+        fetcher: Fetcher,
+        objects: Objects,
+        limits: MeasureLimits,
+        settings: ProcessSettings,
+    ) -> Self {
+        Self {
+            writer,
+            fetcher,
+            objects,
+            limits,
+            settings,
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            hosts: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            observer: Arc::new(Unobserved),
+        }
+    }
+
+    /// The same processor, reporting to `observer`.
+    pub fn observed_by(mut self, observer: Arc<dyn ProcessObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn settings(&self) -> &ProcessSettings {
+        &self.settings
+    }
+
+    /// Wakes the idle workers: images may be due.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Runs [`ProcessSettings::workers`] workers until `stop` completes.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let workers: Vec<_> = (0..self.settings.workers)
+            .map(|_| {
+                let worker = self.clone();
+                let mut stopped = rx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let worked = match worker.step().await {
+                            Ok(outcome) => outcome.is_some(),
+                            Err(error) => {
+                                tracing::warn!(%error, "processing: cannot use the queue");
+                                false
+                            }
+                        };
+                        if worked && !*stopped.borrow() {
+                            continue;
+                        }
+                        tokio::select! {
+                            _ = stopped.changed() => return,
+                            () = worker.wake.notified() => {}
+                            () = tokio::time::sleep(worker.settings.poll) => {}
+                        }
+                        if *stopped.borrow() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reporter = {
+            let processor = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    match queue::queue_figures(processor.writer.store().connection(), Utc::now())
+                        .await
+                    {
+                        Ok(figures) => processor.observer.queue(&figures),
+                        Err(error) => {
+                            tracing::debug!(%error, "processing: cannot read the queue's figures")
+                        }
+                    }
+                    tokio::time::sleep(processor.settings.poll).await;
+                }
+            })
+        };
+        stop.await;
+        reporter.abort();
+        let _ = tx.send(true);
+        for worker in workers {
+            // A job cut off keeps its lease and is taken again when it ends.
+            let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        }
+    }
+
+    /// Claims one due image and processes it; `None` when none is due.
+    pub async fn step(&self) -> Result<Option<Outcome>, ProcessError> {
+        let Some(job) = self.claim().await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.process(&job).await?))
+    }
+
+    /// When the next PENDING image is due (`None`: none is pending).
+    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, ProcessError> {
+        Ok(queue::next_due_at(self.writer.store().connection()).await?)
+    }
+
+    async fn claim(&self) -> Result<Option<Job>, ProcessError> {
+        retrying(|| async {
+            let txn = self.writer.store().begin_write().await?;
+            let now = Utc::now();
+            let until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+            let jobs = queue::claim_due(&txn, &self.owner, now, until, 1).await?;
+            txn.commit().await.map_err(StoreError::from)?;
+            Ok::<_, ProcessError>(jobs.into_iter().next())
+        })
+        .await
+    }
+
+    /// Fetches, measures and stores `job`'s image and records the outcome.
+    async fn process(&self, job: &Job) -> Result<Outcome, ProcessError> {
+        let started = Instant::now();
+        let host = host_of(&job.url);
+        let Some(_permit) = self.host_permit(&host) else {
+            let at = Utc::now() + chrono::Duration::seconds(1);
+            queue::release(self.writer.store().connection(), job.image, &self.owner, at).await?;
+            return Ok(Outcome::Deferred);
+        };
+        let outcome = match self.fetch_and_measure(job, &host).await {
+            Ok((measured, storage_key)) => {
+                retrying(|| self.record_ready(job, &measured, &storage_key)).await?
+            }
+            Err(failure) => retrying(|| self.record_failure(job, &failure)).await?,
+        };
+        self.observer.processed(outcome, started.elapsed());
+        Ok(outcome)
+    }
+
+    fn host_permit(&self, host: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts
+                .entry(host.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1))))
+                .clone()
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// The bytes of `job`, measured and stored; or why not.
+    async fn fetch_and_measure(
+        &self,
+        job: &Job,
+        host: &str,
+    ) -> Result<(Measured, String), FetchError> {
+        let fetched = self.fetcher.fetch(&job.url).await;
+        match &fetched {
+            Ok(f) => self.observer.fetched(host, "OK", f.bytes.len()),
+            Err(e) => self.observer.fetched(host, e.reason.as_str(), 0),
+        }
+        let bytes = fetched?.bytes;
+        let limits = self.limits;
+        // Measuring decodes the whole picture: CPU work, off the async threads.
+        let (bytes, measured) = tokio::task::spawn_blocking(move || {
+            let measured = measure(&bytes, limits);
+            (bytes, measured)
+        })
+        .await
+        .map_err(|e| failure(Reason::DecodeError, format!("measuring failed: {e}")))?;
+        let measured = measured.map_err(|refusal| failure(refusal.reason, refusal.message))?;
+        let key = upload_storage_key(&measured.sha256, measured.format.extension());
+        self.objects
+            .put(&key, bytes)
+            .await
+            .map_err(|e| failure(Reason::NetworkError, format!("storing failed: {e}")))?;
+        Ok((measured, key))
+    }
+
+    /// The change that makes the image READY.
+    async fn record_ready(
+        &self,
+        job: &Job,
+        measured: &Measured,
+        storage_key: &str,
+    ) -> Result<Outcome, ProcessError> {
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        if !queue::mark_ready(
+            change.txn(),
+            job.image,
+            &self.owner,
+            measured,
+            storage_key,
+            now,
+        )
+        .await?
+        {
+            return Ok(Outcome::LeaseLost);
+        }
+        let hotels = linked_hotels(change.txn(), &[job.image]).await?;
+        change.curate(&hotels).await?;
+        change.emit(events::image_processed(
+            job.image,
+            measured,
+            storage_key,
+            now,
+        ));
+        let audit = Caller::system("process")
+            .audit("processImage", json!({ "imageId": job.image.to_string() }))
+            .with_after(json!({ "state": "READY", "sha256": measured.sha256 }));
+        change.commit(Some(audit)).await?;
+        Ok(Outcome::Ready)
+    }
+
+    /// The change that records a failed attempt: FAILED, or PENDING again later.
+    async fn record_failure(&self, job: &Job, error: &FetchError) -> Result<Outcome, ProcessError> {
+        let attempts = job.attempts + 1;
+        let retry_in = (is_transient(error) && attempts < self.settings.max_attempts)
+            .then(|| self.retry_wait(job.attempts, error.retry_after));
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        let retry_at =
+            retry_in.map(|wait| now + chrono::Duration::from_std(wait).unwrap_or_default());
+        let reason = error.reason.as_str();
+        if !queue::mark_failed(
+            change.txn(),
+            job.image,
+            &self.owner,
+            reason,
+            &error.message,
+            retry_at,
+            now,
+        )
+        .await?
+        {
+            return Ok(Outcome::LeaseLost);
+        }
+        if retry_at.is_some() {
+            change.commit(None).await?;
+            tracing::debug!(image = %job.image, reason, attempts, "processing: retry scheduled");
+            return Ok(Outcome::Retry(error.reason));
+        }
+        change.emit(events::image_failed(job.image, reason, attempts, now));
+        let audit = Caller::system("process")
+            .audit("processImage", json!({ "imageId": job.image.to_string() }))
+            .with_after(json!({ "state": "FAILED", "reason": reason, "attempts": attempts }));
+        change.commit(Some(audit)).await?;
+        tracing::info!(image = %job.image, reason, attempts, error = %error.message, "processing: image failed");
+        Ok(Outcome::Failed(error.reason))
+    }
+
+    /// The wait before the next attempt: the server's `Retry-After` when it gave one, else
+    /// `retry_base * 2^attempts` (at most `retry_max`), less up to half of it at random so
+    /// that images failed together do not come back together.
+    fn retry_wait(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.settings.retry_max);
+        }
+        let full = self
+            .settings
+            .retry_base
+            .saturating_mul(1u32 << attempts.min(20))
+            .min(self.settings.retry_max);
+        let jitter = full.mul_f64(rand::random::<f64>() / 2.0);
+        full - jitter
+    }
+
+    /// Turns FAILED images PENDING again (an admin's retry); returns them.
+    pub async fn retry(
+        &self,
+        caller: &Caller,
+        scope: &RetryScope,
+    ) -> Result<Vec<ImageId>, ProcessError> {
+        caller.require(caller.actor.is_admin())?;
+        let retried = retrying(|| async {
+            let change = self.writer.begin().await?;
+            let now = change.now();
+            let ids = queue::retry_failed(change.txn(), scope, now).await?;
+            let audit = caller.audit(
+                "retryImageProcessing",
+                json!({ "imageIds": ids.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+            );
+            change.commit(Some(audit)).await?;
+            Ok::<_, ProcessError>(ids)
+        })
+        .await?;
+        self.wake();
+        Ok(retried)
+    }
+}
+
+/// Whether another attempt may succeed: a timeout, the network, a 5xx, 408 or 429.
+fn is_transient(error: &FetchError) -> bool {
+    match error.reason {
+        Reason::Timeout | Reason::NetworkError => true,
+        Reason::HttpStatus => error
+            .status
+            .is_some_and(|s| s >= 500 || s == 408 || s == 429),
+        _ => false,
+    }
+}
+
+fn failure(reason: Reason, message: impl Into<String>) -> FetchError {
+    FetchError {
+        reason,
+        message: message.into(),
+        status: None,
+        retry_after: None,
+    }
+}
+
+/// The host of `url` as written (the per-host limit's key); the whole URL when it has none.
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(reason: Reason, status: Option<u16>) -> FetchError {
+        FetchError {
+            status,
+            ..failure(reason, "x")
+        }
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_retried() {
+        let cases = [
+            (error(Reason::Timeout, None), true),
+            (error(Reason::NetworkError, None), true),
+            (error(Reason::HttpStatus, Some(500)), true),
+            (error(Reason::HttpStatus, Some(503)), true),
+            (error(Reason::HttpStatus, Some(429)), true),
+            (error(Reason::HttpStatus, Some(404)), false),
+            (error(Reason::HttpStatus, Some(403)), false),
+            (error(Reason::NotAnImage, None), false),
+            (error(Reason::TooManyPixels, None), false),
+            (error(Reason::BlockedAddress, None), false),
+            (error(Reason::TooManyRedirects, None), false),
+            (error(Reason::TooLarge, None), false),
+            (error(Reason::DecodeError, None), false),
+        ];
+        for (error, transient) in cases {
+            assert_eq!(is_transient(&error), transient, "{error:?}");
+        }
+    }
+}
