@@ -344,7 +344,9 @@ async fn a_map_naming_one_file_many_times_is_refused() {
         "variables": { "input": { "hotelId": "14", "file": null, "caption": "c" } },
     });
     let images = async || {
-        let answer = app.graphql(r#"{ hotel(id: "14") { imageCount } }"#, json!({})).await;
+        let answer = app
+            .graphql(r#"{ hotel(id: "14") { imageCount } }"#, json!({}))
+            .await;
         answer.ok()["hotel"]["imageCount"].clone()
     };
     let before = images().await;
