@@ -95,7 +95,13 @@ pub async fn warm(
     let limit = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     let mut summary = Summary::default();
-    let mut chunks = HotelChunks::new(plan.hotels.as_deref());
+    // A hotel named twice is warmed (and counted) once: as a duplicate it would count as
+    // unknown.
+    let chosen: Option<Vec<HotelId>> = plan.hotels.as_ref().map(|ids| {
+        let mut seen = std::collections::HashSet::new();
+        ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+    });
+    let mut chunks = HotelChunks::new(chosen.as_deref());
     while let Some(chunk) = chunks.next(catalog).await? {
         let records = catalog.hotels(&chunk).await?;
         summary.hotels += records.len() as u64;

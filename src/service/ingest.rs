@@ -30,7 +30,7 @@ use crate::domain::ingest::{
 };
 use crate::domain::url::{Rewrites, UrlRewrite};
 use crate::store::ingest::{self as store, PartnerFeed};
-use crate::store::journal::OutboxEvent;
+use crate::store::journal::{AuditEntry, OutboxEvent};
 use crate::store::manage::linked_hotels;
 use crate::store::{PartnerRecord, StoreError};
 
@@ -314,7 +314,17 @@ impl Ingestor {
     ) -> IngestResult<Vec<ImportResult>> {
         let Prepared { partner, validated } = prepared;
         if validated.iter().all(Result::is_err) {
-            return Ok(results(plan(validated, &Default::default()), &[]));
+            let results = results(plan(validated, &Default::default()), &[]);
+            // Nothing to write but the batch's audit row: its rejections are counted too.
+            retrying(|| async {
+                let change = self.writer.begin().await?;
+                change
+                    .commit(Some(batch_audit(caller, partner, &results)))
+                    .await?;
+                Ok::<_, IngestError>(())
+            })
+            .await?;
+            return Ok(results);
         }
         retrying(|| self.import_once(caller, partner, validated.clone())).await
     }
@@ -389,9 +399,13 @@ impl Ingestor {
 
         let results = results(plan.clone(), &created);
         let clock = profile.add(Phase::Write, clock);
+        // Every batch is audited, also one that changes nothing: its outcomes are counted
+        // (`importOutcomes`, `catalog_imported_items`).
+        let entry = batch_audit(caller, partner, &results);
         if !plan.changes_catalog() {
-            // A batch seen before: only "last seen" times moved; nothing to audit or announce.
-            change.commit(None).await?;
+            // A batch seen before, or one whose every item was rejected: only "last seen"
+            // times moved; nothing to announce.
+            change.commit(Some(entry)).await?;
             profile.add(Phase::Commit, clock);
             return Ok(results);
         }
@@ -407,9 +421,6 @@ impl Ingestor {
         let touched: Vec<HotelId> = touched.into_iter().collect();
         change.curate(&touched).await?;
         let clock = profile.add(Phase::Curate, clock);
-        let entry = caller
-            .audit("importImages", json!({ "partnerId": partner.to_string() }))
-            .with_after(summary(&results));
         for event in batch_events(&plan, &created, partner, now) {
             change.emit(event);
         }
@@ -550,6 +561,14 @@ fn results(plan: Plan, created: &[ImageId]) -> Vec<ImportResult> {
 }
 
 /// Counts per outcome, for the audit row.
+/// The audit row of an import batch: its partner, and how many items had each outcome (what
+/// `importOutcomes` and the `catalog_imported_items` gauge count).
+fn batch_audit(caller: &Caller, partner: PartnerId, results: &[ImportResult]) -> AuditEntry {
+    caller
+        .audit("importImages", json!({ "partnerId": partner.to_string() }))
+        .with_after(summary(results))
+}
+
 fn summary(results: &[ImportResult]) -> serde_json::Value {
     let counts: serde_json::Map<String, serde_json::Value> = Outcome::ALL
         .iter()

@@ -1,4 +1,6 @@
-//! Management use cases: main image, pins, (de)activation, manual edits and classification.
+//! Management use cases: main image, pins, (de)activation, manual edits and classification,
+//! and a hotel's own view of its images (hiding and showing one for the hotel, the hotel's
+//! caption and alt text of it).
 //!
 //! Each is one change through the write kernel ([`super::write`]): authorization that depends
 //! on data is checked inside its transaction, hotel-scoped changes lock the hotel's row at the
@@ -121,11 +123,38 @@ fn check_texts(texts: TextsChange<'_>) -> Result<(), UserError> {
 
 /// `IMAGE_NOT_LINKED` at `imageId`.
 pub(crate) fn not_linked() -> UserError {
+    not_linked_at("imageId")
+}
+
+/// `IMAGE_NOT_LINKED` at `field`.
+fn not_linked_at(field: &str) -> UserError {
     UserError::new(
         UserErrorCode::ImageNotLinked,
-        &["imageId"],
+        &[field],
         "the image is not shown for this hotel",
     )
+}
+
+/// The first of `images` that is unknown (`NOT_FOUND`) or taken down (`PURGED`: a purged image
+/// stays as it was left), with its position; `None` when every one may change.
+async fn refuse_missing_or_purged(
+    txn: &sea_orm::DatabaseTransaction,
+    images: &[ImageId],
+) -> Result<Option<(usize, UserError)>, StoreError> {
+    let existing = writes::existing_images(txn, images).await?;
+    let purged = crate::store::purge::purged_images(txn, images).await?;
+    Ok(images.iter().enumerate().find_map(|(i, image)| {
+        if !existing.contains(image) {
+            Some((
+                i,
+                UserError::new(UserErrorCode::NotFound, &["imageId"], "no such image"),
+            ))
+        } else if purged.contains(image) {
+            Some((i, super::purge::purged_error("imageId")))
+        } else {
+            None
+        }
+    }))
 }
 
 /// Each use case below is one transaction, run again (whole) when it fails with a transient
@@ -242,18 +271,14 @@ impl Manager {
         begin_hotel_change(&self.writer, caller, hotel, expected).await
     }
 
-    /// Opens an image-scoped change, once the image is known to exist.
+    /// Opens an image-scoped change, once the image is known to exist and not purged.
     async fn begin_image_change(&self, image: ImageId) -> ManageResult<Change> {
         let change = self.writer.begin().await?;
-        if writes::existing_images(change.txn(), &[image])
-            .await?
-            .is_empty()
-        {
-            return Err(
-                UserError::new(UserErrorCode::NotFound, &["imageId"], "no such image").into(),
-            );
+        let refusal = refuse_missing_or_purged(change.txn(), &[image]).await?;
+        match refusal {
+            Some((_, error)) => Err(error.into()),
+            None => Ok(change),
         }
-        Ok(change)
     }
 
     async fn set_main_image_once(
@@ -268,14 +293,7 @@ impl Manager {
             .await?;
         let states = writes::link_states(change.txn(), hotel, &[image]).await?;
         match states.get(&image) {
-            None => {
-                return Err(UserError::new(
-                    UserErrorCode::ImageNotLinked,
-                    &["imageId"],
-                    "the image is not shown for this hotel",
-                )
-                .into());
-            }
+            None => return Err(not_linked().into()),
             Some((Status::Active, Status::Active)) => {}
             Some(_) => {
                 return Err(UserError::new(
@@ -363,13 +381,7 @@ impl Manager {
             .await?;
         let states = writes::link_states(change.txn(), hotel, images).await?;
         if let Some(i) = images.iter().position(|image| !states.contains_key(image)) {
-            return Err(UserError::new(
-                UserErrorCode::ImageNotLinked,
-                &["imageIds"],
-                "the image is not shown for this hotel",
-            )
-            .at(i)
-            .into());
+            return Err(not_linked_at("imageIds").at(i).into());
         }
         writes::set_pins(change.txn(), hotel, images).await?;
         change.curate(&[hotel]).await?;
@@ -399,9 +411,6 @@ impl Manager {
         // A reason explains a deactivation; activating clears it.
         let stored_reason = reason.filter(|_| !active);
         let mut change = self.begin_image_change(image).await?;
-        if active && crate::store::purge::is_purged(change.txn(), image).await? {
-            return Err(super::purge::purged_error("imageId").into());
-        }
         let now = change.now();
         let linked = writes::linked_hotels(change.txn(), &[image]).await?;
         let affected = match hotels {
@@ -412,13 +421,7 @@ impl Manager {
             Some(wanted) => {
                 let linked: BTreeSet<HotelId> = linked.into_iter().collect();
                 if let Some(i) = wanted.iter().position(|h| !linked.contains(h)) {
-                    return Err(UserError::new(
-                        UserErrorCode::ImageNotLinked,
-                        &["hotelIds"],
-                        "the image is not shown for this hotel",
-                    )
-                    .at(i)
-                    .into());
+                    return Err(not_linked_at("hotelIds").at(i).into());
                 }
                 let wanted: Vec<HotelId> = wanted
                     .iter()
@@ -475,6 +478,10 @@ impl Manager {
         let mut change = self.begin_image_change(image).await?;
         let now = change.now();
         let mut fields = texts.fields();
+        if fields.is_empty() && manual.is_none() {
+            // Nothing given: nothing changes, nothing to audit or announce.
+            return Ok(());
+        }
         if !fields.is_empty() {
             writes::set_image_texts(change.txn(), image, texts, now).await?;
         }
@@ -518,22 +525,20 @@ impl Manager {
         } else {
             Status::Inactive
         };
-        if (status, set_by) == (target, by) {
-            // Already so, by the same hand: nothing changes, nothing to audit.
-            return Ok(());
-        }
         let admins_offline = status == Status::Inactive && set_by == LinkStatusBy::Admin;
-        if admins_offline && by == LinkStatusBy::Hotelier {
-            if visible {
-                return Err(UserError::new(
-                    UserErrorCode::ImageInactive,
-                    &["imageId"],
-                    "an admin took the image offline for this hotel",
-                )
-                .into());
-            }
-            // Already offline, by an admin: a hotelier's mark must not replace the admin's
-            // (it would let the hotelier show it again).
+        if visible && admins_offline && by == LinkStatusBy::Hotelier {
+            return Err(UserError::new(
+                UserErrorCode::ImageInactive,
+                &["imageId"],
+                "an admin took the image offline for this hotel",
+            )
+            .into());
+        }
+        // Already so: nothing changes, nothing to audit or announce. Who set the status
+        // matters only when an admin hides what a hotelier hid (the admin's mark keeps the
+        // hotelier from showing it again); a hotelier's mark never replaces an admin's.
+        let upgrades_hide = !visible && by == LinkStatusBy::Admin && set_by != by;
+        if status == target && !upgrades_hide {
             return Ok(());
         }
         let operation = if visible { "showImage" } else { "hideImage" };
@@ -576,8 +581,12 @@ impl Manager {
         {
             return Err(not_linked().into());
         }
-        let now = change.now();
         let fields = texts.fields();
+        if fields.is_empty() {
+            // Neither text given: nothing changes, nothing to audit or announce.
+            return Ok(());
+        }
+        let now = change.now();
         writes::set_link_texts(change.txn(), hotel, image, texts, now).await?;
         // The texts are part of the hotel's published view: curation publishes them.
         change.curate(&[hotel]).await?;
@@ -613,13 +622,8 @@ impl Manager {
         let images: Vec<ImageId> = items.iter().map(|i| i.image).collect();
         let mut change = self.writer.begin().await?;
         let now = change.now();
-        let existing = writes::existing_images(change.txn(), &images).await?;
-        if let Some(i) = images.iter().position(|image| !existing.contains(image)) {
-            return Err(
-                UserError::new(UserErrorCode::NotFound, &["imageId"], "no such image")
-                    .in_item(i)
-                    .into(),
-            );
+        if let Some((i, error)) = refuse_missing_or_purged(change.txn(), &images).await? {
+            return Err(error.in_item(i).into());
         }
         for (image, model, quality) in &validated {
             writes::replace_tags(change.txn(), *image, TagOrigin::Model, model).await?;

@@ -95,17 +95,21 @@ impl Purger {
         }
         check_text(Some(reason), "reason")?;
         let (purged, storage_key) = retrying(|| self.purge_once(caller, image, reason)).await?;
-        // After the commit: a rolled-back takedown must not lose the bytes. A failure is
-        // reported (the caller runs the purge again, which deletes them again).
-        self.objects
-            .delete(&storage_key)
-            .await
-            .map_err(|e| StoreError::Objects(e.to_string()))?;
         if let Some(worker) = &self.cdn_purges {
             worker.notify_one();
         }
+        // After the commit: a rolled-back takedown must not lose the bytes. The takedown stands
+        // either way, so a failure is no error of the mutation: `bytesDeleted` says it, and
+        // purging the image again deletes them again.
+        let bytes_deleted = match self.objects.delete(&storage_key).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, key = storage_key, %image, "the bytes of a purged image were not deleted; purge it again");
+                false
+            }
+        };
         Ok(Purged {
-            bytes_deleted: true,
+            bytes_deleted,
             ..purged
         })
     }
@@ -129,7 +133,13 @@ impl Purger {
             bytes_deleted: false,
         };
         if taken.already {
-            // Nothing to write: dropping the change rolls back what `take_down` repeated.
+            // Nothing to bury or announce again. A hotel that came to show it since (a
+            // partner's spelling no tombstone names) loses it again; otherwise dropping the
+            // change rolls back what `take_down` repeated.
+            if !taken.hotels.is_empty() {
+                change.curate(&taken.hotels).await?;
+                change.commit(None).await?;
+            }
             return Ok((purged, taken.storage_key));
         }
         store::bury(
@@ -152,8 +162,11 @@ impl Purger {
         }
         let hotel_ids: Vec<String> = taken.hotels.iter().map(ToString::to_string).collect();
         let audit = caller
-            .audit("purgeImage", json!({ "imageId": image.to_string() }))
-            .with_after(json!({ "reason": reason, "hotelIds": hotel_ids }));
+            .audit(
+                "purgeImage",
+                json!({ "imageId": image.to_string(), "hotelIds": hotel_ids }),
+            )
+            .with_after(json!({ "reason": reason }));
         change.emit(super::events::image_purged(
             image,
             reason,
@@ -278,13 +291,13 @@ impl CdnPurges {
     async fn round(&self) -> Result<Duration, StoreError> {
         let db = self.store.connection();
         loop {
-            let now = Utc::now();
-            let due = store::due_cdn_purges(db, now, BATCH).await?;
+            let due = store::due_cdn_purges(db, Utc::now(), BATCH).await?;
             if due.is_empty() {
                 break;
             }
             for purge in &due {
-                let until = now + chrono::Duration::from_std(CLAIM).unwrap_or_default();
+                // From the time of the claim: sending the batch's earlier rows takes time.
+                let until = Utc::now() + chrono::Duration::from_std(CLAIM).unwrap_or_default();
                 if store::claim_cdn_purge(db, purge, until).await? {
                     let outcome = self.send(purge).await;
                     store::record_cdn_attempt(db, purge.id, outcome).await?;

@@ -16,10 +16,11 @@ use serde_json::json;
 
 use super::ServiceResult;
 use super::events::{HOTEL, SCHEMA_VERSION};
-use super::write::Writer;
+use super::write::{Writer, retrying};
+use crate::domain::catalog::HotelId;
 use crate::domain::curation::HotelRecord;
 use crate::store::journal::OutboxEvent;
-use crate::store::{read, republish as runs};
+use crate::store::{StoreResult, read, republish as runs};
 
 /// How a run goes.
 #[derive(Debug, Clone, Copy)]
@@ -74,25 +75,19 @@ impl Republisher {
                 .hotel_ids_after(after, plan.batch.max(1))
                 .await?;
             let Some(&last) = hotels.last() else { break };
-            let mut change = self.writer.begin().await?;
-            let now = change.now();
-            let records = read::hotels_on(change.txn(), &raw(&hotels)).await?;
-            for hotel in &hotels {
-                if let Some(record) = records.get(hotel) {
-                    change.emit(snapshot(run.id, record, now));
-                }
-            }
-            runs::advance(change.txn(), run.id, last, hotels.len() as u64).await?;
-            change.commit(None).await?;
+            // One transient failure (a deadlock, a busy database) runs the batch again rather
+            // than ending the run.
+            let emitted = retrying(|| self.batch(run.id, &hotels, last)).await?;
             after = Some(last);
-            written += hotels.len() as u64;
-            progress(hotels.len() as u64);
+            written += emitted;
+            progress(emitted);
             if plan.rate > 0 {
                 let due = Duration::from_secs_f64(written as f64 / f64::from(plan.rate));
                 tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
             }
         }
-        runs::finish_all(db, chrono::Utc::now()).await?;
+        // This run only: another one started meanwhile (`--restart`) goes on.
+        runs::finish(db, run.id, chrono::Utc::now()).await?;
         Ok(RepublishReport {
             run: run.id,
             resumed_after: run.hotels,
@@ -101,7 +96,27 @@ impl Republisher {
     }
 }
 
-fn raw(hotels: &[crate::domain::catalog::HotelId]) -> Vec<i64> {
+impl Republisher {
+    /// One batch's change: the snapshots of `hotels` (a hotel deleted meanwhile has none) and
+    /// the run's progress; returns how many snapshots it wrote.
+    async fn batch(&self, run: i64, hotels: &[HotelId], last: HotelId) -> StoreResult<u64> {
+        let mut change = self.writer.begin().await?;
+        let now = change.now();
+        let records = read::hotels_on(change.txn(), &raw(hotels)).await?;
+        let mut emitted = 0;
+        for hotel in hotels {
+            if let Some(record) = records.get(hotel) {
+                change.emit(snapshot(run, record, now));
+                emitted += 1;
+            }
+        }
+        runs::advance(change.txn(), run, last, emitted).await?;
+        change.commit(None).await?;
+        Ok(emitted)
+    }
+}
+
+fn raw(hotels: &[HotelId]) -> Vec<i64> {
     hotels.iter().map(|h| h.get()).collect()
 }
 

@@ -33,6 +33,33 @@ pub fn cache_tag(aggregate_type: &str, aggregate_id: &str) -> Option<String> {
     }
 }
 
+/// The cache tags an event makes stale: its aggregate's, and for an image event every hotel
+/// its payload names (`hotelId`, `hotelIds`): a change of an image's texts or of a hotel's
+/// `imageCount` emits no hotel event, yet the router's entry of the hotel shows them.
+/// `HotelSnapshot` (a `republish` run) changes nothing: none.
+fn stale_tags(event: &RelayedEvent) -> Vec<String> {
+    if event.event_type == "HotelSnapshot" {
+        return Vec::new();
+    }
+    let mut tags: Vec<String> = cache_tag(&event.aggregate_type, &event.aggregate_id)
+        .into_iter()
+        .collect();
+    if event.aggregate_type == IMAGE {
+        let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or_default();
+        let hotels = match &payload["hotelIds"] {
+            serde_json::Value::Array(ids) => ids.iter().collect(),
+            _ => vec![&payload["hotelId"]],
+        };
+        tags.extend(
+            hotels
+                .into_iter()
+                .filter_map(serde_json::Value::as_str)
+                .filter_map(|id| cache_tag(HOTEL, id)),
+        );
+    }
+    tags
+}
+
 /// Where and how to invalidate.
 #[derive(Debug, Clone)]
 pub struct RouterInvalidationSettings {
@@ -68,10 +95,7 @@ impl RouterInvalidation {
     /// Asks the router to drop its entries of every hotel and image `events` are about (one
     /// request; none when no event names a hotel or an image).
     pub async fn invalidate(&self, events: &[RelayedEvent]) -> Result<(), InvalidationError> {
-        let tags: BTreeSet<String> = events
-            .iter()
-            .filter_map(|event| cache_tag(&event.aggregate_type, &event.aggregate_id))
-            .collect();
+        let tags: BTreeSet<String> = events.iter().flat_map(stale_tags).collect();
         if tags.is_empty() {
             return Ok(());
         }
@@ -108,5 +132,44 @@ mod tests {
         assert_eq!(cache_tag("Hotel", "12").as_deref(), Some("hotel-12"));
         assert_eq!(cache_tag("Image", "7").as_deref(), Some("image-7"));
         assert_eq!(cache_tag("Partner", "2"), None);
+    }
+
+    fn event(aggregate_type: &str, id: &str, event_type: &str, payload: &str) -> RelayedEvent {
+        RelayedEvent {
+            seq: 1,
+            id: "e".to_owned(),
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: id.to_owned(),
+            event_type: event_type.to_owned(),
+            payload: payload.to_owned(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn image_events_also_name_their_hotels_and_snapshots_nothing() {
+        let cases = [
+            (event("Hotel", "4", "GalleryChanged", "{}"), vec!["hotel-4"]),
+            (event("Hotel", "4", "HotelSnapshot", "{}"), vec![]),
+            (
+                event("Image", "7", "ImageUpdated", r#"{"hotelId":"4"}"#),
+                vec!["image-7", "hotel-4"],
+            ),
+            (
+                event("Image", "7", "ImagePurged", r#"{"hotelIds":["4","5"]}"#),
+                vec!["image-7", "hotel-4", "hotel-5"],
+            ),
+            (
+                event("Image", "7", "ImageUpdated", r#"{"hotelId":null}"#),
+                vec!["image-7"],
+            ),
+            (
+                event("Image", "7", "ImageUpdated", "not JSON"),
+                vec!["image-7"],
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(stale_tags(&event), want, "{}", event.event_type);
+        }
     }
 }

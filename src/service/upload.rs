@@ -28,6 +28,11 @@ fn upload_url_key(sha256: &str) -> String {
     hex::encode(Sha256::digest(format!("upload:{sha256}")))
 }
 
+/// The tombstones that bury uploaded bytes: their hash, and their upload URL key.
+fn tombstone_keys(sha256: &str) -> [String; 2] {
+    [sha256.to_owned(), upload_url_key(sha256)]
+}
+
 /// What removing an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemovedUpload {
@@ -89,22 +94,42 @@ impl Uploader {
         .await
         .map_err(|e| StoreError::Objects(format!("measuring an upload failed: {e}")))?;
         let inspected = inspected.map_err(refused_file)?;
-        // Bytes a takedown buried never come back: refused before they are stored again.
-        let keys = [
-            inspected.measured.sha256.as_str(),
-            &upload_url_key(&inspected.measured.sha256),
-        ];
-        let purged =
-            crate::store::purge::purged_keys(self.writer.store().connection(), &keys).await?;
-        if !purged.is_empty() {
+        // Bytes a takedown buried never come back: refused before they are stored again (and
+        // checked again in the change, against a takedown committing meanwhile).
+        let keys = tombstone_keys(&inspected.measured.sha256);
+        if self.buried(self.writer.store().connection(), &keys).await? {
             return Err(super::purge::purged_error("file").into());
         }
-        let storage_key = inspected.storage_key();
+        retrying(|| self.record(caller, hotel, &inspected, &bytes, caption)).await
+    }
+
+    /// Whether any of `keys` is a tombstone.
+    async fn buried(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        keys: &[String; 2],
+    ) -> Result<bool, StoreError> {
+        let keys = [keys[0].as_str(), keys[1].as_str()];
+        Ok(!crate::store::purge::purged_keys(conn, &keys)
+            .await?
+            .is_empty())
+    }
+
+    /// Deletes the bytes at `key` unless an image shown for some hotel uses them (an upload
+    /// of the same bytes may have committed since the removal did); whether they were deleted.
+    /// Checked and deleted inside a transaction holding the rows of the images stored there,
+    /// so an upload of the same bytes stores them again only after the deletion.
+    async fn delete_unshown(&self, key: &str) -> Result<bool, StoreError> {
+        let change = self.writer.begin().await?;
+        if writes::storage_key_shown(change.txn(), key).await? {
+            return Ok(false);
+        }
         self.objects
-            .put(&storage_key, bytes)
+            .delete(key)
             .await
             .map_err(|e| StoreError::Objects(e.to_string()))?;
-        retrying(|| self.record(caller, hotel, &inspected, &storage_key, caption)).await
+        // Nothing was written: dropping the change ends it.
+        Ok(true)
     }
 
     /// Removes `hotel`'s upload of `image` (a hotelier for their own hotels, or an admin): the
@@ -122,8 +147,8 @@ impl Uploader {
         if let Some(key) = &removed.orphaned_bytes {
             // After the commit: a rolled-back removal must not lose the bytes. A failure leaves
             // bytes nobody shows, which only costs storage.
-            match self.objects.delete(key).await {
-                Ok(()) => bytes_deleted = true,
+            match self.delete_unshown(key).await {
+                Ok(deleted) => bytes_deleted = deleted,
                 Err(error) => {
                     tracing::warn!(%error, key, "the bytes of a removed upload were not deleted")
                 }
@@ -169,7 +194,8 @@ impl Uploader {
                 json!({ "hotelId": hotel.to_string(), "imageId": image.to_string() }),
             )
             .with_before(json!({ "version": before }))
-            .with_after(json!({ "unlinked": removal.unlinked, "bytesDeleted": bytes }));
+            // Orphaned: to be deleted after the commit (the payload says whether they were).
+            .with_after(json!({ "unlinked": removal.unlinked, "bytesOrphaned": bytes }));
         let now = change.now();
         change.emit(events::image_unlinked(
             image,
@@ -188,14 +214,31 @@ impl Uploader {
         caller: &Caller,
         hotel: HotelId,
         inspected: &InspectedUpload,
-        storage_key: &str,
+        bytes: &[u8],
         caption: Option<&str>,
     ) -> Result<ImageId, UploadError> {
         let url_key = upload_url_key(&inspected.measured.sha256);
+        let storage_key = inspected.storage_key();
+        let storage_key = storage_key.as_str();
         // What the image records as its URL and source: the content it was made of, not where
         // the bytes lie (a local store's URL is an absolute path of the server).
         let source_url = format!("upload:{}", inspected.measured.sha256);
         let mut change = self.writer.begin().await?;
+        // The image's row first: a takedown of it committing meanwhile is seen below, and a
+        // removal deleting its bytes finishes before they are stored again.
+        writes::lock_image_by_url_key(change.txn(), &url_key).await?;
+        if self
+            .buried(change.txn(), &tombstone_keys(&inspected.measured.sha256))
+            .await?
+        {
+            return Err(super::purge::purged_error("file").into());
+        }
+        // Stored inside the change: a change rolled back leaves bytes nobody shows (storage
+        // only), never an image without its bytes.
+        self.objects
+            .put(storage_key, bytes.to_vec())
+            .await
+            .map_err(|e| StoreError::Objects(e.to_string()))?;
         let now = change.now();
         let record = UploadRecord {
             hotel,

@@ -205,6 +205,20 @@ pub trait UseCaseError: From<StoreError> + Into<Failure> {
     }
 }
 
+/// A bare store failure: for changes with no caller and no user errors (a `republish` batch),
+/// so that they too run again on a transient failure.
+impl UseCaseError for StoreError {
+    fn store_error(&self) -> Option<&StoreError> {
+        Some(self)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Self::Unexpected(error)
+    }
+}
+
 /// Declares the error enum of a use case whose failures are the usual three: the caller is
 /// refused ([`Refused`]), an expected failure ([`UserError`]), or an unexpected store
 /// failure. Each use case names its own, so a signature says which use case failed; one whose

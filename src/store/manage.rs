@@ -522,6 +522,16 @@ pub async fn record_upload(
     Ok((image, existing.is_none()))
 }
 
+/// The image of `url_key`, its row locked for the rest of the transaction (no-op on SQLite,
+/// whose writers are serialized): an upload and a takedown of the same picture queue here, so
+/// the upload sees the takedown's tombstones once it committed.
+pub async fn lock_image_by_url_key(
+    txn: &DatabaseTransaction,
+    url_key: &str,
+) -> StoreResult<Option<ImageId>> {
+    image_by_url_key(txn, url_key).await
+}
+
 async fn image_by_url_key(
     txn: &DatabaseTransaction,
     url_key: &str,
@@ -530,6 +540,7 @@ async fn image_by_url_key(
         .select_only()
         .column(image::Column::Id)
         .filter(image::Column::UrlKey.eq(url_key))
+        .lock_exclusive()
         .into_tuple()
         .one(txn)
         .await?;
@@ -619,7 +630,18 @@ pub async fn remove_delivery(
 }
 
 /// Whether any hotel shows an image stored under `key` (two images may share stored bytes).
-async fn storage_key_shown(txn: &DatabaseTransaction, key: &str) -> StoreResult<bool> {
+/// The rows of the images stored there are locked first (no-op on SQLite): an upload of the
+/// same bytes, which locks its image's row before it stores them, waits for the answer and
+/// what the caller does with it.
+pub async fn storage_key_shown(txn: &DatabaseTransaction, key: &str) -> StoreResult<bool> {
+    image::Entity::find()
+        .select_only()
+        .column(image::Column::Id)
+        .filter(image::Column::StorageKey.eq(key))
+        .lock_exclusive()
+        .into_tuple::<i64>()
+        .all(txn)
+        .await?;
     let mut query = Query::select();
     query
         .expr(Expr::val(1))

@@ -61,7 +61,14 @@ pub async fn take_down(
     image: ImageId,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<PurgedImage>> {
-    let Some(row) = image::Entity::find_by_id(image.get()).one(txn).await? else {
+    // The image's row is locked first (no-op on SQLite, whose writers are serialized): two
+    // takedowns of one image, or a takedown and an upload of its bytes, queue here, and the
+    // second sees the first's tombstones.
+    let Some(row) = image::Entity::find_by_id(image.get())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+    else {
         return Ok(None);
     };
     let source_urls: Vec<String> = image_source::Entity::find()
@@ -98,7 +105,8 @@ pub async fn take_down(
         .exec(txn)
         .await?;
     Ok(Some(PurgedImage {
-        already: row.status_reason.as_deref() == Some(PURGED) && is_purged(txn, image).await?,
+        // Tombstones alone say it: `status_reason` is also written by other changes.
+        already: is_purged(txn, image).await?,
         url_key: row.url_key,
         storage_key: row.storage_key,
         content_sha256: row.content_sha256,
@@ -114,6 +122,34 @@ pub async fn is_purged(txn: &impl ConnectionTrait, image: ImageId) -> StoreResul
         .one(txn)
         .await?
         .is_some())
+}
+
+/// Which of `images` have tombstones: one statement.
+pub async fn purged_images(
+    txn: &impl ConnectionTrait,
+    images: &[ImageId],
+) -> StoreResult<HashSet<ImageId>> {
+    if images.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<i64> = images.iter().map(|i| i.get()).collect();
+    let backend = txn.get_database_backend();
+    let found: Vec<i64> = purged_key::Entity::find()
+        .select_only()
+        .column(purged_key::Column::ImageId)
+        .distinct()
+        .filter(in_keys(
+            backend,
+            Expr::col(purged_key::Column::ImageId),
+            &ids,
+        ))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    found
+        .into_iter()
+        .map(|id| Ok(super::image_id(id)?))
+        .collect()
 }
 
 /// A tombstone to write.

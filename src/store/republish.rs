@@ -57,7 +57,7 @@ pub async fn start(db: &impl ConnectionTrait, now: DateTime<Utc>) -> StoreResult
     })
 }
 
-/// Records a committed batch: its last hotel and how many snapshots it wrote.
+/// Records a batch: its last hotel and how many snapshots it wrote.
 pub async fn advance(
     txn: &DatabaseTransaction,
     run: i64,
@@ -72,6 +72,16 @@ pub async fn advance(
         )
         .filter(republish_run::Column::Id.eq(run))
         .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Marks `run` finished.
+pub async fn finish(db: &impl ConnectionTrait, run: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    republish_run::Entity::update_many()
+        .col_expr(republish_run::Column::FinishedAt, Expr::value(now))
+        .filter(republish_run::Column::Id.eq(run))
+        .exec(db)
         .await?;
     Ok(())
 }

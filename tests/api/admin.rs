@@ -436,3 +436,41 @@ async fn the_catalog_figures_are_prometheus_gauges_refreshed_on_an_interval() {
     assert!(sample(&metrics, r#"catalog_images{status="active"}"#).is_some_and(|n| n > 0.0));
     assert!(sample(&metrics, "catalog_unclassified_images").is_some_and(|n| n >= 2.0));
 }
+
+#[tokio::test]
+async fn import_outcomes_count_batches_that_changed_nothing() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let rejected = json!([
+        { "hotelId": "4", "url": "ftp://img.example/a.jpg" },
+        { "hotelId": "4", "url": "not a url" },
+    ]);
+    let answer = app
+        .graphql_as(
+            &app.importer(3),
+            &crate::helpers::operation("pipelines/ImportImages.graphql"),
+            json!({ "input": { "partnerId": "3", "items": rejected } }),
+        )
+        .await
+        .ok();
+    let outcomes: Vec<&Value> = answer["importImages"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| &r["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&json!("REJECTED"), &json!("REJECTED")]);
+
+    let stats = app.graphql_as(&admin, CATALOG_STATS, json!({})).await.ok()["catalogStats"].clone();
+    let counted = stats["importOutcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|o| o["partnerId"] == "3" && o["outcome"] == "REJECTED")
+        .cloned();
+    assert_eq!(
+        counted.map(|o| (o["lastDay"].clone(), o["lastWeek"].clone())),
+        Some((json!(2), json!(2))),
+        "{stats:#}"
+    );
+}

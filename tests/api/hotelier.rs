@@ -520,3 +520,35 @@ async fn upgrading_moves_an_uploads_caption_to_its_first_uploaders_link() {
     );
     assert_eq!(text(db.query_one(&link(14, 2)).await.expect("read")), None);
 }
+
+#[tokio::test]
+async fn showing_an_untouched_image_or_changing_no_text_writes_nothing() {
+    let app = spawn_app().await;
+    let hotelier = app.token("images:hotelier", &[14]);
+    let image = gallery(&app, 14).await[3].clone();
+    let target = json!({ "hotelId": "14", "imageId": image });
+    let before = (
+        version(&app, 14).await,
+        app.scalar("SELECT COUNT(*) FROM outbox").await,
+        app.scalar("SELECT COUNT(*) FROM audit_log").await,
+    );
+
+    let shown = payload(
+        run(&app, Some(&hotelier), SHOW, target.clone()).await,
+        "showImage",
+    );
+    assert_eq!(shown["userErrors"], json!([]));
+    assert_eq!(shown["image"]["status"], "ACTIVE");
+    let texts = payload(
+        run(&app, Some(&hotelier), TEXTS, target).await,
+        "updateHotelImage",
+    );
+    assert_eq!(texts["userErrors"], json!([]));
+
+    let after = (
+        version(&app, 14).await,
+        app.scalar("SELECT COUNT(*) FROM outbox").await,
+        app.scalar("SELECT COUNT(*) FROM audit_log").await,
+    );
+    assert_eq!(after, before, "(version, events, audit rows)");
+}

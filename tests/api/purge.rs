@@ -308,3 +308,162 @@ async fn only_admins_purge_and_a_takedown_needs_a_known_image_and_a_reason() {
         "nothing was buried"
     );
 }
+
+const DEACTIVATE: &str = "mutation($input: DeactivateImageInput!) {
+    deactivateImage(input: $input) { userErrors { code field } } }";
+const UPDATE: &str = "mutation($input: UpdateImageInput!) {
+    updateImage(input: $input) { userErrors { code field } } }";
+const CLASSIFY: &str = "mutation($input: ClassifyImagesInput!) {
+    classifyImages(input: $input) { userErrors { code field } } }";
+
+#[tokio::test]
+async fn a_purged_image_refuses_every_other_admin_change_and_a_second_purge_repeats_nothing() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let image = gallery(&app, 14).await[0].clone();
+    let payload = purge(&app, Some(&admin), &image, "court order").await.ok()["purgeImage"].clone();
+    assert_eq!(payload["userErrors"], json!([]), "{payload:#}");
+
+    let deactivated = app
+        .graphql_as(
+            &admin,
+            DEACTIVATE,
+            json!({ "input": { "imageId": image, "reason": "x" } }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        deactivated["deactivateImage"]["userErrors"],
+        json!([{ "code": "PURGED", "field": ["imageId"] }])
+    );
+    let updated = app
+        .graphql_as(
+            &admin,
+            UPDATE,
+            json!({ "input": { "imageId": image, "caption": "back" } }),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        updated["updateImage"]["userErrors"],
+        json!([{ "code": "PURGED", "field": ["imageId"] }])
+    );
+    let items = json!([{ "imageId": image, "tags": [{ "category": "POOL", "confidence": 0.9 }] }]);
+    let classified = app
+        .graphql_as(&admin, CLASSIFY, json!({ "input": { "items": items } }))
+        .await
+        .ok();
+    assert_eq!(
+        classified["classifyImages"]["userErrors"],
+        json!([{ "code": "PURGED", "field": ["items", "0", "imageId"] }])
+    );
+    let caption = app
+        .graphql(
+            "query($id: ID!) { image(id: $id) { caption } }",
+            json!({ "id": image }),
+        )
+        .await
+        .ok();
+    assert_eq!(caption["image"]["caption"], Value::Null);
+
+    let again = purge(&app, Some(&admin), &image, "court order").await.ok()["purgeImage"].clone();
+    assert_eq!(again["userErrors"], json!([]));
+    for sql in [
+        "SELECT COUNT(*) FROM outbox WHERE type = 'ImagePurged'",
+        "SELECT COUNT(*) FROM audit_log WHERE operation = 'purgeImage'",
+    ] {
+        assert_eq!(app.scalar(sql).await, 1, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_purges_of_one_image_take_it_down_once() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let image = gallery(&app, 14).await[0].clone();
+    let runs = (0..4).map(|_| purge(&app, Some(&admin), &image, "court order"));
+    for answer in futures::future::join_all(runs).await {
+        assert_eq!(answer.ok()["purgeImage"]["userErrors"], json!([]));
+    }
+    for sql in [
+        "SELECT COUNT(*) FROM outbox WHERE type = 'ImagePurged'",
+        "SELECT COUNT(*) FROM audit_log WHERE operation = 'purgeImage'",
+    ] {
+        assert_eq!(app.scalar(sql).await, 1, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_takedown_is_in_the_audit_log_of_every_hotel_that_showed_the_image() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let image = gallery(&app, 14).await[0].clone();
+    let payload = purge(&app, Some(&admin), &image, "court order").await.ok()["purgeImage"].clone();
+    assert_eq!(payload["affectedHotels"], json!([{ "id": "14" }]));
+    let log = app
+        .graphql_as(
+            &admin,
+            "query { auditLog(filter: { hotelId: \"14\" }, first: 5) { edges { node { action } } } }",
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        log["auditLog"]["edges"][0]["node"]["action"], "purgeImage",
+        "{log:#}"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_cannot_be_deleted_do_not_fail_the_committed_takedown() {
+    let app = spawn_app().await;
+    let hotelier = app.token("images:hotelier", &[14]);
+    let query = "mutation($input: UploadImageInput!) { uploadImage(input: $input) {
+        image { id } userErrors { code } } }";
+    let input = json!({ "hotelId": "14", "file": null });
+    let uploaded = upload_png(&app, &hotelier, query, input, samples::png(1500, 1000))
+        .await
+        .ok();
+    let image = uploaded["uploadImage"]["image"]["id"]
+        .as_str()
+        .expect("an image")
+        .to_owned();
+    // Every stored file becomes a directory: the object store cannot delete it.
+    let media = app.settings.object_store_url.clone().expect("a media URL");
+    let root = url::Url::parse(&media)
+        .expect("a URL")
+        .to_file_path()
+        .expect("a path");
+    let mut stuck = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                std::fs::remove_file(&path).expect("removed");
+                std::fs::create_dir_all(path.join("stuck")).expect("a directory");
+                stuck.push(path);
+            }
+        }
+    }
+    assert!(!stuck.is_empty());
+
+    let answer = purge(&app, Some(&app.admin()), &image, "privacy request").await;
+    let payload = answer.ok()["purgeImage"].clone();
+    assert_eq!(payload["userErrors"], json!([]), "{payload:#}");
+    assert_eq!(payload["image"]["status"], "INACTIVE");
+    assert_eq!(payload["bytesDeleted"], false, "{payload:#}");
+
+    // Once the store can delete again, purging again deletes them.
+    for path in &stuck {
+        std::fs::remove_dir_all(path).expect("removed");
+        std::fs::write(path, b"bytes").expect("written");
+    }
+    let again = purge(&app, Some(&app.admin()), &image, "privacy request")
+        .await
+        .ok();
+    assert_eq!(again["purgeImage"]["bytesDeleted"], true);
+    assert!(stuck.iter().all(|path| !path.exists()));
+}
