@@ -15,8 +15,8 @@ pub use m20261203_idem_admin_indexes::fill_audit_subjects;
 mod m20261203_hotelier_link_texts;
 mod m20261203_hotelier_purge;
 mod m20261203_hotelier_republish;
-mod m20261204_search_image_search_indexes;
 mod m20261204_process_processing_state;
+mod m20261204_search_image_search_indexes;
 
 pub struct Migrator;
 

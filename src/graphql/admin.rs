@@ -182,6 +182,8 @@ pub async fn audit_log(
 pub struct SearchImagesFilter {
     /// The image's own status (everywhere; a link's status for one hotel does not count).
     pub status: Option<ImageStatus>,
+    /// Where the image is in processing (PENDING, READY, FAILED).
+    pub processing_state: Option<crate::graphql::types::ProcessingState>,
     /// Images this partner delivered (is a source of, retired or not).
     pub partner_id: Option<ID>,
     /// The image's category (its highest-confidence tag, manual tags first).
@@ -198,8 +200,6 @@ pub struct SearchImagesFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Created before this time.
     pub created_before: Option<DateTime<Utc>>,
-    // `processingState` (issue 21 item 2) joins here with the processing-state column of
-    // issue 16: an equality filter on `image`, driven by an (`processing_state`, `id`) index.
 }
 
 impl SearchImagesFilter {
@@ -230,6 +230,7 @@ impl SearchImagesFilter {
         }
         Ok(ImageSearch {
             status: self.status.map(Into::into),
+            processing: self.processing_state.map(Into::into),
             partner: filter_id(self.partner_id, "partnerId")?,
             category: self.category.map(Into::into),
             min_quality: self.min_quality,

@@ -15,6 +15,10 @@
 //! the next page goes on from there. Without the budget a filter matching nothing would read a
 //! whole index range (every ACTIVE image, say) to prove it.
 //!
+//! The processing state does not drive either: the processing queue's index is ordered by due
+//! time, and a catalog's PENDING and FAILED images are the recent ones (the top of the primary
+//! key), so the state is checked on the driving rows, within the budget.
+//!
 //! Range filters (quality, creation time) never drive: a range of an index on them is ordered
 //! by quality or time, not by ID, so a page would need every match sorted first, a cost that
 //! grows with the catalog. They are checked on the driving rows, within the budget.
@@ -25,13 +29,15 @@ use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, SimpleExpr};
 
 use super::{Store, StoreResult, Window, image_id};
-use crate::domain::catalog::{Category, HotelId, ImageId, PartnerId, Status};
+use crate::domain::catalog::{Category, HotelId, ImageId, PartnerId, ProcessingState, Status};
 
 /// Which images to list (every given condition holds).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageSearch {
     /// The image's own status (everywhere).
     pub status: Option<Status>,
+    /// Where the image is in processing.
+    pub processing: Option<ProcessingState>,
     /// Delivered by this partner (a source of it, retired or not).
     pub partner: Option<PartnerId>,
     /// The image's effective category (its highest-confidence tag, manual first).
@@ -155,6 +161,9 @@ fn conditions(filter: &ImageSearch, driver: &Driver) -> Vec<SimpleExpr> {
     let mut all = Vec::new();
     if let Some(status) = filter.status {
         all.push(Expr::col((image::Entity, image::Column::Status)).eq(status.as_str()));
+    }
+    if let Some(state) = filter.processing {
+        all.push(Expr::col((image::Entity, image::Column::ProcessingState)).eq(state.as_str()));
     }
     if let Some(category) = filter.category {
         all.push(Expr::col((image::Entity, image::Column::Category)).eq(category.as_str()));

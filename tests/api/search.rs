@@ -122,6 +122,7 @@ impl Oracle {
         self.images
             .iter()
             .filter(|i| text("status").is_none_or(|s| i.status == s))
+            .filter(|i| text("processingState").is_none_or(|s| i.processing_state == s))
             .filter(|i| text("category").is_none_or(|c| i.category == c))
             .filter(|i| {
                 let quality = i.quality_score.or(i.measured_quality).unwrap_or(0.0);
@@ -145,7 +146,7 @@ impl Oracle {
 }
 
 /// Spreads the demo catalog over what the filters look at: every 13th image inactive, every
-/// 17th untagged, every 3rd a day older; returns the time between old and new.
+/// 17th untagged, every 3rd a day older, every 11th pending and every 19th failed processing; returns the time between old and new.
 async fn vary_the_catalog(app: &TestApp) -> DateTime<Utc> {
     let db = &app.core.db;
     image::Entity::update_many()
@@ -154,6 +155,14 @@ async fn vary_the_catalog(app: &TestApp) -> DateTime<Utc> {
         .exec(db)
         .await
         .expect("deactivate");
+    for (state, every) in [("PENDING", 11), ("FAILED", 19)] {
+        image::Entity::update_many()
+            .col_expr(image::Column::ProcessingState, Expr::value(state))
+            .filter(Expr::cust(format!("id % {every} = 0")))
+            .exec(db)
+            .await
+            .expect("processing state");
+    }
     image_tag::Entity::delete_many()
         .filter(Expr::cust("image_id % 17 = 0"))
         .exec(db)
@@ -193,6 +202,8 @@ async fn each_filter_lists_the_matching_images_newest_first_across_pages() {
     let cases = [
         json!({}),
         json!({ "status": "INACTIVE" }),
+        json!({ "processingState": "PENDING" }),
+        json!({ "processingState": "FAILED", "status": "ACTIVE" }),
         json!({ "status": "ACTIVE", "maxQuality": 0.4 }),
         json!({ "partnerId": "2" }),
         json!({ "partnerId": "3", "category": "BEDROOM", "minQuality": 0.5 }),
