@@ -236,7 +236,8 @@ impl<'a> Writer<'a> {
         Ok(true)
     }
 
-    /// Writes `{...}` with each included entry of `selections` written by `field`.
+    /// Writes `{...}` with each included entry of `selections` written by `field`; declines
+    /// when none is included.
     fn object<F>(
         &self,
         out: &mut Vec<u8>,
@@ -255,6 +256,10 @@ impl<'a> Writer<'a> {
             first = false;
             out.extend_from_slice(&entry.key);
             field(out, &entry.field)?;
+        }
+        if first {
+            // Every field skipped: the executor's answer for that is its own (null in places).
+            return Err(Decline);
         }
         out.push(b'}');
         Ok(())
