@@ -445,9 +445,40 @@ async fn catalog(app: &TestApp) -> Catalog {
     Catalog { images }
 }
 
-/// A new catalog state: some images offline everywhere, some for one hotel only.
+/// A new catalog state: some images offline everywhere, some for one hotel only; hotels' own
+/// captions of some of their images, and images' own captions (with characters to escape).
 async fn change_catalog(app: &TestApp, rng: &mut SmallRng, images: &[i64]) {
     let admin = app.admin();
+    for n in 0..8 {
+        let hotel = rng.random_range(1..40).to_string();
+        let shown = app
+            .graphql(
+                "query($id: ID!) { hotel(id: $id) { gallery(first: 5) { nodes { id } } } }",
+                json!({ "id": hotel }),
+            )
+            .await
+            .ok();
+        let Some(image) = shown["hotel"]["gallery"]["nodes"][rng.random_range(0..5)]["id"].as_str()
+        else {
+            continue;
+        };
+        let caption = format!("hotel \"{n}\" caption \u{e9}\n\u{1F600}");
+        app.graphql_as(
+            &admin,
+            "mutation($input: UpdateHotelImageInput!) { updateHotelImage(input: $input) { userErrors { code } } }",
+            json!({ "input": { "hotelId": hotel, "imageId": image, "caption": caption } }),
+        )
+        .await
+        .ok();
+        let other = images[rng.random_range(0..images.len())].to_string();
+        app.graphql_as(
+            &admin,
+            "mutation($input: UpdateImageInput!) { updateImage(input: $input) { userErrors { code } } }",
+            json!({ "input": { "imageId": other, "caption": format!("own <{n}> \\ caption") } }),
+        )
+        .await
+        .ok();
+    }
     let deactivate = operation("admin/DeactivateImage.graphql");
     for _ in 0..6 {
         let image = images[rng.random_range(0..images.len())];
@@ -523,6 +554,7 @@ async fn compiled_plans_answer_as_the_executor_does() {
         );
     }
     let planned = planned_answers(&planning).await;
+    eprintln!("{} random operations per state, 3 states: {planned} answers by plans", cases);
     assert!(
         planned >= cases as f64,
         "plans answered only {planned} requests"
