@@ -272,13 +272,19 @@ impl BatchAnswer {
 
 /// Executes one request (prepared with [`prepare`]) with the library's executor only: see
 /// [`answer`].
-pub async fn execute(schema: &AppSchema, request: async_graphql::Request) -> async_graphql::Response {
+pub async fn execute(
+    schema: &AppSchema,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
     match run(schema, request, false).await {
         Answer::Executed(response) => response,
         // (Not reached: plans are not allowed here.)
-        Answer::Planned(_) => async_graphql::Response::from_errors(vec![
-            async_graphql::ServerError::new("internal server error", None),
-        ]),
+        Answer::Planned(_) => {
+            async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                "internal server error",
+                None,
+            )])
+        }
     }
 }
 
@@ -317,16 +323,16 @@ async fn run(
         // The library reports the syntax error.
         Err(_) => (schema.execute(request).await, true),
         Ok(Err(error)) => (async_graphql::Response::from_errors(vec![error]), false),
-        Ok(Ok(())) => {
-            match planned_or_executed(schema, around, request, plans_allowed).await {
-                Answer::Planned(body) => {
-                    around.metrics.operation(operation.as_deref(), started.elapsed());
-                    around.metrics.planned_answer();
-                    return Answer::Planned(body);
-                }
-                Answer::Executed(response) => (response, false),
+        Ok(Ok(())) => match planned_or_executed(schema, around, request, plans_allowed).await {
+            Answer::Planned(body) => {
+                around
+                    .metrics
+                    .operation(operation.as_deref(), started.elapsed());
+                around.metrics.planned_answer();
+                return Answer::Planned(body);
             }
-        }
+            Answer::Executed(response) => (response, false),
+        },
     };
     observe::record(
         &around.metrics,

@@ -12,15 +12,15 @@
 //! `LIMIT_EXCEEDED` or a validation error leaves nothing behind: anonymous clients cannot fill
 //! either cache with texts that never run.
 
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::BatchRequest;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::AppState;
 use super::refusal::error_response;
-use crate::graphql::{Answer, BatchAnswer, Introspection, passed_validation};
 use crate::graphql::limits::{self, LIMIT_EXCEEDED};
+use crate::graphql::{Answer, BatchAnswer, Introspection, passed_validation};
 use crate::service::auth::{Actor, Refused};
 use crate::telemetry::Metrics;
 

@@ -21,8 +21,8 @@
 //! - `Cache-Control`: a successful query of public fields only is `public, max-age=N`
 //!   (`CACHE_CONTROL_MAX_AGE`); mutations, internal fields, errors and refusals are `no-store`.
 
-use async_graphql::ParseRequestError;
 use async_graphql::BatchRequest;
+use async_graphql::ParseRequestError;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};

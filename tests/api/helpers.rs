@@ -205,7 +205,10 @@ pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
 }
 
 /// [`spawn_replica_of`] with its settings changed by `configure`.
-pub async fn spawn_replica_of_with(app: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_replica_of_with(
+    app: &TestApp,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let shared = Shared {
         url: app.settings.database_url(),
         db: app._db.clone(),

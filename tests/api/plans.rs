@@ -23,7 +23,12 @@ use crate::helpers::{TestApp, operation, sample, spawn_app, spawn_replica_of_wit
 use images_subgraph::config::Switch;
 
 /// Posts `query` with `variables` and returns (status, Cache-Control, body).
-async fn post(app: &TestApp, query: &str, variables: &Value, token: Option<&str>) -> (u16, String, Value) {
+async fn post(
+    app: &TestApp,
+    query: &str,
+    variables: &Value,
+    token: Option<&str>,
+) -> (u16, String, Value) {
     let mut request = app
         .client
         .post(app.url("/graphql"))
@@ -174,7 +179,14 @@ impl Generator {
     }
 
     fn image(&mut self) -> String {
-        let sizes = ["THUMBNAIL", "SMALL", "MEDIUM", "LARGE", "XLARGE", "ORIGINAL"];
+        let sizes = [
+            "THUMBNAIL",
+            "SMALL",
+            "MEDIUM",
+            "LARGE",
+            "XLARGE",
+            "ORIGINAL",
+        ];
         let size = sizes[self.rng.random_range(0..sizes.len())];
         let url = match self.rng.random_range(0..4) {
             0 => "url".to_owned(),
@@ -243,10 +255,16 @@ impl Generator {
         };
         let page_info = self.selection(
             "PageInfo",
-            ["hasNextPage", "hasPreviousPage", "startCursor", "endCursor", "__typename"]
-                .iter()
-                .map(|f| (*f).to_owned())
-                .collect(),
+            [
+                "hasNextPage",
+                "hasPreviousPage",
+                "startCursor",
+                "endCursor",
+                "__typename",
+            ]
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect(),
         );
         let node = self.image();
         let edge = self.selection(
@@ -289,7 +307,9 @@ impl Generator {
     fn hotel_id(&mut self) -> Value {
         match self.rng.random_range(0..12) {
             0 => json!(format!("{}", self.rng.random_range(600..700))),
-            1 => json!(["abc", "-1", "0", "", "1.5", "99999999999999999999"][self.rng.random_range(0..6)]),
+            1 => json!(
+                ["abc", "-1", "0", "", "1.5", "99999999999999999999"][self.rng.random_range(0..6)]
+            ),
             2 => json!(self.rng.random_range(1..40)),
             _ => json!(format!("{}", self.rng.random_range(1..40))),
         }
@@ -345,7 +365,11 @@ impl Generator {
                 format!("{alias}hotel(id: {arg}){directive} {hotel}")
             }
             3 => {
-                let n = if self.chance(0.05) { 101 } else { self.rng.random_range(0..6) };
+                let n = if self.chance(0.05) {
+                    101
+                } else {
+                    self.rng.random_range(0..6)
+                };
                 let ids: Vec<Value> = (0..n).map(|_| self.hotel_id()).collect();
                 let var = self.variable("[ID!]!", Some(json!(ids)), None);
                 let hotel = self.hotel();
@@ -377,7 +401,9 @@ impl Generator {
         self.definitions.clear();
         self.values.clear();
         self.fragments.clear();
-        let roots: Vec<String> = (0..self.rng.random_range(1..3)).map(|_| self.root()).collect();
+        let roots: Vec<String> = (0..self.rng.random_range(1..3))
+            .map(|_| self.root())
+            .collect();
         // Only what the picked fields use: the library refuses unused fragments and variables.
         let mut text = roots.join(" ");
         let mut fragments: Vec<&String> = Vec::new();
@@ -399,11 +425,19 @@ impl Generator {
             .iter()
             .filter(|d| mentions(&text, d.split(':').next().unwrap_or_default()))
             .collect();
-        self.values.retain(|name, _| mentions(&text, &format!("${name}")));
+        self.values
+            .retain(|name, _| mentions(&text, &format!("${name}")));
         let definitions = if definitions.is_empty() {
             String::new()
         } else {
-            format!("({})", definitions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "({})",
+                definitions
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let body = roots.join(" ");
         let fragments: Vec<&str> = fragments.iter().map(|f| f.as_str()).collect();
@@ -436,7 +470,12 @@ async fn catalog(app: &TestApp) -> Catalog {
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|h| h["gallery"]["nodes"].as_array().cloned().unwrap_or_default())
+        .flat_map(|h| {
+            h["gallery"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|n| n["id"].as_str().and_then(|id| id.parse().ok()))
         .collect();
     images.sort_unstable();
@@ -518,14 +557,22 @@ async fn compiled_plans_answer_as_the_executor_does() {
         let executor = spawn_replica_of_with(&planning, |s| s.compiled_plans = Switch::Off).await;
         // The consumers' operations are fixed cases, with their documented variables.
         let fixed = [
-            ("frontend/HotelGallery.graphql", json!({ "id": "1", "first": 30 }), None),
+            (
+                "frontend/HotelGallery.graphql",
+                json!({ "id": "1", "first": 30 }),
+                None,
+            ),
             ("frontend/HotelGallery.graphql", json!({ "id": "2" }), None),
             (
                 "frontend/SearchResultsMainImages.graphql",
                 json!({ "representations": (1..=50).map(|i| json!({ "__typename": "Hotel", "id": i.to_string() })).collect::<Vec<_>>() }),
                 None,
             ),
-            ("admin/HotelImagesOverview.graphql", json!({ "id": "1" }), Some(planning.admin())),
+            (
+                "admin/HotelImagesOverview.graphql",
+                json!({ "id": "1" }),
+                Some(planning.admin()),
+            ),
             (
                 "admin/ImageLookup.graphql",
                 json!({ "legacyId": "L-1001", "url": "https://images.example.com/a/b.jpg" }),
@@ -533,7 +580,14 @@ async fn compiled_plans_answer_as_the_executor_does() {
             ),
         ];
         for (path, variables, token) in &fixed {
-            same_answer(&planning, &executor, &operation(path), variables, token.as_deref()).await;
+            same_answer(
+                &planning,
+                &executor,
+                &operation(path),
+                variables,
+                token.as_deref(),
+            )
+            .await;
         }
         let mut generator = Generator {
             rng: SmallRng::seed_from_u64(seed.wrapping_add(state)),
@@ -554,7 +608,10 @@ async fn compiled_plans_answer_as_the_executor_does() {
         );
     }
     let planned = planned_answers(&planning).await;
-    eprintln!("{} random operations per state, 3 states: {planned} answers by plans", cases);
+    eprintln!(
+        "{} random operations per state, 3 states: {planned} answers by plans",
+        cases
+    );
     assert!(
         planned >= cases as f64,
         "plans answered only {planned} requests"

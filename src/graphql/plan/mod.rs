@@ -65,7 +65,8 @@ impl Plans {
     /// when it never ran (or fell out of the cache).
     pub fn get(&self, query: &str, operation: Option<&str>) -> Option<Option<Arc<Plan>>> {
         // (The key is owned: the cache takes `&(String, Option<String>)`.)
-        self.0.get(&(query.to_owned(), operation.map(str::to_owned)))
+        self.0
+            .get(&(query.to_owned(), operation.map(str::to_owned)))
     }
 
     /// Keeps the plan of a document that passed the limits and the library's validation.
@@ -384,7 +385,10 @@ impl<'a> Compiler<'a> {
     }
 
     fn note_list(&mut self, arg: &Arg, weight: &mut usize) {
-        self.variable_lists |= !matches!(arg.0.as_ref().map(|v| v.clone().into_const()), Some(Some(_)) | None);
+        self.variable_lists |= !matches!(
+            arg.0.as_ref().map(|v| v.clone().into_const()),
+            Some(Some(_)) | None
+        );
         *weight = weight.saturating_mul(MAX_LIST);
     }
 

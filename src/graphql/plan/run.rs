@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_graphql::{ID, InputType, Variables};
 
 use super::{
-    Arg, Compiled, Condition, ConnectionField, Decline, EdgeField, Entry, HotelField,
-    ImageField, PageInfoField, Plan, RootField,
+    Arg, Compiled, Condition, ConnectionField, Decline, EdgeField, Entry, HotelField, ImageField,
+    PageInfoField, Plan, RootField,
 };
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::domain::curation::HotelRecord;
@@ -119,8 +119,12 @@ impl Plan {
                 };
                 list.iter().map(representation).collect::<Compiled<_>>()?
             }
-            RootField::Hotel(id, _) => vec![Root::Hotel(parse_id(&ID::parse(Some(value(id)?)).map_err(|_| Decline)?))],
-            RootField::Image(id, _) => vec![Root::Image(parse_id(&ID::parse(Some(value(id)?)).map_err(|_| Decline)?))],
+            RootField::Hotel(id, _) => vec![Root::Hotel(parse_id(
+                &ID::parse(Some(value(id)?)).map_err(|_| Decline)?,
+            ))],
+            RootField::Image(id, _) => vec![Root::Image(parse_id(
+                &ID::parse(Some(value(id)?)).map_err(|_| Decline)?,
+            ))],
             RootField::Hotels(ids, _) => ids_of(value(ids)?)?
                 .iter()
                 .map(|id| Root::Hotel(parse_id(id)))
