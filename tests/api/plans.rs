@@ -241,8 +241,12 @@ impl Generator {
         }
         if self.chance(0.4) {
             let cursor = self.cursor();
-            if self.chance(0.5) {
+            if self.chance(0.4) {
                 args.push(format!("after: {cursor}"));
+            } else if self.chance(0.3) {
+                // Declared, not given: absent.
+                let var = self.variable("String", None, None);
+                args.push(format!("after: {var}"));
             } else {
                 let var = self.variable("String", Some(cursor), None);
                 args.push(format!("after: {var}"));

@@ -620,4 +620,22 @@ impl Arg {
             Some(value) => value.clone().into_const_with(lookup).map(Some),
         }
     }
+
+    /// As [`Arg::value`], for an argument without a default whose absence and null mean the
+    /// same (`after`): a variable not given and without default is absent too.
+    fn value_or_absent(
+        &self,
+        variables: &async_graphql::Variables,
+        definitions: &[Positioned<VariableDefinition>],
+    ) -> Compiled<Option<async_graphql::Value>> {
+        if let Some(DocumentValue::Variable(name)) = &self.0
+            && variables.get(name).is_none()
+            && !definitions
+                .iter()
+                .any(|d| d.node.name.node == *name && d.node.default_value.is_some())
+        {
+            return Ok(None);
+        }
+        self.value(variables, definitions)
+    }
 }

@@ -141,7 +141,7 @@ impl Plan {
             None => 20,
             Some(value) => i32::parse(Some(value)).map_err(|_| Decline)?,
         };
-        let after = match after.value(variables, &self.variables)? {
+        let after = match after.value_or_absent(variables, &self.variables)? {
             None => None,
             Some(value) => Option::<String>::parse(Some(value)).map_err(|_| Decline)?,
         };
