@@ -241,6 +241,7 @@ pub fn schema(
         catalog,
         media: media(settings)?,
         loader_delay: Duration::from_micros(settings.loader_delay_us),
+        compiled_plans: settings.compiled_plans == crate::config::Switch::On,
         limits: QueryLimits {
             max_depth: settings.query_max_depth,
             max_complexity: settings.query_max_complexity,

@@ -164,6 +164,13 @@ pub struct WarmupArgs {
     pub timeout_ms: u64,
 }
 
+/// A feature turned `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// An image size as `warmup --sizes` names it (`Image.url(size:)`'s sizes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WarmupSize {
@@ -514,6 +521,18 @@ pub struct Settings {
     /// How long a loader batch waits for more keys, in microseconds.
     #[arg(long, env = "LOADER_DELAY_US", default_value_t = 500, global = true)]
     pub loader_delay_us: u64,
+
+    /// Answer the hot read operations with their compiled plans (`on`), or send every
+    /// operation through async-graphql's executor (`off`): an escape hatch, and the reference
+    /// the plans are compared with.
+    #[arg(
+        long,
+        env = "COMPILED_PLANS",
+        value_enum,
+        default_value_t = Switch::On,
+        global = true
+    )]
+    pub compiled_plans: Switch,
 
     /// Smallest short side (px) of a gallery image.
     #[arg(

@@ -62,6 +62,7 @@ pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const OPERATION_DURATION: &str = "graphql_operation_duration_seconds";
 pub const GRAPHQL_ERRORS: &str = "graphql_errors_total";
 pub const LOADER_BATCH_SIZE: &str = "dataloader_batch_size";
+pub const PLANNED_ANSWERS: &str = "graphql_planned_answers_total";
 pub const DB_STATEMENTS: &str = "db_statements_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_IDLE: &str = "db_pool_idle_connections";
@@ -227,6 +228,14 @@ impl Metrics {
         self.0
             .recorder
             .register_counter(&key, &METADATA)
+            .increment(1);
+    }
+
+    /// One operation answered by its compiled plan (the others went through the executor).
+    pub fn planned_answer(&self) {
+        self.0
+            .recorder
+            .register_counter(&Key::from_static_name(PLANNED_ANSWERS), &METADATA)
             .increment(1);
     }
 

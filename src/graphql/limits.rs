@@ -173,23 +173,6 @@ pub(super) fn root_fields<'a>(
     }
 }
 
-/// The representations an `_entities` field is given through a variable (what gateways send).
-pub(super) fn variable_representations<'a>(
-    field: &async_graphql::parser::types::Field,
-    variables: &'a Variables,
-) -> &'a [async_graphql::Value] {
-    let Some(argument) = field.get_argument("representations") else {
-        return &[];
-    };
-    match &argument.node {
-        DocumentValue::Variable(name) => match variables.get(name) {
-            Some(async_graphql::Value::List(items)) => items,
-            _ => &[],
-        },
-        _ => &[],
-    }
-}
-
 /// How many representations an `_entities` field is given, inline or through a variable.
 fn representations(field: &async_graphql::parser::types::Field, variables: &Variables) -> usize {
     let Some(argument) = field.get_argument("representations") else {

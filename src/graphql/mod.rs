@@ -13,6 +13,7 @@
 //! - [`connection`]: Relay connections and cursors.
 //! - [`loader`]: request-scoped batched loading.
 //! - [`limits`]: per-document limits checked right after parsing.
+//! - [`plan`]: compiled plans for the hot read operations (the executor's fast path).
 //! - [`sdl`]: the federation SDL as published, with the router's directives, and `_service`.
 //! - [`observe`]: operation latency and error metrics.
 //! - [`error`]: how failures reach clients.
@@ -27,6 +28,7 @@ pub mod loader;
 pub mod mutation;
 pub mod observe;
 pub mod payload;
+pub mod plan;
 pub mod query;
 pub mod sdl;
 pub mod types;
@@ -36,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
 
-use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::ingest::Ingestor;
@@ -44,7 +45,6 @@ use crate::service::manage::Manager;
 use crate::service::purge::Purger;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
-use loader::Loaders;
 pub use mutation::Mutation;
 pub use payload::RequestId;
 pub use query::Query;
@@ -74,6 +74,9 @@ pub struct SchemaDeps {
     pub introspection: Introspection,
     /// Where operation latency, errors and loader batch sizes are recorded.
     pub metrics: Metrics,
+    /// Whether plan-able operations are answered by their compiled plans ([`plan`]); off, every
+    /// operation goes through the executor (the plans' analysis still feeds its loaders).
+    pub compiled_plans: bool,
 }
 
 /// Limits on one operation.
@@ -107,6 +110,7 @@ struct LoaderFactory {
 /// missing from the schema).
 pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
     let limits = deps.limits;
+    let media = Arc::new(deps.media);
     // The SDL depends on the types only: a bare schema exports the same text.
     let bare = schema_builder().finish();
     let sdl = sdl::ServePublishedSdl::new(
@@ -119,10 +123,14 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
         .limit_directives(limits.max_directives)
         .data(AroundExecution {
             limits: limits.document,
+            max_complexity: limits.max_complexity,
             sdl,
             metrics: deps.metrics.clone(),
+            plans: plan::Plans::default(),
+            compiled_plans: deps.compiled_plans,
+            media: media.clone(),
         })
-        .data(Arc::new(deps.media))
+        .data(media)
         .data(deps.catalog.clone())
         .data(deps.manager)
         .data(deps.ingestor)
@@ -148,37 +156,159 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
 /// What [`execute`] does around the library's execution (kept in the schema's data).
 struct AroundExecution {
     limits: limits::DocumentLimits,
+    /// The schema's complexity limit, which a plan must be sure to respect.
+    max_complexity: usize,
     sdl: sdl::ServePublishedSdl,
     metrics: Metrics,
+    /// Compiled plans of the documents that ran and passed validation.
+    plans: plan::Plans,
+    compiled_plans: bool,
+    media: Arc<Media>,
 }
 
-/// Executes one request (prepared with [`prepare`]): the document limits right after parsing,
-/// the library's validation and execution, the published SDL in `_service`, and the
-/// operation's metrics.
+/// The answer to one request: the executor's, or a plan's JSON (which carries no errors: a plan
+/// that would answer one declines).
+pub enum Answer {
+    Executed(async_graphql::Response),
+    /// The whole JSON body of the response (`{"data":...}`).
+    Planned(Vec<u8>),
+}
+
+/// The answers to a request or a batch.
+pub enum BatchAnswer {
+    Single(Answer),
+    Batch(Vec<Answer>),
+}
+
+impl From<async_graphql::BatchResponse> for BatchAnswer {
+    fn from(response: async_graphql::BatchResponse) -> Self {
+        match response {
+            async_graphql::BatchResponse::Single(r) => Self::Single(Answer::Executed(r)),
+            async_graphql::BatchResponse::Batch(rs) => {
+                Self::Batch(rs.into_iter().map(Answer::Executed).collect())
+            }
+        }
+    }
+}
+
+impl Answer {
+    /// What `Cache-Control` the answer allows: a plan shows public fields only, which carry no
+    /// hints (the library's default).
+    pub fn cache_control(&self) -> async_graphql::CacheControl {
+        match self {
+            Answer::Executed(response) => response.cache_control,
+            Answer::Planned(_) => async_graphql::CacheControl::default(),
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        match self {
+            Answer::Executed(response) => response.is_ok(),
+            Answer::Planned(_) => true,
+        }
+    }
+
+    /// The executor's response; `None` for a plan's answer (which ran, passed validation and
+    /// has no errors).
+    pub fn executed(&self) -> Option<&async_graphql::Response> {
+        match self {
+            Answer::Executed(response) => Some(response),
+            Answer::Planned(_) => None,
+        }
+    }
+
+    /// Appends the answer's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Answer::Executed(response) => serde_json::to_writer(out, response),
+            Answer::Planned(body) => {
+                out.extend_from_slice(body);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl BatchAnswer {
+    pub fn answers(&self) -> &[Answer] {
+        match self {
+            BatchAnswer::Single(answer) => std::slice::from_ref(answer),
+            BatchAnswer::Batch(answers) => answers,
+        }
+    }
+
+    /// Whether the schema's cache hints let shared caches keep the answers: every answer is
+    /// public and none is `no_cache` (what `BatchResponse::cache_control` merges to).
+    pub fn publicly_cacheable(&self) -> bool {
+        self.answers().iter().all(|answer| {
+            let hints = answer.cache_control();
+            hints.public && hints.max_age != -1
+        })
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.answers().iter().all(Answer::is_ok)
+    }
+
+    /// The JSON body: one answer, or an array of them.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(4096);
+        match self {
+            BatchAnswer::Single(answer) => answer.write_json(&mut out)?,
+            BatchAnswer::Batch(answers) => {
+                out.push(b'[');
+                for (i, answer) in answers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    answer.write_json(&mut out)?;
+                }
+                out.push(b']');
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Executes one request (prepared with [`prepare`]) with the library's executor only: see
+/// [`answer`].
+pub async fn execute(
+    schema: &AppSchema,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    match run(schema, request, false).await {
+        Answer::Executed(response) => response,
+        // (Not reached: plans are not allowed here.)
+        Answer::Planned(_) => {
+            async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                "internal server error",
+                None,
+            )])
+        }
+    }
+}
+
+/// Answers one request (prepared with [`prepare`]): the document limits right after parsing,
+/// then the compiled plan of a document that ran before and is plan-able, else the library's
+/// validation and execution; the published SDL in `_service`, and the operation's metrics.
 ///
 /// These run around `Schema::execute` rather than as async-graphql extensions: with any
 /// extension installed, the library resolves every field through the extension chain (a boxed
 /// future per extension and two registry lookups per field), a sizeable share of the CPU of a
 /// search page (see BENCHMARKS.md).
-pub async fn execute(
+pub async fn answer(schema: &AppSchema, request: async_graphql::Request) -> Answer {
+    run(schema, request, true).await
+}
+
+async fn run(
     schema: &AppSchema,
     mut request: async_graphql::Request,
-) -> async_graphql::Response {
+    plans_allowed: bool,
+) -> Answer {
     let Some(around) = schema.data::<AroundExecution>() else {
-        return schema.execute(request).await;
+        return Answer::Executed(schema.execute(request).await);
     };
     let started = Instant::now();
-    let factory = schema.data::<LoaderFactory>();
-    let loaders = factory.map(|factory| {
-        loader::loaders(
-            factory.catalog.clone(),
-            factory.metrics.clone(),
-            factory.delay,
-        )
-    });
-    if let Some(loaders) = &loaders {
-        request = request.data(loaders.clone());
-    }
     let mut operation = request.operation_name.clone();
     // (The document borrows the request mutably: the variables step aside meanwhile.)
     let variables = std::mem::take(&mut request.variables);
@@ -192,19 +322,16 @@ pub async fn execute(
     let (response, parse_failed) = match checked {
         // The library reports the syntax error.
         Err(_) => (schema.execute(request).await, true),
-        Ok(checked) => match checked {
-            Err(error) => (async_graphql::Response::from_errors(vec![error]), false),
-            Ok(()) => {
-                if let (Some(factory), Some(loaders)) = (factory, &loaders) {
-                    prime(&factory.catalog, loaders, &mut request).await;
-                }
-                let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
-                let mut response = schema.execute(request).await;
-                if asks_for_sdl {
-                    around.sdl.patch(&mut response);
-                }
-                (response, false)
+        Ok(Err(error)) => (async_graphql::Response::from_errors(vec![error]), false),
+        Ok(Ok(())) => match planned_or_executed(schema, around, request, plans_allowed).await {
+            Answer::Planned(body) => {
+                around
+                    .metrics
+                    .operation(operation.as_deref(), started.elapsed());
+                around.metrics.planned_answer();
+                return Answer::Planned(body);
             }
+            Answer::Executed(response) => (response, false),
         },
     };
     observe::record(
@@ -214,11 +341,73 @@ pub async fn execute(
         &response,
         parse_failed,
     );
-    response
+    Answer::Executed(response)
 }
 
-/// Executes a batch: each request through [`execute`], one after the other (as the library's
-/// `execute_batch` does).
+/// A document within the limits: its plan's answer when it has one that does not decline,
+/// else the executor's, with the request's loaders fed from the plan's analysis. A plan is
+/// compiled on a document's first run and kept once the executor shows it passed validation.
+async fn planned_or_executed(
+    schema: &AppSchema,
+    around: &AroundExecution,
+    mut request: async_graphql::Request,
+    plans_allowed: bool,
+) -> Answer {
+    let operation = request.operation_name.clone();
+    let cached = around.plans.get(&request.query, operation.as_deref());
+    let catalog = schema.data::<Catalog>();
+    if let (Some(Some(plan)), Some(catalog)) = (&cached, catalog)
+        && plans_allowed
+        && around.compiled_plans
+        && let Ok(loaded) = plan.load(catalog, &request.variables).await
+        && let Ok(body) = plan.write(&loaded, &request.variables, &around.media)
+    {
+        return Answer::Planned(body);
+    }
+    let compiled = match &cached {
+        Some(plan) => plan.clone(),
+        None => match request.parsed_query() {
+            Ok(document) => plan::compile(document, operation.as_deref(), around.max_complexity),
+            Err(_) => None,
+        },
+    };
+    if let Some(factory) = schema.data::<LoaderFactory>() {
+        let loaders = loader::loaders(
+            factory.catalog.clone(),
+            factory.metrics.clone(),
+            factory.delay,
+        );
+        // Failures are left to the resolvers, which load again and report them.
+        if let Some(plan) = &compiled
+            && let Ok(loaded) = plan.load(&factory.catalog, &request.variables).await
+        {
+            loaded.feed(&loaders).await;
+        }
+        request = request.data(loaders);
+    }
+    let query = cached.is_none().then(|| request.query.clone());
+    let asks_for_sdl = sdl::ServePublishedSdl::concerns(&request.query);
+    let mut response = schema.execute(request).await;
+    if asks_for_sdl {
+        around.sdl.patch(&mut response);
+    }
+    if let Some(query) = query
+        && passed_validation(&response)
+    {
+        around.plans.keep(&query, operation.as_deref(), compiled);
+    }
+    Answer::Executed(response)
+}
+
+/// Whether `response` ran, i.e. its document passed the limits and validation: it has data,
+/// or errors of fields (a refusal before execution has neither).
+pub fn passed_validation(response: &async_graphql::Response) -> bool {
+    response.data != async_graphql::Value::Null
+        || response.errors.iter().any(|error| !error.path.is_empty())
+}
+
+/// Executes a batch with the library's executor: each request through [`execute`], one after
+/// the other (as the library's `execute_batch` does).
 pub async fn execute_batch(
     schema: &AppSchema,
     batch: async_graphql::BatchRequest,
@@ -233,6 +422,22 @@ pub async fn execute_batch(
                 responses.push(execute(schema, request).await);
             }
             async_graphql::BatchResponse::Batch(responses)
+        }
+    }
+}
+
+/// Answers a batch: each request through [`answer`], one after the other.
+pub async fn answer_batch(schema: &AppSchema, batch: async_graphql::BatchRequest) -> BatchAnswer {
+    match batch {
+        async_graphql::BatchRequest::Single(request) => {
+            BatchAnswer::Single(answer(schema, request).await)
+        }
+        async_graphql::BatchRequest::Batch(requests) => {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(answer(schema, request).await);
+            }
+            BatchAnswer::Batch(answers)
         }
     }
 }
@@ -252,146 +457,6 @@ pub fn prepare(
         request = request.disable_introspection();
     }
     request
-}
-
-/// Loads, before execution, the records the frontend's two hot operations will ask for, and
-/// feeds them into the request's loaders (with "not found" for hotels that do not exist):
-/// - the search page (`_entities` of `Hotel` representations): the hotels, and their main
-///   images when the document selects `mainImage`;
-/// - the hotel page (`hotel(id:)`): the hotel, its main image when selected, and the images of
-///   its curated gallery when the document selects `gallery`.
-///
-/// Each kind is one call to the catalog (one statement per table on a cache miss).
-///
-/// Executed field by field, the library registers these keys a few at a time: the selection
-/// set of each entity yields back to the scheduler after its first poll, and the list of
-/// entities yields after two such yields. Alone on a core a request is polled again at once
-/// and its loaders still see every key in one batch; under load other requests run in
-/// between, the batch delay elapses, and the batches split (measured: 23 statements per search
-/// page at 32 connections instead of 2). Primed, the resolvers find every record in the
-/// request's loader cache: no batch runs, so no field waits for the batch delay's timer
-/// (which tokio rounds up to a whole millisecond, once per level of the page).
-async fn prime(catalog: &Catalog, loaders: &Loaders, request: &mut async_graphql::Request) {
-    let variables = std::mem::take(&mut request.variables);
-    let operation_name = request.operation_name.clone();
-    let roots = match request.parsed_query() {
-        Ok(document) => requested_hotels(document, operation_name.as_deref(), &variables),
-        Err(_) => RootHotels::default(),
-    };
-    request.variables = variables;
-    let mut hotels: Vec<HotelId> = roots.entities.iter().chain(&roots.pages).copied().collect();
-    if hotels.is_empty() {
-        return;
-    }
-    hotels.sort_unstable();
-    hotels.dedup();
-    // Failures are left to the resolvers, which load again and report them.
-    let Ok(found) = catalog.hotels(&hotels).await else {
-        return;
-    };
-    let mut images: Vec<ImageId> = Vec::new();
-    if request.query.contains("mainImage") {
-        images.extend(
-            found
-                .values()
-                .filter_map(|h| h.main.as_ref().map(|m| m.image_id)),
-        );
-    }
-    if request.query.contains("gallery") {
-        for id in &roots.pages {
-            images.extend(found.get(id).iter().flat_map(|h| h.gallery.iter().copied()));
-        }
-    }
-    loaders.feed_many(loader::every_key(&hotels, found)).await;
-    if images.is_empty() {
-        return;
-    }
-    images.sort_unstable();
-    images.dedup();
-    if let Ok(found) = catalog.images(&images).await {
-        loaders.feed_many(loader::every_key(&images, found)).await;
-    }
-}
-
-/// The hotels an operation asks for at its root.
-#[derive(Debug, Default, PartialEq)]
-struct RootHotels {
-    /// Of the `Hotel` representations of `_entities`, given through a variable (as gateways
-    /// send them).
-    entities: Vec<HotelId>,
-    /// Of `hotel(id:)`, a literal or a variable.
-    pages: Vec<HotelId>,
-}
-
-/// The hotels the executed operation of `document` asks for at its root.
-fn requested_hotels(
-    document: &async_graphql::parser::types::ExecutableDocument,
-    operation_name: Option<&str>,
-    variables: &async_graphql::Variables,
-) -> RootHotels {
-    use async_graphql::parser::types::DocumentOperations;
-    let mut hotels = RootHotels::default();
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => operation,
-        (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
-            Some(operation) => operation,
-            None => return hotels,
-        },
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            match operations.values().next() {
-                Some(operation) => operation,
-                None => return hotels,
-            }
-        }
-        _ => return hotels,
-    };
-    let mut roots = Vec::new();
-    limits::root_fields(
-        document,
-        &operation.node.selection_set.node,
-        &mut std::collections::HashSet::new(),
-        &mut roots,
-    );
-    for field in roots {
-        match field.name.node.as_str() {
-            "_entities" => {
-                for representation in limits::variable_representations(field, variables) {
-                    let async_graphql::Value::Object(fields) = representation else {
-                        continue;
-                    };
-                    let is_hotel = matches!(
-                        fields.get("__typename"),
-                        Some(async_graphql::Value::String(name)) if name == "Hotel"
-                    );
-                    if let (true, Some(id)) = (is_hotel, fields.get("id").and_then(hotel_id)) {
-                        hotels.entities.push(id);
-                    }
-                }
-            }
-            "hotel" => {
-                let id = field
-                    .get_argument("id")
-                    .and_then(|argument| match &argument.node {
-                        async_graphql_value::Value::Variable(name) => variables.get(name).cloned(),
-                        literal => literal.clone().into_const(),
-                    });
-                if let Some(id) = id.as_ref().and_then(hotel_id) {
-                    hotels.pages.push(id);
-                }
-            }
-            _ => {}
-        }
-    }
-    hotels
-}
-
-/// A hotel ID given as a string or a number; `None` when malformed (the resolvers report it).
-fn hotel_id(value: &async_graphql::Value) -> Option<HotelId> {
-    match value {
-        async_graphql::Value::String(id) => id.parse().ok(),
-        async_graphql::Value::Number(id) => id.as_i64().and_then(HotelId::new),
-        _ => None,
-    }
 }
 
 /// The federation SDL as published to the schema registry (and committed as `schema.graphql`),

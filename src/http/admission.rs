@@ -12,15 +12,15 @@
 //! `LIMIT_EXCEEDED` or a validation error leaves nothing behind: anonymous clients cannot fill
 //! either cache with texts that never run.
 
+use async_graphql::BatchRequest;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::{BatchRequest, BatchResponse};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::AppState;
 use super::refusal::error_response;
-use crate::graphql::Introspection;
 use crate::graphql::limits::{self, LIMIT_EXCEEDED};
+use crate::graphql::{Answer, BatchAnswer, Introspection, passed_validation};
 use crate::service::auth::{Actor, Refused};
 use crate::telemetry::Metrics;
 
@@ -151,22 +151,17 @@ fn is_mutation(document: &ExecutableDocument, wanted: Option<&str>) -> bool {
     }
 }
 
-/// Whether `response` ran, i.e. its document passed the limits and validation: it has data,
-/// or errors of fields (a refusal before execution has neither).
-pub(super) fn passed_validation(response: &async_graphql::Response) -> bool {
-    response.data != async_graphql::Value::Null
-        || response.errors.iter().any(|error| !error.path.is_empty())
+/// Whether an answer ran, i.e. its document passed the limits and validation (a plan's
+/// answer always did).
+pub(super) fn ran(answer: &Answer) -> bool {
+    answer.executed().is_none_or(passed_validation)
 }
 
 impl PendingDocuments {
     /// Caches the parsed documents whose responses show they were valid.
-    pub fn keep_valid(self, state: &AppState, response: &BatchResponse) {
-        let responses: Vec<&async_graphql::Response> = match response {
-            BatchResponse::Single(response) => vec![response],
-            BatchResponse::Batch(responses) => responses.iter().collect(),
-        };
-        for (to_keep, response) in self.0.into_iter().zip(responses) {
-            if passed_validation(response) {
+    pub fn keep_valid(self, state: &AppState, response: &BatchAnswer) {
+        for (to_keep, answer) in self.0.into_iter().zip(response.answers()) {
+            if ran(answer) {
                 state.documents.keep(to_keep);
             }
         }

@@ -21,8 +21,8 @@
 //! - `Cache-Control`: a successful query of public fields only is `public, max-age=N`
 //!   (`CACHE_CONTROL_MAX_AGE`); mutations, internal fields, errors and refusals are `no-store`.
 
+use async_graphql::BatchRequest;
 use async_graphql::ParseRequestError;
-use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 
 use sha2::{Digest as _, Sha256};
 
-use super::admission::{admit, passed_validation};
+use super::admission::{admit, ran};
 use super::auth::AuthError;
 use super::idempotent;
 use super::multipart::GraphQLBody;
@@ -40,7 +40,7 @@ use super::scan::scan;
 use super::{AppState, Protection};
 use crate::cache::persisted::PersistedQueries;
 use crate::graphql::limits::LIMIT_EXCEEDED;
-use crate::graphql::{execute_batch, prepare};
+use crate::graphql::{Answer, BatchAnswer, answer_batch, prepare};
 use crate::telemetry::Metrics;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -109,9 +109,9 @@ pub async fn handle(
         ),
     };
     let response = match key {
-        None => execute_batch(&state.schema, prepared).await,
+        None => answer_batch(&state.schema, prepared).await,
         Some(key) => match idempotent::run(&state, key, prepared, media_type).await {
-            Ok(response) => response,
+            Ok(response) => BatchAnswer::from(response),
             Err(answer) => return *answer,
         },
     };
@@ -125,14 +125,10 @@ pub async fn handle(
 async fn register_valid(
     persisted: &PersistedQueries,
     registrations: Vec<Registration>,
-    response: &BatchResponse,
+    response: &BatchAnswer,
 ) {
     for registration in registrations {
-        let ran = match response {
-            BatchResponse::Single(response) => Some(response),
-            BatchResponse::Batch(responses) => responses.get(registration.index),
-        };
-        if ran.is_some_and(passed_validation) {
+        if response.answers().get(registration.index).is_some_and(ran) {
             persisted.put(&registration.hash, &registration.query).await;
         }
     }
@@ -262,9 +258,8 @@ fn response_media_type(headers: &HeaderMap) -> &'static str {
 
 /// `Cache-Control` of an executed request: shared caches may keep a successful query whose
 /// fields are all public (internal fields and mutations are marked `no_cache` in the schema).
-fn cache_policy(response: &BatchResponse, public_max_age: u32) -> HeaderValue {
-    let hints = response.cache_control();
-    let cacheable = response.is_ok() && hints.public && hints.max_age != -1 && public_max_age > 0;
+fn cache_policy(response: &BatchAnswer, public_max_age: u32) -> HeaderValue {
+    let cacheable = response.is_ok() && response.publicly_cacheable() && public_max_age > 0;
     if cacheable {
         HeaderValue::from_str(&format!("public, max-age={public_max_age}"))
             .unwrap_or(HeaderValue::from_static(NO_STORE))
@@ -273,10 +268,12 @@ fn cache_policy(response: &BatchResponse, public_max_age: u32) -> HeaderValue {
     }
 }
 
-fn respond(response: BatchResponse, media_type: &'static str, public_max_age: u32) -> Response {
+fn respond(response: BatchAnswer, media_type: &'static str, public_max_age: u32) -> Response {
     let failed_before_execution = match &response {
-        BatchResponse::Single(r) => r.data == async_graphql::Value::Null && r.is_err(),
-        BatchResponse::Batch(_) => false,
+        BatchAnswer::Single(Answer::Executed(r)) => {
+            r.data == async_graphql::Value::Null && r.is_err()
+        }
+        _ => false,
     };
     let status = if media_type == GRAPHQL_RESPONSE_JSON && failed_before_execution {
         StatusCode::BAD_REQUEST
@@ -285,10 +282,10 @@ fn respond(response: BatchResponse, media_type: &'static str, public_max_age: u3
     };
     let cache_control = cache_policy(&response, public_max_age);
     let mut extra_headers = HeaderMap::new();
-    if let BatchResponse::Single(r) = &response {
+    if let BatchAnswer::Single(Answer::Executed(r)) = &response {
         extra_headers.extend(r.http_headers.clone());
     }
-    let body = match serde_json::to_vec(&response) {
+    let body = match response.to_json() {
         Ok(body) => body,
         Err(error) => {
             tracing::error!(error = %error, "could not serialize a GraphQL response");

@@ -201,13 +201,22 @@ pub async fn spawn_replicas(n: usize, configure: impl Fn(&mut Settings)) -> Vec<
 /// One more replica of `app`: its settings, database, Redis and object store (not seeded
 /// again), with a pool, caches and relay of its own.
 pub async fn spawn_replica_of(app: &TestApp) -> TestApp {
+    spawn_replica_of_with(app, |_| {}).await
+}
+
+/// [`spawn_replica_of`] with its settings changed by `configure`.
+pub async fn spawn_replica_of_with(
+    app: &TestApp,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let shared = Shared {
         url: app.settings.database_url(),
         db: app._db.clone(),
         media: app._media.clone(),
         redis_prefix: app.settings.redis_prefix.clone(),
     };
-    let settings = app.settings.clone();
+    let mut settings = app.settings.clone();
+    configure(&mut settings);
     launch(&shared, |s| *s = settings, std::future::pending())
         .await
         .0

@@ -23,6 +23,7 @@ mod observability;
 mod operations;
 mod ops;
 mod persisted;
+mod plans;
 mod processing;
 mod protection;
 mod proxy;
