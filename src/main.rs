@@ -1,5 +1,10 @@
 //! The `images-subgraph` binary: settings → telemetry → command.
 
+// The future of `main` nests every command's futures (serve: the HTTP stack, the relay, the
+// workers, ...); computing its layout in a release build passes the default query depth of
+// 128 ("queries overflow the depth limit").
+#![recursion_limit = "256"]
+
 use clap::Parser;
 use images_subgraph::{cli, config::Cli, telemetry};
 
