@@ -46,15 +46,32 @@ enum TestDatabase {
 }
 
 impl TestDatabase {
-    /// `DROP DATABASE` on the server, cutting off connections still open (PostgreSQL refuses
-    /// to drop a database in use; MariaDB waits only for open transactions).
+    /// `DROP DATABASE` on the server, cutting off connections still open. PostgreSQL refuses
+    /// to drop a database in use (`FORCE` ends its sessions); MariaDB waits for the metadata
+    /// locks of open transactions, and a test's app may hold one in a task that cannot run
+    /// while the test's runtime waits here: its connections are killed first, and the drop
+    /// gives up after a few seconds rather than wait forever (`.ci/run` drops leftovers).
     async fn drop_on_server(server: &str, name: &str) -> Result<(), sea_orm::DbErr> {
+        let admin = Database::connect(server).await?;
         let force = if server.starts_with("postgres") {
             " WITH (FORCE)"
         } else {
+            admin
+                .execute_unprepared("SET SESSION lock_wait_timeout = 10")
+                .await?;
+            let sessions = admin
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::MySql,
+                    format!("SELECT id FROM information_schema.processlist WHERE db = '{name}'"),
+                ))
+                .await?;
+            for session in sessions {
+                let id: i64 = session.try_get_by_index(0)?;
+                // Gone already, or ended between the two statements: nothing to kill.
+                let _ = admin.execute_unprepared(&format!("KILL {id}")).await;
+            }
             ""
         };
-        let admin = Database::connect(server).await?;
         let dropped = admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
             .await;
