@@ -17,6 +17,23 @@ async fn upload(app: &TestApp, token: &str, hotel: i64, bytes: Vec<u8>) -> crate
     crate::helpers::upload_png(app, token, UPLOAD, input, bytes).await
 }
 
+/// Sends a hand-made multipart `form` to `/graphql` as the bearer of `token`.
+async fn send_multipart(
+    app: &TestApp,
+    token: &str,
+    form: reqwest::multipart::Form,
+) -> crate::helpers::Answer {
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    crate::helpers::answer(response).await
+}
+
 fn payload(answer: crate::helpers::Answer) -> Value {
     answer.ok()["uploadImage"].clone()
 }
@@ -293,15 +310,7 @@ async fn multipart_operations_and_map_parts_get_the_json_body_limit() {
             .text("operations", operations)
             .text("map", map)
             .part("0", Part::bytes(samples::png(64, 48)).file_name("a.png"));
-        let response = app
-            .client
-            .post(app.url("/graphql"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("an answer");
-        let answer = crate::helpers::answer(response).await;
+        let answer = send_multipart(&app, &token, form).await;
         assert_eq!(
             answer.status,
             reqwest::StatusCode::PAYLOAD_TOO_LARGE,
@@ -318,15 +327,7 @@ async fn multipart_operations_and_map_parts_get_the_json_body_limit() {
     for i in 0..11 {
         form = form.part(i.to_string(), Part::bytes(vec![0u8; 16]).file_name("a.png"));
     }
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("an answer");
-    let answer = crate::helpers::answer(response).await;
+    let answer = send_multipart(&app, &token, form).await;
     assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_codes(), ["BAD_REQUEST"]);
 }
@@ -357,15 +358,7 @@ async fn a_map_naming_one_file_many_times_is_refused() {
             .text("operations", operations.to_string())
             .text("map", map.to_string())
             .part("0", Part::bytes(samples::png(64, 48)).file_name("a.png"));
-        let response = app
-            .client
-            .post(app.url("/graphql"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("an answer");
-        let answer = crate::helpers::answer(response).await;
+        let answer = send_multipart(&app, &token, form).await;
         assert_eq!(answer.status, reqwest::StatusCode::BAD_REQUEST, "{map}");
         assert_eq!(answer.error_codes(), ["BAD_REQUEST"], "{map}");
     }
