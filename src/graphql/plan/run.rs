@@ -269,6 +269,22 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// The first of `items` (a `hotel(id)` field), or all of them as a list (`hotels(ids)`).
+    fn one_or_list<T>(
+        &self,
+        out: &mut Vec<u8>,
+        single: bool,
+        items: Vec<T>,
+        mut item: impl FnMut(&mut Vec<u8>, T) -> Compiled<()>,
+    ) -> Compiled<()> {
+        if single {
+            let first = items.into_iter().next().ok_or(Decline)?;
+            item(out, first)
+        } else {
+            self.list(out, items, item)
+        }
+    }
+
     fn list<T>(
         &self,
         out: &mut Vec<u8>,
@@ -308,12 +324,7 @@ impl<'a> Writer<'a> {
                     }
                     _ => null(out),
                 };
-                if single {
-                    let root = roots.into_iter().next().ok_or(Decline)?;
-                    write(out, root)
-                } else {
-                    self.list(out, roots, write)
-                }
+                self.one_or_list(out, single, roots, write)
             }
             RootField::Image(_, selections) | RootField::Images(_, selections) => {
                 let roots = self.plan.root_objects(field, self.variables)?;
@@ -322,12 +333,7 @@ impl<'a> Writer<'a> {
                     Root::Image(Some(id)) => self.image_or_null(out, id, None, selections),
                     _ => null(out),
                 };
-                if single {
-                    let root = roots.into_iter().next().ok_or(Decline)?;
-                    write(out, root)
-                } else {
-                    self.list(out, roots, write)
-                }
+                self.one_or_list(out, single, roots, write)
             }
         }
     }
