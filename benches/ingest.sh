@@ -30,13 +30,8 @@ log() { printf '\n== %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(round($1 / ($3 - $2)))"; }
 
-pg_user() {
-  if [ -n "${PG_USER:-}" ]; then echo "$PG_USER"; return; fi
-  for user in postgres root; do
-    if psql -h "$PG_SOCKET" -U "$user" -d postgres -Atc 'select 1' >/dev/null 2>&1; then echo "$user"; return; fi
-  done
-  echo "no PostgreSQL role (postgres or root)" >&2; return 1
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (+ local changes)')"
 if [ -z "${NO_BUILD:-}" ]; then

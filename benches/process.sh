@@ -28,13 +28,8 @@ BIN=target/release/images-subgraph
 log() { printf '\n== %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 
-pg_user() {
-  if [ -n "${PG_USER:-}" ]; then echo "$PG_USER"; return; fi
-  for user in postgres root; do
-    if psql -h "$PG_SOCKET" -U "$user" -d postgres -Atc 'select 1' >/dev/null 2>&1; then echo "$user"; return; fi
-  done
-  echo "no PostgreSQL role (postgres or root)" >&2; return 1
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 if [ -z "${NO_BUILD:-}" ]; then
   log "build (release)"
