@@ -18,6 +18,7 @@ pub mod image_source;
 pub mod image_tag;
 pub mod legacy_image_id;
 pub mod main_image_override;
+pub mod merged_image;
 pub mod outbox;
 pub mod outbox_relay;
 pub mod partner;

@@ -45,13 +45,25 @@ async fn known_hotels(ctx: &Context<'_>, ids: &[Option<HotelId>]) -> Result<Vec<
         .collect())
 }
 
+/// The images of `ids`, in order. Each is paired with the ID asked for, not with the ID it
+/// shows: a retired ID answers its survivor (see [`crate::store::merge`]).
 async fn images_by_id(ctx: &Context<'_>, ids: &[ID]) -> Result<Vec<Option<Image>>> {
     let parsed: Vec<Option<ImageId>> = ids.iter().map(|id| id.parse().ok()).collect();
     let wanted: Vec<ImageId> = parsed.iter().flatten().copied().collect();
-    let found = load_images(ctx, &wanted).await?;
+    let found = ctx
+        .data::<Loaders>()?
+        .load_many(wanted)
+        .await
+        .map_err(load)?;
     Ok(parsed
         .iter()
-        .map(|id| id.and_then(|id| found.iter().find(|image| image.record.id == id).cloned()))
+        .map(|id| {
+            let record = found.get(&(*id)?)?.clone()?;
+            Some(Image {
+                record,
+                shown_by: None,
+            })
+        })
         .collect())
 }
 

@@ -39,7 +39,42 @@ impl Catalog {
             .await?)
     }
 
+    /// Images by ID. An ID retired into another image (same bytes, see
+    /// [`crate::store::merge`]) answers its survivor: the record under the retired ID is the
+    /// survivor's, `id` included. The mapping is looked up only for IDs no level has an image
+    /// for, and the survivor is read through the cache like any image, so it is as fresh as
+    /// the survivor's own invalidations make it (a retired ID's mapping never changes).
     pub async fn images(
+        &self,
+        ids: &[ImageId],
+    ) -> ServiceResult<HashMap<ImageId, Arc<ImageRecord>>> {
+        let mut found = self.live_images(ids).await?;
+        let missing: Vec<ImageId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let survivors = self.store.survivors(&missing).await?;
+        if survivors.is_empty() {
+            return Ok(found);
+        }
+        let mut wanted: Vec<ImageId> = survivors.values().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let live = self.live_images(&wanted).await?;
+        for (retired, survivor) in survivors {
+            if let Some(record) = live.get(&survivor) {
+                found.insert(retired, record.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The images (not retired) of `ids`, through the cache.
+    async fn live_images(
         &self,
         ids: &[ImageId],
     ) -> ServiceResult<HashMap<ImageId, Arc<ImageRecord>>> {

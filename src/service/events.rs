@@ -239,3 +239,30 @@ pub fn image_linked(
         }),
     }
 }
+
+/// `ImagesMerged`: `retired` held the same bytes as `survivor` and was retired into it. Its
+/// links, sources, deliveries, pins, main-image choices and legacy IDs now belong to the
+/// survivor, and lookups by the retired ID answer the survivor. One event per retired image,
+/// with that image as its aggregate: its last event. `retiredImageIds` lists every image the
+/// same change retired, `hotelIds` the hotels re-curated for it.
+pub fn images_merged(
+    retired: ImageId,
+    survivor: ImageId,
+    all_retired: &[ImageId],
+    hotels: &[HotelId],
+    at: DateTime<Utc>,
+) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: IMAGE,
+        aggregate_id: retired.to_string(),
+        event_type: "ImagesMerged",
+        payload: json!({
+            "schemaVersion": SCHEMA_VERSION,
+            "imageId": retired.to_string(),
+            "survivorId": survivor.to_string(),
+            "retiredImageIds": ids(all_retired),
+            "hotelIds": hotels.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "occurredAt": at,
+        }),
+    }
+}

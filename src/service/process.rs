@@ -3,7 +3,10 @@
 //! them ([`measure`]), store them under a content-addressed key (the same [`Objects`] backend
 //! as uploads), and then, in one change through the write kernel, turn the image READY with
 //! its measured values, point its storage key at what was stored, re-curate its hotels and emit
-//! `ImageProcessed`. A refusal that can never succeed (not an image, too many pixels, a blocked
+//! `ImageProcessed`. When the measured bytes are those of another live image, the two become
+//! one in the same change: the younger ID is retired into the older one (see
+//! [`crate::store::merge`]), the hotels of both are re-curated, and `ImagesMerged` is emitted.
+//! A refusal that can never succeed (not an image, too many pixels, a blocked
 //! address, ...) turns it FAILED at once (`ImageFailed`); a failure that may pass (a timeout, a
 //! 5xx or 429, the network) is tried again after an exponential backoff with jitter (or the
 //! server's `Retry-After`), and FAILED after [`ProcessSettings::max_attempts`].
@@ -20,13 +23,14 @@ use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::events;
-use super::write::{Caller, Writer, retrying, use_case_error};
-use crate::domain::catalog::ImageId;
+use super::write::{Caller, Change, Writer, retrying, use_case_error};
+use crate::domain::catalog::{HotelId, ImageId};
 use crate::domain::measure::{MeasureLimits, Measured, Reason, measure};
 use crate::domain::media::upload_storage_key;
 use crate::fetch::{FetchError, Fetcher};
 use crate::store::StoreError;
 use crate::store::manage::linked_hotels;
+use crate::store::merge;
 use crate::store::objects::Objects;
 use crate::store::processing::{self as queue, Job, RetryScope};
 
@@ -254,7 +258,11 @@ impl Processor {
         };
         let outcome = match self.fetch_and_measure(job, &host).await {
             Ok((measured, storage_key)) => {
-                retrying(|| self.record_ready(job, &measured, &storage_key)).await?
+                let outcome = retrying(|| self.record_ready(job, &measured, &storage_key)).await?;
+                if outcome == Outcome::Ready {
+                    self.merge_late(job.image, &measured.sha256).await?;
+                }
+                outcome
             }
             Err(failure) => retrying(|| self.record_failure(job, &failure)).await?,
         };
@@ -323,19 +331,56 @@ impl Processor {
         {
             return Ok(Outcome::LeaseLost);
         }
-        let hotels = linked_hotels(change.txn(), &[job.image]).await?;
-        change.curate(&hotels).await?;
         change.emit(events::image_processed(
             job.image,
             measured,
             storage_key,
             now,
         ));
+        let mut subjects = json!({ "imageId": job.image.to_string() });
+        let mut after = json!({ "state": "READY", "sha256": measured.sha256 });
+        let hotels = match &merge_same_bytes(&mut change, job.image, &measured.sha256).await? {
+            None => linked_hotels(change.txn(), &[job.image]).await?,
+            Some((merged, hotels)) => {
+                note_merge(merged, &mut subjects, &mut after);
+                hotels.clone()
+            }
+        };
+        change.curate(&hotels).await?;
         let audit = Caller::system("process")
-            .audit("processImage", json!({ "imageId": job.image.to_string() }))
-            .with_after(json!({ "state": "READY", "sha256": measured.sha256 }));
+            .audit("processImage", subjects)
+            .with_after(after);
         change.commit(Some(audit)).await?;
         Ok(Outcome::Ready)
+    }
+
+    /// After `image` turned READY: another worker may have committed the same bytes at the
+    /// same moment, unseen by this change as this one was by its. Looked at again now that
+    /// both are visible (the later of the two looks after both committed), and merged then.
+    async fn merge_late(&self, image: ImageId, sha256: &str) -> Result<(), ProcessError> {
+        let conn = self.writer.store().connection();
+        if merge::same_bytes(conn, image, sha256).await?.is_some() {
+            retrying(|| self.record_merge(image, sha256)).await?;
+        }
+        Ok(())
+    }
+
+    /// The change that merges `image` with the live images holding the bytes `sha256`, when
+    /// there still are some.
+    async fn record_merge(&self, image: ImageId, sha256: &str) -> Result<(), ProcessError> {
+        let mut change = self.writer.begin().await?;
+        let Some((merged, hotels)) = merge_same_bytes(&mut change, image, sha256).await? else {
+            return Ok(());
+        };
+        change.curate(&hotels).await?;
+        let mut subjects = json!({ "imageId": image.to_string() });
+        let mut after = json!({ "sha256": sha256 });
+        note_merge(&merged, &mut subjects, &mut after);
+        let audit = Caller::system("process")
+            .audit("mergeImages", subjects)
+            .with_after(after);
+        change.commit(Some(audit)).await?;
+        Ok(())
     }
 
     /// The change that records a failed attempt: FAILED, or PENDING again later.
@@ -413,6 +458,48 @@ impl Processor {
         self.wake();
         Ok(retried)
     }
+}
+
+/// Makes `image` one with the live images holding the same bytes `sha256`, in `change` (see
+/// [`merge`]), and emits `ImagesMerged` for each retired image; returns the merge and the
+/// hotels to re-curate (every hotel of the merged images: their links are the survivor's
+/// now). `None`: no other live image holds those bytes.
+async fn merge_same_bytes(
+    change: &mut Change,
+    image: ImageId,
+    sha256: &str,
+) -> Result<Option<(merge::Merge, Vec<HotelId>)>, ProcessError> {
+    let Some(merged) = merge::same_bytes(change.txn(), image, sha256).await? else {
+        return Ok(None);
+    };
+    let now = change.now();
+    merge::merge(change.txn(), &merged, now).await?;
+    let hotels = linked_hotels(change.txn(), &[merged.survivor]).await?;
+    for &retired in &merged.retired {
+        change.emit(events::images_merged(
+            retired,
+            merged.survivor,
+            &merged.retired,
+            &hotels,
+            now,
+        ));
+    }
+    Ok(Some((merged, hotels)))
+}
+
+/// Adds a merge to an audit row: its subjects name the survivor and every retired image (the
+/// audit log of each shows it), its `after` says which became which.
+fn note_merge(
+    merged: &merge::Merge,
+    subjects: &mut serde_json::Value,
+    after: &mut serde_json::Value,
+) {
+    let retired: Vec<String> = merged.retired.iter().map(ToString::to_string).collect();
+    let mut images = retired.clone();
+    images.push(merged.survivor.to_string());
+    subjects["imageIds"] = json!(images);
+    after["survivorId"] = json!(merged.survivor.to_string());
+    after["retiredImageIds"] = json!(retired);
 }
 
 /// Whether another attempt may succeed: a timeout, the network, a 5xx, 408 or 429.

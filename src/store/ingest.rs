@@ -205,16 +205,48 @@ pub async fn load_known(
             .into_tuple()
             .all(txn)
             .await?;
+        let mut by_id: HashMap<i64, KnownImage> = HashMap::new();
         for (id, key, status, reason) in rows {
-            let retired = status.parse::<Status>()? == Status::Inactive
-                && reason.as_deref() == Some(NO_ACTIVE_SOURCE);
-            known.images.insert(
-                UrlKey::from_stored(key),
-                KnownImage {
-                    id: image_id(id)?,
-                    retired,
-                },
-            );
+            let image = known_image(id, &status, reason.as_deref())?;
+            by_id.insert(id, image);
+            known.images.insert(UrlKey::from_stored(key), image);
+        }
+        // The URL of an image retired into another (same bytes) delivers the survivor.
+        let missing: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|key| {
+                !known
+                    .images
+                    .contains_key(&UrlKey::from_stored((*key).to_owned()))
+            })
+            .collect();
+        let survivors = super::merge::survivors_by_url_key(txn, &missing).await?;
+        let unread: Vec<i64> = survivors
+            .values()
+            .map(|id| id.get())
+            .filter(|id| !by_id.contains_key(id))
+            .collect();
+        if !unread.is_empty() {
+            let rows: Vec<(i64, String, Option<String>)> = image::Entity::find()
+                .select_only()
+                .columns([
+                    image::Column::Id,
+                    image::Column::Status,
+                    image::Column::StatusReason,
+                ])
+                .filter(in_keys(backend, Expr::col(image::Column::Id), &unread))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            for (id, status, reason) in rows {
+                by_id.insert(id, known_image(id, &status, reason.as_deref())?);
+            }
+        }
+        for (key, survivor) in survivors {
+            if let Some(image) = by_id.get(&survivor.get()) {
+                known.images.insert(UrlKey::from_stored(key), *image);
+            }
         }
     }
     if !legacy_ids.is_empty() {
@@ -259,6 +291,15 @@ pub async fn load_known(
     known.deliveries = existing_pairs(txn, "delivery", Some(partner), &pairs).await?;
     known.links = existing_pairs(txn, "hotel_image", None, &pairs).await?;
     Ok(known)
+}
+
+/// An image as an import sees it: retired when a snapshot left it without an active source.
+fn known_image(id: i64, status: &str, reason: Option<&str>) -> StoreResult<KnownImage> {
+    let retired = status.parse::<Status>()? == Status::Inactive && reason == Some(NO_ACTIVE_SOURCE);
+    Ok(KnownImage {
+        id: image_id(id)?,
+        retired,
+    })
 }
 
 /// Which of `pairs` (hotel, image) have a row in `table` (`delivery` of `partner`, or

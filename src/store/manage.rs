@@ -430,7 +430,12 @@ pub async fn record_upload(
     .exec_without_returning(txn)
     .await?;
 
-    let existing = image_by_url_key(txn, upload.url_key).await?;
+    let existing = match image_by_url_key(txn, upload.url_key).await? {
+        Some(image) => Some(image),
+        // The same bytes as a live image (a partner's, or an upload retired into one): that
+        // image, rather than a second ID for one picture (see `super::merge`).
+        None => super::merge::image_of_bytes(txn, upload.url_key, upload.content_sha256).await?,
+    };
     if existing.is_none() {
         let new = NewImage {
             id: None,
@@ -461,14 +466,16 @@ pub async fn record_upload(
             .exec_without_returning(txn)
             .await?;
     }
-    let image = image_by_url_key(txn, upload.url_key)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Corrupt(crate::domain::catalog::ParseError {
-                what: "uploaded image",
-                value: upload.url_key.to_owned(),
-            })
-        })?;
+    let image = match existing {
+        Some(image) => Some(image),
+        None => image_by_url_key(txn, upload.url_key).await?,
+    };
+    let image = image.ok_or_else(|| {
+        StoreError::Corrupt(crate::domain::catalog::ParseError {
+            what: "uploaded image",
+            value: upload.url_key.to_owned(),
+        })
+    })?;
 
     image_source::Entity::insert(rows::source(
         image.get(),

@@ -14,6 +14,8 @@
 //! - [`rows`]: the one place new catalog rows (images, links, sources, deliveries, tags) are
 //!   built, for imports, uploads and seeding.
 //! - [`manage`]: the writes of the management use cases and of uploads.
+//! - [`merge`]: images merged by their bytes: the younger ID retired into the older one, and
+//!   the lookups that keep retired IDs and URL keys resolving.
 //! - [`journal`]: what every change appends in its transaction: its audit row and its outbox
 //!   events.
 //! - [`idempotency`]: idempotency keys of mutation requests: holds, changes counted under
@@ -37,6 +39,7 @@ pub mod identity;
 pub mod ingest;
 pub mod journal;
 pub mod manage;
+pub mod merge;
 pub mod objects;
 pub mod outbox;
 pub mod processing;

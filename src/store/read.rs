@@ -115,7 +115,7 @@ impl Store {
             .collect()
     }
 
-    /// The images that URL keys map to.
+    /// The images that URL keys map to; the URL key of a retired image maps to its survivor.
     pub async fn images_by_url_key(
         &self,
         url_keys: &[String],
@@ -128,9 +128,22 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await?;
-        rows.into_iter()
+        let mut found: HashMap<String, ImageId> = rows
+            .into_iter()
             .map(|(key, id)| Ok((key, image_id(id)?)))
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        let missing: Vec<&str> = url_keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| !found.contains_key(*key))
+            .collect();
+        found.extend(super::merge::survivors_by_url_key(&self.db, &missing).await?);
+        Ok(found)
+    }
+
+    /// The survivors that retired image IDs answer as (see [`super::merge`]).
+    pub async fn survivors(&self, ids: &[ImageId]) -> StoreResult<HashMap<ImageId, ImageId>> {
+        super::merge::survivors(&self.db, ids).await
     }
 
     pub async fn partners(&self, ids: Option<&[PartnerId]>) -> StoreResult<Vec<PartnerRecord>> {

@@ -18,6 +18,7 @@ mod idempotency;
 mod ingest;
 mod isolation;
 mod kernel;
+mod merge;
 mod mutations;
 mod observability;
 mod operations;
