@@ -175,7 +175,7 @@ pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) ->
     Ok(())
 }
 
-/// What the catalog holds about `deliveries` of `partner`: five statements at most (per
+/// What the catalog holds about `deliveries` of `partner`: seven statements at most (per
 /// [`PAIRS_PER_STATEMENT`] pairs of known images and hotels).
 pub async fn load_known(
     txn: &DatabaseTransaction,

@@ -34,6 +34,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::bulk::in_keys;
 use super::{StoreResult, image_id};
 use crate::domain::catalog::{ImageId, ProcessingState, SourceStatus, Status};
 
@@ -350,7 +351,11 @@ pub async fn survivors(
     let rows: Vec<(i64, i64)> = merged_image::Entity::find()
         .select_only()
         .columns([merged_image::Column::Id, merged_image::Column::SurvivorId])
-        .filter(merged_image::Column::Id.is_in(ids.iter().map(|i| i.get())))
+        .filter(in_keys(
+            conn.get_database_backend(),
+            Expr::col(merged_image::Column::Id),
+            &ids.iter().map(|i| i.get()).collect::<Vec<_>>(),
+        ))
         .into_tuple()
         .all(conn)
         .await?;
@@ -373,7 +378,11 @@ pub async fn survivors_by_url_key(
             merged_image::Column::UrlKey,
             merged_image::Column::SurvivorId,
         ])
-        .filter(merged_image::Column::UrlKey.is_in(url_keys.iter().copied()))
+        .filter(in_keys(
+            conn.get_database_backend(),
+            Expr::col(merged_image::Column::UrlKey),
+            url_keys,
+        ))
         .into_tuple()
         .all(conn)
         .await?;
