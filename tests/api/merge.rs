@@ -409,3 +409,65 @@ async fn the_same_picture_in_other_bytes_stays_two_images_and_is_shown_once() {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM merged_image").await, 0);
     assert_eq!(gallery(&app, FIRST).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_hotel_showing_both_copies_keeps_one_link_with_what_the_hotel_gave_either() {
+    let app = merging_app(50).await;
+    let (port, gate) = same_picture_server().await;
+    // One partner delivers the picture twice for one hotel: two URLs, two images.
+    import(&app, port, 1, "/open/one.png", &[FIRST], "C-ONE").await;
+    drained(&app).await;
+    import(&app, port, 1, "/gated/two.png", &[FIRST], "C-TWO").await;
+    let older = image_of(&app, "/open/one.png").await;
+    let younger = image_of(&app, "/gated/two.png").await;
+    // The hotel captions the younger copy; an admin takes it offline for the hotel.
+    let admin = app.admin();
+    let (hotel, image) = (FIRST.to_string(), younger.to_string());
+    let changes = [
+        (
+            "mutation($input: UpdateHotelImageInput!) { updateHotelImage(input: $input) { userErrors { code } } }",
+            json!({ "hotelId": hotel, "imageId": image, "caption": "Our terrace" }),
+            "updateHotelImage",
+        ),
+        (
+            "mutation($input: DeactivateImageInput!) { deactivateImage(input: $input) { userErrors { code } } }",
+            json!({ "imageId": image, "reason": "blurred", "hotelIds": [hotel] }),
+            "deactivateImage",
+        ),
+    ];
+    for (mutation, input, field) in changes {
+        let data = app
+            .graphql_as(&admin, mutation, json!({ "input": input }))
+            .await
+            .ok();
+        assert_eq!(data[field]["userErrors"], json!([]), "{data}");
+    }
+    assert_eq!(gallery(&app, FIRST).await, vec![older.to_string()]);
+
+    gate.add_permits(1);
+    drained(&app).await;
+    answers_as(&app, younger, older).await;
+
+    // One link: offline for the hotel (as the younger's was), with the hotel's caption.
+    let data = app
+        .graphql_as(
+            &admin,
+            "query($id: ID!) { hotel(id: $id) {
+                all: images { nodes { id } }
+                offline: images(status: INACTIVE) { nodes { id caption } }
+            } }",
+            json!({ "id": hotel }),
+        )
+        .await
+        .ok();
+    assert_eq!(data["hotel"]["all"]["nodes"], json!([{ "id": older.to_string() }]));
+    assert_eq!(
+        data["hotel"]["offline"]["nodes"],
+        json!([{ "id": older.to_string(), "caption": "Our terrace" }])
+    );
+    assert_eq!(gallery(&app, FIRST).await, Vec::<String>::new());
+    // One source per partner, both legacy IDs.
+    let view = admin_view(&app, older).await;
+    assert_eq!(view["sources"], json!([{ "partner": { "id": "1" } }]));
+    assert_eq!(view["legacyIds"], json!(["C-ONE", "C-TWO"]));
+}
