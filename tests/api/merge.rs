@@ -460,7 +460,10 @@ async fn a_hotel_showing_both_copies_keeps_one_link_with_what_the_hotel_gave_eit
         )
         .await
         .ok();
-    assert_eq!(data["hotel"]["all"]["nodes"], json!([{ "id": older.to_string() }]));
+    assert_eq!(
+        data["hotel"]["all"]["nodes"],
+        json!([{ "id": older.to_string() }])
+    );
     assert_eq!(
         data["hotel"]["offline"]["nodes"],
         json!([{ "id": older.to_string(), "caption": "Our terrace" }])
