@@ -385,8 +385,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
             &settings,
             core.catalog,
             core.freshness,
-            None,
-            None,
+            Default::default(),
             Metrics::new()
         )?)?
     );

@@ -562,13 +562,14 @@ pub mod samples {
     }
 
     /// A photo-like picture: smooth colour gradients with a few sharp-edged shapes, different
-    /// for each `seed`.
+    /// for each `seed` (any `u32`).
     pub fn scene(width: u32, height: u32, seed: u32) -> RgbImage {
-        let s = seed as f32;
+        let s = (seed % 10_007) as f32;
+        let block_width = 40 + (seed % 61) * 7;
         RgbImage::from_fn(width, height, |x, y| {
             let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
             let wave = ((fx * (7.0 + s) + fy * 3.0).sin() * 0.5 + 0.5) * 120.0;
-            let block = if ((x / (40 + seed * 7)) + (y / 50)).is_multiple_of(3) {
+            let block = if ((x / block_width) + (y / 50)).is_multiple_of(3) {
                 60.0
             } else {
                 0.0
