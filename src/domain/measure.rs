@@ -93,10 +93,12 @@ pub enum Reason {
     TooManyRedirects,
     /// The host could not be reached: no DNS answer, connection refused or reset.
     NetworkError,
+    /// The bytes are those of a picture taken down (`purgeImage`): never stored again.
+    Purged,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::TooLarge,
@@ -107,6 +109,7 @@ impl Reason {
         Reason::BlockedAddress,
         Reason::TooManyRedirects,
         Reason::NetworkError,
+        Reason::Purged,
     ];
 
     /// The stable code, as stored and reported.
@@ -122,6 +125,7 @@ impl Reason {
             Reason::BlockedAddress => "BLOCKED_ADDRESS",
             Reason::TooManyRedirects => "TOO_MANY_REDIRECTS",
             Reason::NetworkError => "NETWORK_ERROR",
+            Reason::Purged => "PURGED",
         }
     }
 }
@@ -813,7 +817,8 @@ mod tests {
                 "TOO_MANY_PIXELS",
                 "BLOCKED_ADDRESS",
                 "TOO_MANY_REDIRECTS",
-                "NETWORK_ERROR"
+                "NETWORK_ERROR",
+                "PURGED"
             ]
         );
         for reason in Reason::ALL {

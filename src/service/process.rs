@@ -298,6 +298,25 @@ impl Processor {
         .await
         .map_err(|e| failure(Reason::DecodeError, format!("measuring failed: {e}")))?;
         let measured = measured.map_err(|refusal| failure(refusal.reason, refusal.message))?;
+        // Bytes a takedown buried never come back, under whatever URL: refused before they
+        // are stored again.
+        let buried =
+            super::purge::bytes_buried(self.writer.store().connection(), &measured.sha256).await;
+        match buried {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(failure(
+                    Reason::Purged,
+                    "the bytes are those of a picture taken down (purgeImage)",
+                ));
+            }
+            Err(e) => {
+                return Err(failure(
+                    Reason::NetworkError,
+                    format!("checking takedowns failed: {e}"),
+                ));
+            }
+        }
         let key = upload_storage_key(&measured.sha256, measured.format.extension());
         self.objects
             .put(&key, bytes)

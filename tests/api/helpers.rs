@@ -579,8 +579,9 @@ pub async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
         .collect()
 }
 
-/// A local partner image server: every path answers a JPEG of its own (640x480, its pixels
-/// seeded by the path), for tests whose imported images must be fetched and turn READY. Returns
+/// A local partner image server: every path answers a JPEG (640x480) of its own file name, the
+/// path's last segment: `/a/face.jpg` and `/b/face.jpg` are the same bytes, `/a/pool.jpg`
+/// another picture. For tests whose imported images must be fetched and turn READY. Returns
 /// its base URL (`http://127.0.0.1:PORT`); the app must be allowed to fetch from it
 /// (`fetch_allow_hosts = ["127.0.0.1"]`).
 pub async fn picture_server() -> String {
@@ -590,8 +591,8 @@ pub async fn picture_server() -> String {
         .expect("a port");
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
-        let seed = uri
-            .path()
+        let name = uri.path().rsplit('/').next().unwrap_or_default();
+        let seed = name
             .bytes()
             .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         (

@@ -12,6 +12,7 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use images_subgraph::config::Settings;
 use images_subgraph::domain::upload::samples;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -171,8 +172,14 @@ fn slow_body() -> Response {
     Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending())).into_response()
 }
 
-/// The app with one worker that retries quickly and fetches from 127.0.0.1.
+/// The app with one worker that retries quickly, gives up on a fetch after 700 ms, and
+/// fetches from 127.0.0.1.
 async fn processing_app() -> TestApp {
+    processing_app_with(|_| {}).await
+}
+
+/// [`processing_app`] with settings changed by `configure`.
+async fn processing_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.process_workers = 1;
         s.process_poll_ms = 50;
@@ -181,6 +188,7 @@ async fn processing_app() -> TestApp {
         s.fetch_timeout_ms = 700;
         s.upload_max_bytes = MAX_BYTES;
         s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
+        configure(s);
     })
     .await
 }
@@ -232,7 +240,8 @@ async fn drained(app: &TestApp) {
 
 #[tokio::test]
 async fn a_pending_image_is_never_shown_and_the_gallery_changes_on_the_next_request_once_ready() {
-    let app = processing_app().await;
+    // The fetch waits at the gate while the test looks: long enough on a busy machine.
+    let app = processing_app_with(|s| s.fetch_timeout_ms = 30_000).await;
     let PartnerServer { port, gate, .. } = partner_server().await;
     import(&app, port, &["/gated.jpg"]).await;
 
@@ -398,7 +407,7 @@ async fn an_admin_retries_failed_images_by_id_or_by_partner_and_they_are_process
 }
 
 /// A partner server that counts the requests of each path: `/slow/{n}.jpg` answers after
-/// 100 ms, `/stall.jpg` after 4 s the first time and at once after that.
+/// 100 ms, `/stall.jpg` after 8 s the first time and at once after that.
 async fn counting_server() -> (
     u16,
     Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
@@ -438,7 +447,7 @@ async fn counting_server() -> (
                 let first = count("/stall.jpg".to_owned()) == 1;
                 async move {
                     if first {
-                        tokio::time::sleep(Duration::from_secs(4)).await;
+                        tokio::time::sleep(Duration::from_secs(8)).await;
                     }
                     (
                         [(header::CONTENT_TYPE, "image/jpeg")],
@@ -456,8 +465,8 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
     let first = spawn_app_with(|s| {
         s.process_workers = 2;
         s.process_poll_ms = 50;
-        s.process_lease_secs = 2;
-        s.fetch_timeout_ms = 8_000;
+        s.process_lease_secs = 4;
+        s.fetch_timeout_ms = 12_000;
         s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
     })
     .await;
@@ -482,7 +491,7 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
     // The first fetch outlived its lease: another worker fetched again and recorded it; the
     // late first worker wrote nothing.
     assert_eq!(seen["/stall.jpg"], 2, "{seen:?}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         first
             .scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImageProcessed'")

@@ -231,6 +231,48 @@ async fn a_purged_picture_leaves_every_hotel_and_no_spelling_or_copy_brings_it_b
 }
 
 #[tokio::test]
+async fn a_purged_picture_fetched_again_under_a_new_url_is_refused_and_not_stored_again() {
+    let app = spawn_app_with(|s| s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()]).await;
+    let server = picture_server().await;
+    let item =
+        |hotel: &str, path: &str| json!({ "hotelId": hotel, "url": format!("{server}{path}") });
+    let first = import(&app, 2, json!([item("30", "/one/face.jpg")])).await;
+    let image = first[0].2.clone().expect("an image");
+    assert_eq!(app.process_due().await, 1);
+    let payload = purge(&app, Some(&app.admin()), &image, "privacy request")
+        .await
+        .ok()["purgeImage"]
+        .clone();
+    assert_eq!(payload["userErrors"], json!([]), "{payload:#}");
+    let sha = app
+        .text(&format!(
+            "SELECT content_sha256 FROM image WHERE id = {image}"
+        ))
+        .await;
+
+    // The same bytes under a URL nobody has seen, with no declared hash: the import cannot
+    // tell, the fetch can.
+    let again = import(&app, 3, json!([item("32", "/two/face.jpg")])).await;
+    assert_eq!(again[0].0, "CREATED");
+    let copy = again[0].2.clone().expect("an image");
+    assert_eq!(app.process_due().await, 1);
+    let refused = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM image WHERE id = {copy} \
+             AND processing_state = 'FAILED' AND processing_reason = 'PURGED'"
+        ))
+        .await;
+    assert_eq!(refused, 1);
+    assert!(!gallery(&app, 32).await.contains(&copy));
+    let objects = images_subgraph::store::objects::Objects::open(
+        &app.settings.object_store_url().expect("a store URL"),
+    )
+    .expect("the store");
+    let key = images_subgraph::domain::media::upload_storage_key(&sha, "jpg");
+    assert_eq!(objects.get(&key).await.expect("the store answers"), None);
+}
+
+#[tokio::test]
 async fn a_purged_upload_loses_its_bytes_and_cannot_be_uploaded_again() {
     let app = spawn_app().await;
     let hotelier = app.token("images:hotelier", &[14]);
