@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::events;
-use super::write::{Caller, Change, Writer, retrying, use_case_error};
+use super::write::{Caller, Change, UserError, UserErrorCode, Writer, retrying, use_case_error};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::domain::measure::{MeasureLimits, Measured, Reason, measure};
 use crate::domain::media::upload_storage_key;
@@ -32,12 +32,16 @@ use crate::store::StoreError;
 use crate::store::manage::linked_hotels;
 use crate::store::merge;
 use crate::store::objects::Objects;
-use crate::store::processing::{self as queue, Job, RetryScope};
+pub use crate::store::processing::RetryScope;
+use crate::store::processing::{self as queue, Job};
 
 use_case_error!(
     /// How recording a processing outcome (or a retry) failed.
     ProcessError
 );
+
+/// Most images one retry may name by ID.
+pub const MAX_RETRY_IDS: usize = 1_000;
 
 /// How the workers run.
 #[derive(Debug, Clone)]
@@ -302,6 +306,25 @@ impl Processor {
         .await
         .map_err(|e| failure(Reason::DecodeError, format!("measuring failed: {e}")))?;
         let measured = measured.map_err(|refusal| failure(refusal.reason, refusal.message))?;
+        // Bytes a takedown buried never come back, under whatever URL: refused before they
+        // are stored again.
+        let buried =
+            super::purge::bytes_buried(self.writer.store().connection(), &measured.sha256).await;
+        match buried {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(failure(
+                    Reason::Purged,
+                    "the bytes are those of a picture taken down (purgeImage)",
+                ));
+            }
+            Err(e) => {
+                return Err(failure(
+                    Reason::NetworkError,
+                    format!("checking takedowns failed: {e}"),
+                ));
+            }
+        }
         let key = upload_storage_key(&measured.sha256, measured.format.extension());
         self.objects
             .put(&key, bytes)
@@ -436,15 +459,33 @@ impl Processor {
         full - jitter
     }
 
-    /// Turns FAILED images PENDING again (an admin's retry); returns them.
+    /// Turns FAILED images PENDING again, due at once with their attempts reset (an admin's
+    /// retry); returns them. Images of the scope that are not FAILED are left as they are.
     pub async fn retry(
         &self,
         caller: &Caller,
         scope: &RetryScope,
     ) -> Result<Vec<ImageId>, ProcessError> {
         caller.require(caller.actor.is_admin())?;
+        if let RetryScope::Images(ids) = scope
+            && ids.len() > MAX_RETRY_IDS
+        {
+            return Err(UserError::too_many("imageIds", MAX_RETRY_IDS, "images").into());
+        }
         let retried = retrying(|| async {
             let change = self.writer.begin().await?;
+            if let RetryScope::Partner(partner) = scope
+                && crate::store::ingest::partner_feed(change.txn(), *partner)
+                    .await?
+                    .is_none()
+            {
+                return Err(UserError::new(
+                    UserErrorCode::NotFound,
+                    &["partnerId"],
+                    "no such partner",
+                )
+                .into());
+            }
             let now = change.now();
             let ids = queue::retry_failed(change.txn(), scope, now).await?;
             let audit = caller.audit(
