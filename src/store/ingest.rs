@@ -451,6 +451,7 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
             } else {
                 ProcessingState::Pending
             },
+            adopted_key: d.storage_key.clone(),
         },
         now,
     );
