@@ -112,11 +112,7 @@ pub struct Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "seeded {} hotels, {} rows",
-            self.hotels, self.rows
-        )?;
+        write!(f, "seeded {} hotels, {} rows", self.hotels, self.rows)?;
         if self.pictures > 0 {
             write!(f, ", {} pictures", self.pictures)?;
         }
@@ -136,7 +132,21 @@ pub async fn demo(
     rules: &Rules,
     pictures: Option<Objects>,
 ) -> anyhow::Result<Report> {
-    let report = generate(db, rules, &Plan::demo(pictures), |_| {}).await?;
+    let plan = Plan::demo(pictures);
+    let drawing = if plan.pictures.is_some() {
+        " (drawing and measuring its pictures)"
+    } else {
+        ""
+    };
+    let mut done = 0;
+    let report = generate(db, rules, &plan, |hotels| {
+        done += hotels;
+        tracing::info!(
+            "seeding the demo catalog{drawing}: {done} of {} hotels",
+            plan.hotels
+        );
+    })
+    .await?;
     tracing::info!(%report, "demo catalog seeded");
     Ok(report)
 }
@@ -315,7 +325,11 @@ async fn seed_chunk(
 /// The rows of `hotels`, generated on blocking threads: with pictures, on every core, each
 /// thread taking a run of the hotels (drawing and measuring the pictures is most of the work
 /// of seeding then). The rows come out in hotel order either way.
-async fn generate_hotels(plan: &Plan, hotels: Vec<i64>, now: DateTime<Utc>) -> anyhow::Result<Rows> {
+async fn generate_hotels(
+    plan: &Plan,
+    hotels: Vec<i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Rows> {
     let threads = match plan.pictures {
         Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
         None => 1,
@@ -492,7 +506,9 @@ fn generate_hotel(
             _ => LANDSCAPE,
         };
         let look = look(plan, id, size, rows)?;
-        push_image(rows, hotel, id, partner, &url, quality, category, &look, now)?;
+        push_image(
+            rows, hotel, id, partner, &url, quality, category, &look, now,
+        )?;
         if id % 7 == 0 {
             // Another partner delivers the same picture under another spelling of its URL.
             let other = if partner == 1 { 2 } else { 1 };
@@ -547,7 +563,12 @@ struct Look {
 
 /// The look of image `id` of `size`: with pictures, what measuring its picture found (the
 /// picture goes to `rows`, to be stored); without, the size as declared and a made-up hash.
-fn look(plan: &Plan, id: i64, (width, height): (u32, u32), rows: &mut Rows) -> anyhow::Result<Look> {
+fn look(
+    plan: &Plan,
+    id: i64,
+    (width, height): (u32, u32),
+    rows: &mut Rows,
+) -> anyhow::Result<Look> {
     if plan.pictures.is_none() {
         return Ok(Look {
             storage_key: None,

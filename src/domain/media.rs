@@ -587,8 +587,21 @@ mod tests {
             assert_eq!(sizes.size_of_segment(segment), Some(size), "{url}");
         }
         for segment in [
-            "", "c", "w", "c320", "w160", "w641", "w0640", "w+640", "x640", "W640", "Original",
-            "original2", "w640 ", "c-160", "w99999999999",
+            "",
+            "c",
+            "w",
+            "c320",
+            "w160",
+            "w641",
+            "w0640",
+            "w+640",
+            "x640",
+            "W640",
+            "Original",
+            "original2",
+            "w640 ",
+            "c-160",
+            "w99999999999",
         ] {
             assert_eq!(sizes.size_of_segment(segment), None, "{segment:?}");
         }

@@ -27,7 +27,8 @@ pub struct Picture {
 
 /// The picture of demo image `id`, `width` x `height` pixels, drawn with `random_seed`.
 pub fn picture(random_seed: u64, id: i64, width: u32, height: u32) -> anyhow::Result<Picture> {
-    let mut rng = SmallRng::seed_from_u64(random_seed ^ (id as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng =
+        SmallRng::seed_from_u64(random_seed ^ (id as u64).wrapping_mul(0xA24B_AED4_963E_E407));
     let drawn = draw(width, height, id, &mut rng);
     let bytes = measure::encode(&image::DynamicImage::ImageRgb8(drawn), Format::Png)?;
     let measured = measure::measure(&bytes, MeasureLimits::default())
@@ -102,7 +103,10 @@ fn draw(width: u32, height: u32, id: i64, rng: &mut SmallRng) -> image::RgbImage
     for _ in 0..rng.random_range(5..9) {
         let (x, y) = (rng.random_range(0..w), rng.random_range(0..h));
         if rng.random_bool(0.5) {
-            let (rw, rh) = (rng.random_range(w / 8..w / 2), rng.random_range(h / 8..h / 2));
+            let (rw, rh) = (
+                rng.random_range(w / 8..w / 2),
+                rng.random_range(h / 8..h / 2),
+            );
             canvas.rect(x, y, x + rw, y + rh, colour(rng));
         } else {
             canvas.disc(x, y, rng.random_range(h / 10..h / 3), colour(rng));

@@ -343,9 +343,11 @@ impl Ingestor {
         // The object store is this service's own: adopting its objects is a migration's
         // business (admins, and the import command, which runs as the system), never a
         // partner's, whose deliveries are URLs.
-        let names_stored = items
-            .iter()
-            .any(|item| item.storage_key.as_deref().is_some_and(|k| !k.trim().is_empty()));
+        let names_stored = items.iter().any(|item| {
+            item.storage_key
+                .as_deref()
+                .is_some_and(|k| !k.trim().is_empty())
+        });
         if names_stored {
             caller.require(caller.actor.is_admin())?;
         }

@@ -142,7 +142,10 @@ async fn an_adopted_object_is_measured_from_the_store_and_a_missing_one_fails() 
         ])
     );
     let gone = processed(&app, "/gone.jpg").await;
-    assert_eq!((&gone[0], &gone[1]), (&json!("FAILED"), &json!("OBJECT_MISSING")));
+    assert_eq!(
+        (&gone[0], &gone[1]),
+        (&json!("FAILED"), &json!("OBJECT_MISSING"))
+    );
     assert_eq!(
         app.scalar(
             "SELECT COUNT(*) FROM image WHERE canonical_url LIKE '%/gone.jpg' \
@@ -155,7 +158,10 @@ async fn an_adopted_object_is_measured_from_the_store_and_a_missing_one_fails() 
     assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing was fetched");
 
     // The adopted image is shown, and its URL serves the stored bytes.
-    let id = results[0]["image"]["id"].as_str().expect("an ID").to_owned();
+    let id = results[0]["image"]["id"]
+        .as_str()
+        .expect("an ID")
+        .to_owned();
     assert_eq!(gallery(&app, HOTEL).await, [id.clone()]);
     let url = app
         .graphql(
@@ -167,7 +173,9 @@ async fn an_adopted_object_is_measured_from_the_store_and_a_missing_one_fails() 
         .as_str()
         .expect("a URL")
         .to_owned();
-    let path = url.strip_prefix("https://images.example.com").expect("a CDN URL");
+    let path = url
+        .strip_prefix("https://images.example.com")
+        .expect("a CDN URL");
     let served = app
         .client
         .get(app.url(&format!("/media{path}")))
@@ -255,6 +263,9 @@ async fn feed_lines_name_stored_objects_and_only_admins_may() {
         json!(["READY", null, "legacy/feed.png", 400, 300, feed[5].clone()])
     );
     let csv = processed(&app, "/csv.png").await;
-    assert_eq!((&csv[0], &csv[1]), (&json!("FAILED"), &json!("OBJECT_MISSING")));
+    assert_eq!(
+        (&csv[0], &csv[1]),
+        (&json!("FAILED"), &json!("OBJECT_MISSING"))
+    );
     assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing was fetched");
 }
