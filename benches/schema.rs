@@ -48,8 +48,7 @@ async fn setup() -> AppSchema {
         &settings,
         core.catalog.clone(),
         core.freshness.clone(),
-        None,
-        None,
+        Default::default(),
         Metrics::new(),
     )
     .expect("schema")

@@ -24,7 +24,9 @@ use crate::domain::measure::MeasureLimits;
 use crate::domain::media::Cdn;
 use crate::graphql::documents::Documents;
 use crate::graphql::limits::DocumentLimits;
-use crate::graphql::{AppSchema, Introspection, Media, QueryLimits, SchemaDeps, build_schema};
+use crate::graphql::{
+    AppSchema, Introspection, Media, QueryLimits, SchemaDeps, StoredUseCases, build_schema,
+};
 use crate::http::auth::{Authenticator, TokenKey};
 use crate::http::lifecycle::Draining;
 use crate::http::media::MediaFiles;
@@ -234,15 +236,13 @@ pub fn schema(
     settings: &Settings,
     catalog: Catalog,
     freshness: Freshness,
-    uploader: Option<Uploader>,
-    purger: Option<Purger>,
+    stored: StoredUseCases,
     metrics: Metrics,
 ) -> anyhow::Result<AppSchema> {
     let writer = Writer::new(catalog.store().clone(), curation_rules(settings), freshness);
     build_schema(SchemaDeps {
         manager: Manager::new(writer.clone()),
-        uploader,
-        purger,
+        stored,
         ingestor: Ingestor::new(writer).allowing_hosts(&settings.fetch_allow_hosts),
         catalog,
         media: media(settings)?,
@@ -476,16 +476,18 @@ impl Application {
             settings.check()?.upload_partner,
         );
         let (purger, cdn_purges) = purges(settings, &core, objects.clone())?;
-        let processor = processor(settings, &core, objects.clone())?;
-        let processor = (processor.settings().workers > 0)
-            .then(|| processor.observed_by(Arc::new(metrics.clone())));
+        let processor =
+            processor(settings, &core, objects.clone())?.observed_by(Arc::new(metrics.clone()));
         let state = AppState {
             schema: schema(
                 settings,
                 core.catalog.clone(),
                 core.freshness.clone(),
-                Some(uploader),
-                Some(purger),
+                StoredUseCases {
+                    uploader: Some(uploader),
+                    purger: Some(purger),
+                    processor: Some(processor.clone()),
+                },
                 metrics.clone(),
             )?,
             media: if settings.serve_media_enabled() {
@@ -548,7 +550,7 @@ impl Application {
             },
             relay,
             cdn_purges,
-            processor,
+            processor: (processor.settings().workers > 0).then_some(processor),
             retention: settings.outbox_retention_hours.map(|hours| {
                 let retention = Retention {
                     age: Retention::hours(hours),

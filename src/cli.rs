@@ -296,11 +296,7 @@ async fn process(settings: &Settings, args: &ProcessArgs) -> anyhow::Result<()> 
     let objects = crate::store::objects::Objects::open(&settings.object_store_url()?)
         .context("cannot open the object store")?;
     let processor = crate::app::processor(settings, &core, objects)?;
-    let concurrency = if settings.database_url().starts_with("sqlite") {
-        1
-    } else {
-        args.concurrency.max(1)
-    };
+    let concurrency = args.concurrency.max(1);
     let pending =
         crate::store::processing::queue_figures(core.store.connection(), chrono::Utc::now())
             .await?
@@ -385,8 +381,7 @@ async fn export_schema(settings: &Settings) -> anyhow::Result<()> {
             &settings,
             core.catalog,
             core.freshness,
-            None,
-            None,
+            Default::default(),
             Metrics::new()
         )?)?
     );

@@ -130,7 +130,8 @@ pub struct ImportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessArgs {
-    /// Images processed at once (SQLite: one).
+    /// Images processed at once (on SQLite they fetch and measure side by side and take turns
+    /// writing).
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Also wait for retries due within this many seconds before stopping (0: stop as soon as
@@ -426,8 +427,8 @@ pub struct Settings {
     pub fetch_timeout_ms: u64,
 
     /// Processing workers in `serve` (fetch, measure and store PENDING partner images); 0
-    /// turns them off (another replica, or the `process` command, does the work). SQLite
-    /// runs one whatever is asked: it has one writer.
+    /// turns them off (another replica, or the `process` command, does the work). On SQLite
+    /// the workers fetch and measure side by side and take turns writing (one writer).
     #[arg(long, env = "PROCESS_WORKERS", default_value_t = 2, global = true)]
     pub process_workers: usize,
 
@@ -880,15 +881,10 @@ impl Settings {
         }
     }
 
-    /// How the processing workers run (`PROCESS_*`); one worker on SQLite.
+    /// How the processing workers run (`PROCESS_*`).
     pub fn process_settings(&self) -> crate::service::process::ProcessSettings {
-        let workers = if self.database_url().starts_with("sqlite") {
-            self.process_workers.min(1)
-        } else {
-            self.process_workers
-        };
         crate::service::process::ProcessSettings {
-            workers,
+            workers: self.process_workers,
             max_attempts: self.process_max_attempts,
             lease: std::time::Duration::from_secs(self.process_lease_secs),
             per_host: usize::try_from(self.process_per_host).unwrap_or(usize::MAX),

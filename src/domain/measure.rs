@@ -93,12 +93,14 @@ pub enum Reason {
     TooManyRedirects,
     /// The host could not be reached: no DNS answer, connection refused or reset.
     NetworkError,
+    /// The bytes are those of a picture taken down (`purgeImage`): never stored again.
+    Purged,
     /// The stored object an import named as the image's bytes does not exist.
     ObjectMissing,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::TooLarge,
@@ -109,6 +111,7 @@ impl Reason {
         Reason::BlockedAddress,
         Reason::TooManyRedirects,
         Reason::NetworkError,
+        Reason::Purged,
         Reason::ObjectMissing,
     ];
 
@@ -125,6 +128,7 @@ impl Reason {
             Reason::BlockedAddress => "BLOCKED_ADDRESS",
             Reason::TooManyRedirects => "TOO_MANY_REDIRECTS",
             Reason::NetworkError => "NETWORK_ERROR",
+            Reason::Purged => "PURGED",
             Reason::ObjectMissing => "OBJECT_MISSING",
         }
     }
@@ -590,13 +594,14 @@ pub mod samples {
     }
 
     /// A photo-like picture: smooth colour gradients with a few sharp-edged shapes, different
-    /// for each `seed`.
+    /// for each `seed` (any `u32`).
     pub fn scene(width: u32, height: u32, seed: u32) -> RgbImage {
-        let s = seed as f32;
+        let s = (seed % 10_007) as f32;
+        let block_width = 40 + (seed % 61) * 7;
         RgbImage::from_fn(width, height, |x, y| {
             let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
             let wave = ((fx * (7.0 + s) + fy * 3.0).sin() * 0.5 + 0.5) * 120.0;
-            let block = if ((x / (40 + seed * 7)) + (y / 50)).is_multiple_of(3) {
+            let block = if ((x / block_width) + (y / 50)).is_multiple_of(3) {
                 60.0
             } else {
                 0.0
@@ -841,6 +846,7 @@ mod tests {
                 "BLOCKED_ADDRESS",
                 "TOO_MANY_REDIRECTS",
                 "NETWORK_ERROR",
+                "PURGED",
                 "OBJECT_MISSING"
             ]
         );

@@ -59,6 +59,11 @@ pub mod samples {
         encode(&scene(width, height, seed), image::ImageFormat::Jpeg)
     }
 
+    /// A lossless WebP picture of `width` x `height`, different for each `seed`.
+    pub fn webp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+        encode(&scene(width, height, seed), image::ImageFormat::WebP)
+    }
+
     /// Only a PNG signature and a well-formed IHDR chunk claiming `width` x `height` (33
     /// bytes): what a forged file looks like. It has no pixels.
     pub fn png_header(width: u32, height: u32) -> Vec<u8> {

@@ -42,6 +42,7 @@ use crate::service::auth::Actor;
 use crate::service::catalog::Catalog;
 use crate::service::ingest::Ingestor;
 use crate::service::manage::Manager;
+use crate::service::process::Processor;
 use crate::service::purge::Purger;
 use crate::service::upload::Uploader;
 use crate::telemetry::Metrics;
@@ -61,10 +62,8 @@ fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 pub struct SchemaDeps {
     pub catalog: Catalog,
     pub manager: Manager,
-    /// `None`: uploads are refused (no object store, e.g. `export-schema`).
-    pub uploader: Option<Uploader>,
-    /// `purgeImage` (absent in a schema built only to export the SDL).
-    pub purger: Option<Purger>,
+    /// The use cases on the object store (absent in a schema built only to export the SDL).
+    pub stored: StoredUseCases,
     pub ingestor: Ingestor,
     pub media: Media,
     /// How long a loader batch waits for more keys.
@@ -77,6 +76,19 @@ pub struct SchemaDeps {
     /// Whether plan-able operations are answered by their compiled plans ([`plan`]); off, every
     /// operation goes through the executor (the plans' analysis still feeds its loaders).
     pub compiled_plans: bool,
+}
+
+/// The use cases that work on the object store. A schema built without them (`export-schema`,
+/// or with no store) answers their mutations with an internal error.
+#[derive(Default)]
+pub struct StoredUseCases {
+    /// `uploadImage` and `removeUpload`.
+    pub uploader: Option<Uploader>,
+    /// `purgeImage`.
+    pub purger: Option<Purger>,
+    /// `retryImageProcessing`: whether or not this process runs workers, a retry turns images
+    /// PENDING for whichever worker of the deployment is free.
+    pub processor: Option<Processor>,
 }
 
 /// Limits on one operation.
@@ -141,11 +153,19 @@ pub fn build_schema(deps: SchemaDeps) -> Result<AppSchema, sdl::SdlError> {
             metrics: deps.metrics,
             delay: deps.loader_delay,
         });
-    if let Some(uploader) = deps.uploader {
+    let StoredUseCases {
+        uploader,
+        purger,
+        processor,
+    } = deps.stored;
+    if let Some(uploader) = uploader {
         builder = builder.data(uploader);
     }
-    if let Some(purger) = deps.purger {
+    if let Some(purger) = purger {
         builder = builder.data(purger);
+    }
+    if let Some(processor) = processor {
+        builder = builder.data(processor);
     }
     if deps.introspection == Introspection::AdminsOnly {
         builder = builder.disable_suggestions();

@@ -17,6 +17,7 @@ use super::payload::{
 use super::types::{Hotel, Image, load_images, load_images_shown_by};
 use crate::domain::catalog::{HotelId, ImageId};
 use crate::service::manage::{Classification, ManageError, Manager, TagInput, TextsChange};
+use crate::service::process::{ProcessError, Processor, RetryScope};
 use crate::service::purge::{PurgeError, Purger};
 use crate::service::upload::{UploadError, Uploader};
 use crate::service::write::{self, UserErrorCode};
@@ -201,6 +202,24 @@ pub struct UpdateImagePayload {
 #[derive(SimpleObject)]
 pub struct ClassifyImagesPayload {
     pub images: Vec<Image>,
+    pub user_errors: Vec<UserError>,
+}
+
+/// Which FAILED images to process again: some by ID, or every one a partner delivers.
+#[derive(InputObject)]
+pub struct RetryImageProcessingInput {
+    /// At most 1000. Give these or `partnerId`, not both.
+    pub image_ids: Option<Vec<ID>>,
+    pub partner_id: Option<ID>,
+}
+
+#[derive(SimpleObject)]
+pub struct RetryImageProcessingPayload {
+    /// How many images turned PENDING again (images of the scope that were not FAILED are left
+    /// as they are).
+    pub retried_count: usize,
+    /// Those images, by ID.
+    pub image_ids: Vec<ID>,
     pub user_errors: Vec<UserError>,
 }
 
@@ -623,6 +642,44 @@ impl Mutation {
                 user_errors,
             }),
         }
+    }
+
+    /// Processes FAILED images again from their first attempt (admin): by ID, or every FAILED
+    /// image of a partner, e.g. once its image server is fixed.
+    async fn retry_image_processing(
+        &self,
+        ctx: &Context<'_>,
+        input: RetryImageProcessingInput,
+    ) -> Result<RetryImageProcessingPayload> {
+        let (processor, caller) = (service::<Processor>(ctx)?, caller(ctx)?);
+        let run = async {
+            let scope = match (&input.image_ids, &input.partner_id) {
+                (Some(ids), None) => RetryScope::Images(parse_ids(ids, "imageIds")?),
+                (None, Some(partner)) => RetryScope::Partner(parse_id(partner, &["partnerId"])?),
+                _ => {
+                    return Err(write::UserError::new(
+                        UserErrorCode::InvalidInput,
+                        &["imageIds"],
+                        "give either imageIds or partnerId",
+                    )
+                    .into());
+                }
+            };
+            processor.retry(&caller, &scope).await
+        };
+        let result: Result<_, ProcessError> = run.await;
+        Ok(match outcome(result)? {
+            Ok(ids) => RetryImageProcessingPayload {
+                retried_count: ids.len(),
+                image_ids: ids.iter().map(|id| ID(id.to_string())).collect(),
+                user_errors: Vec::new(),
+            },
+            Err(user_errors) => RetryImageProcessingPayload {
+                retried_count: 0,
+                image_ids: Vec::new(),
+                user_errors,
+            },
+        })
     }
 
     /// The partner-ingestion pipeline delivers a batch (at most 1000 items; scope

@@ -268,6 +268,16 @@ fn cache_policy(response: &BatchAnswer, public_max_age: u32) -> HeaderValue {
     }
 }
 
+/// The HTTP status of an executed answer: under the GraphQL-over-HTTP media type, a single
+/// request that failed before execution (no data, only errors) is a 400; everything else a 200.
+pub(super) fn answer_status(media_type: &str, failed_before_execution: bool) -> StatusCode {
+    if media_type == GRAPHQL_RESPONSE_JSON && failed_before_execution {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn respond(response: BatchAnswer, media_type: &'static str, public_max_age: u32) -> Response {
     let failed_before_execution = match &response {
         BatchAnswer::Single(Answer::Executed(r)) => {
@@ -275,11 +285,7 @@ fn respond(response: BatchAnswer, media_type: &'static str, public_max_age: u32)
         }
         _ => false,
     };
-    let status = if media_type == GRAPHQL_RESPONSE_JSON && failed_before_execution {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = answer_status(media_type, failed_before_execution);
     let cache_control = cache_policy(&response, public_max_age);
     let mut extra_headers = HeaderMap::new();
     if let BatchAnswer::Single(Answer::Executed(r)) = &response {

@@ -177,10 +177,22 @@ fn internal(metrics: &Metrics) -> Response {
     )
 }
 
-/// The kept answer, as it was first sent.
+/// The kept answer, as it was first sent (with the status it was first sent with).
 fn replay(body: String, media_type: &'static str) -> Response {
+    let failed_before_execution = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|answer| {
+            let single = answer.as_object()?;
+            let no_data = single.get("data").is_none_or(serde_json::Value::is_null);
+            let errors = single
+                .get("errors")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|errors| !errors.is_empty());
+            Some(no_data && errors)
+        })
+        .unwrap_or(false);
     (
-        StatusCode::OK,
+        super::graphql::answer_status(media_type, failed_before_execution),
         [
             (CONTENT_TYPE, HeaderValue::from_static(media_type)),
             (CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),

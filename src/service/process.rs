@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::events;
-use super::write::{Caller, Writer, retrying, use_case_error};
+use super::write::{Caller, UserError, UserErrorCode, Writer, retrying, use_case_error};
 use crate::domain::catalog::ImageId;
 use crate::domain::measure::{MeasureLimits, Measured, Reason, measure};
 use crate::domain::media::upload_storage_key;
@@ -31,12 +31,16 @@ use crate::fetch::{FetchError, Fetcher};
 use crate::store::StoreError;
 use crate::store::manage::linked_hotels;
 use crate::store::objects::{Objects, ObjectsError, Stored};
-use crate::store::processing::{self as queue, Job, RetryScope};
+pub use crate::store::processing::RetryScope;
+use crate::store::processing::{self as queue, Job};
 
 use_case_error!(
     /// How recording a processing outcome (or a retry) failed.
     ProcessError
 );
+
+/// Most images one retry may name by ID.
+pub const MAX_RETRY_IDS: usize = 1_000;
 
 /// How the workers run.
 #[derive(Debug, Clone)]
@@ -335,7 +339,8 @@ impl Processor {
     }
 
     /// Measures `bytes` on a blocking thread (decoding the whole picture is CPU work, off the
-    /// async threads); returns them with what was found.
+    /// async threads) and refuses those of a picture taken down; returns them with what was
+    /// found. Fetched and adopted bytes alike.
     async fn measure(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Measured), FetchError> {
         let limits = self.limits;
         let (bytes, measured) = tokio::task::spawn_blocking(move || {
@@ -345,6 +350,25 @@ impl Processor {
         .await
         .map_err(|e| failure(Reason::DecodeError, format!("measuring failed: {e}")))?;
         let measured = measured.map_err(|refusal| failure(refusal.reason, refusal.message))?;
+        // Bytes a takedown buried never come back, under whatever URL: refused before they
+        // are stored again.
+        let buried =
+            super::purge::bytes_buried(self.writer.store().connection(), &measured.sha256).await;
+        match buried {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(failure(
+                    Reason::Purged,
+                    "the bytes are those of a picture taken down (purgeImage)",
+                ));
+            }
+            Err(e) => {
+                return Err(failure(
+                    Reason::NetworkError,
+                    format!("checking takedowns failed: {e}"),
+                ));
+            }
+        }
         Ok((bytes, measured))
     }
 
@@ -437,15 +461,33 @@ impl Processor {
         full - jitter
     }
 
-    /// Turns FAILED images PENDING again (an admin's retry); returns them.
+    /// Turns FAILED images PENDING again, due at once with their attempts reset (an admin's
+    /// retry); returns them. Images of the scope that are not FAILED are left as they are.
     pub async fn retry(
         &self,
         caller: &Caller,
         scope: &RetryScope,
     ) -> Result<Vec<ImageId>, ProcessError> {
         caller.require(caller.actor.is_admin())?;
+        if let RetryScope::Images(ids) = scope
+            && ids.len() > MAX_RETRY_IDS
+        {
+            return Err(UserError::too_many("imageIds", MAX_RETRY_IDS, "images").into());
+        }
         let retried = retrying(|| async {
             let change = self.writer.begin().await?;
+            if let RetryScope::Partner(partner) = scope
+                && crate::store::ingest::partner_feed(change.txn(), *partner)
+                    .await?
+                    .is_none()
+            {
+                return Err(UserError::new(
+                    UserErrorCode::NotFound,
+                    &["partnerId"],
+                    "no such partner",
+                )
+                .into());
+            }
             let now = change.now();
             let ids = queue::retry_failed(change.txn(), scope, now).await?;
             let audit = caller.audit(

@@ -187,6 +187,18 @@ impl Purger {
     }
 }
 
+/// Whether a takedown buried the bytes of hash `sha256`: their hash, or the URL key an upload
+/// of them has, is a tombstone. Uploads and processing refuse such bytes before storing them.
+pub async fn bytes_buried(
+    conn: &impl sea_orm::ConnectionTrait,
+    sha256: &str,
+) -> Result<bool, StoreError> {
+    let upload_key = super::upload::upload_url_key(sha256);
+    Ok(!store::purged_keys(conn, &[sha256, upload_key.as_str()])
+        .await?
+        .is_empty())
+}
+
 /// `PURGED` at `field`: the picture was taken down and cannot come back.
 pub fn purged_error(field: &str) -> UserError {
     UserError::new(

@@ -24,13 +24,8 @@ use_case_error!(
 
 /// The URL key of uploaded bytes. Uploads have no partner URL: their key is derived from the
 /// content, in a namespace of its own so it can never equal the key of a canonical URL.
-fn upload_url_key(sha256: &str) -> String {
+pub(super) fn upload_url_key(sha256: &str) -> String {
     hex::encode(Sha256::digest(format!("upload:{sha256}")))
-}
-
-/// The tombstones that bury uploaded bytes: their hash, and their upload URL key.
-fn tombstone_keys(sha256: &str) -> [String; 2] {
-    [sha256.to_owned(), upload_url_key(sha256)]
 }
 
 /// What removing an upload did.
@@ -96,23 +91,11 @@ impl Uploader {
         let inspected = inspected.map_err(refused_file)?;
         // Bytes a takedown buried never come back: refused before they are stored again (and
         // checked again in the change, against a takedown committing meanwhile).
-        let keys = tombstone_keys(&inspected.measured.sha256);
-        if self.buried(self.writer.store().connection(), &keys).await? {
+        let sha256 = &inspected.measured.sha256;
+        if super::purge::bytes_buried(self.writer.store().connection(), sha256).await? {
             return Err(super::purge::purged_error("file").into());
         }
         retrying(|| self.record(caller, hotel, &inspected, &bytes, caption)).await
-    }
-
-    /// Whether any of `keys` is a tombstone.
-    async fn buried(
-        &self,
-        conn: &impl sea_orm::ConnectionTrait,
-        keys: &[String; 2],
-    ) -> Result<bool, StoreError> {
-        let keys = [keys[0].as_str(), keys[1].as_str()];
-        Ok(!crate::store::purge::purged_keys(conn, &keys)
-            .await?
-            .is_empty())
     }
 
     /// Deletes the bytes at `key` unless an image shown for some hotel uses them (an upload
@@ -227,10 +210,7 @@ impl Uploader {
         // The image's row first: a takedown of it committing meanwhile is seen below, and a
         // removal deleting its bytes finishes before they are stored again.
         writes::lock_image_by_url_key(change.txn(), &url_key).await?;
-        if self
-            .buried(change.txn(), &tombstone_keys(&inspected.measured.sha256))
-            .await?
-        {
+        if super::purge::bytes_buried(change.txn(), &inspected.measured.sha256).await? {
             return Err(super::purge::purged_error("file").into());
         }
         // Stored inside the change: a change rolled back leaves bytes nobody shows (storage

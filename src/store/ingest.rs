@@ -426,14 +426,12 @@ async fn insert_images(
     Ok(ids)
 }
 
-/// The row of a new partner image. PENDING (the workers fetch, measure and store it) unless
-/// the partner declared both width and height: such an image is taken as READY on the
-/// declared values, the rule the migration applied to the catalog of before (see
-/// `m20261204_process_processing_state`), so feeds that describe their images keep curating
-/// at once. Its bytes are not fetched (`fetched_at` stays empty) until an admin asks for it.
+/// The row of a new partner image: PENDING, whatever the partner declared. The workers fetch,
+/// measure and store it; declared width, height and hash are hints that the measured values
+/// replace, so an image is curated only on what the service saw. (Rows that predate processing
+/// were moved by the migration `m20261204_process_processing_state`, its documented choice.)
 fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
     let key = d.url_key.as_str();
-    let declared = d.width.is_some() && d.height.is_some();
     let mut row = rows::image(
         NewImage {
             id: None,
@@ -446,11 +444,7 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
             category: effective_category(&d.tags),
             quality_score: d.quality_score,
             content_sha256: d.content_sha256.clone(),
-            processing: if declared {
-                ProcessingState::Ready
-            } else {
-                ProcessingState::Pending
-            },
+            processing: ProcessingState::Pending,
             adopted_key: d.storage_key.clone(),
         },
         now,

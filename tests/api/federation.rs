@@ -143,8 +143,7 @@ async fn the_service_sdl_and_the_committed_schema_file_tell_the_same_story() {
             &app.settings,
             app.core.catalog.clone(),
             app.core.freshness.clone(),
-            None,
-            None,
+            Default::default(),
             images_subgraph::telemetry::Metrics::new(),
         )
         .unwrap(),

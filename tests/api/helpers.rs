@@ -450,6 +450,15 @@ impl TestApp {
 
     /// The single integer `sql` answers (e.g. a `COUNT(*)`), read directly from the database.
     pub async fn scalar(&self, sql: &str) -> i64 {
+        self.cell(sql).await
+    }
+
+    /// The text of the first column of the first row of `sql`.
+    pub async fn text(&self, sql: &str) -> String {
+        self.cell(sql).await
+    }
+
+    async fn cell<T: sea_orm::TryGetable>(&self, sql: &str) -> T {
         let backend = self.core.db.get_database_backend();
         let row = self
             .core
@@ -458,7 +467,8 @@ impl TestApp {
             .await
             .expect("query")
             .expect("a row");
-        row.try_get_by_index::<i64>(0).expect("an integer")
+        row.try_get_by_index::<T>(0)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// A token of the partner-ingestion pipeline for `partner`.
@@ -477,6 +487,25 @@ impl TestApp {
     }
 
     /// The text served at `/metrics`.
+    /// Processes every due PENDING image now, one after the other, as the `process` command
+    /// does (with this app's settings); returns how many it processed.
+    pub async fn process_due(&self) -> usize {
+        let objects = images_subgraph::store::objects::Objects::open(
+            &self
+                .settings
+                .object_store_url()
+                .expect("an object store URL"),
+        )
+        .expect("the object store");
+        let processor = images_subgraph::app::processor(&self.settings, &self.core, objects)
+            .expect("a processor");
+        let mut processed = 0;
+        while processor.step().await.expect("processing").is_some() {
+            processed += 1;
+        }
+        processed
+    }
+
     pub async fn metrics(&self) -> String {
         let response = self
             .client
@@ -551,6 +580,31 @@ pub async fn gallery(app: &TestApp, hotel: i64) -> Vec<String> {
         .iter()
         .map(|n| n["id"].as_str().expect("an image ID").to_owned())
         .collect()
+}
+
+/// A local partner image server: every path answers a JPEG (640x480) of its own file name, the
+/// path's last segment: `/a/face.jpg` and `/b/face.jpg` are the same bytes, `/a/pool.jpg`
+/// another picture. For tests whose imported images must be fetched and turn READY. Returns
+/// its base URL (`http://127.0.0.1:PORT`); the app must be allowed to fetch from it
+/// (`fetch_allow_hosts = ["127.0.0.1"]`).
+pub async fn picture_server() -> String {
+    use axum::http::header::CONTENT_TYPE;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let base = format!("http://{}", listener.local_addr().expect("an address"));
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        let name = uri.path().rsplit('/').next().unwrap_or_default();
+        let seed = name
+            .bytes()
+            .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        (
+            [(CONTENT_TYPE, "image/jpeg")],
+            images_subgraph::domain::upload::samples::jpeg(640, 480, seed),
+        )
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
 }
 
 /// The ID of `hotel`'s main image, as an anonymous client reads it.

@@ -93,6 +93,29 @@ async fn a_retry_with_the_same_key_gets_the_first_answer_and_is_not_applied_agai
 }
 
 #[tokio::test]
+async fn a_retry_gets_the_first_answer_with_its_status() {
+    let app = spawn_app().await;
+    // Under the GraphQL-over-HTTP media type, a request that fails before execution (here its
+    // variables do not coerce) is answered 400; its retry must be too, not 200.
+    let send = || {
+        app.client
+            .post(app.url("/graphql"))
+            .bearer_auth(app.admin())
+            .header("idempotency-key", "status-of-the-first-answer")
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": SET_MAIN, "variables": { "input": { "hotelId": "3" } } }))
+            .send()
+    };
+    let first = crate::helpers::answer(send().await.expect("sent")).await;
+    assert_eq!(first.status, 400, "{:?}", first.body);
+    let again = crate::helpers::answer(send().await.expect("sent")).await;
+    assert!(replayed(&again));
+    assert_eq!(again.status, first.status);
+    assert_eq!(again.content_type, first.content_type);
+    assert_eq!(again.body, first.body);
+}
+
+#[tokio::test]
 async fn the_same_key_with_another_request_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
     let admin = app.admin();

@@ -16,8 +16,7 @@ async fn an_upload_to_a_schema_built_without_the_uploader_is_an_internal_error_n
         &app.settings,
         app.core.catalog.clone(),
         app.core.freshness.clone(),
-        None,
-        None,
+        Default::default(),
         Metrics::new(),
     )
     .expect("the schema builds");

@@ -3,7 +3,7 @@
 //! documented state and reason, and a hotel's gallery shows an image only once it is READY.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use images_subgraph::config::Settings;
 use images_subgraph::domain::upload::samples;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -24,13 +25,23 @@ const MAX_BYTES: usize = 256 * 1024;
 /// A hotel the demo catalog does not have.
 const HOTEL: i64 = 9001;
 
-/// A local partner server; returns its port and the gate `/gated.jpg` waits behind.
-async fn partner_server() -> (u16, Arc<Semaphore>) {
+/// A local partner server (see [`partner_server`]).
+struct PartnerServer {
+    port: u16,
+    /// `/gated.jpg` answers once a permit is added.
+    gate: Arc<Semaphore>,
+    /// `/mended.jpg` answers 404 until this is set, then a picture.
+    mended: Arc<AtomicBool>,
+}
+
+/// A local partner server with good pictures and every kind of failure.
+async fn partner_server() -> PartnerServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let gate = Arc::new(Semaphore::new(0));
+    let mended = Arc::new(AtomicBool::new(false));
     let flaky = Arc::new(AtomicU32::new(0));
     let jpeg = |seed| {
         move || async move {
@@ -48,6 +59,25 @@ async fn partner_server() -> (u16, Arc<Semaphore>) {
                 (
                     [(header::CONTENT_TYPE, "image/png")],
                     samples::png(400, 300),
+                )
+            }),
+        )
+        .route(
+            "/c.webp",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/webp")],
+                    samples::webp(480, 320, 6),
+                )
+            }),
+        )
+        // Too small for a gallery (a short side under 300 pixels), whatever a feed declares.
+        .route(
+            "/small.jpg",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/jpeg")],
+                    samples::jpeg(200, 150, 7),
                 )
             }),
         )
@@ -78,6 +108,23 @@ async fn partner_server() -> (u16, Arc<Semaphore>) {
                             samples::jpeg(640, 480, 4),
                         )
                             .into_response()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/mended.jpg",
+            get({
+                let mended = mended.clone();
+                move || async move {
+                    if mended.load(Ordering::SeqCst) {
+                        (
+                            [(header::CONTENT_TYPE, "image/jpeg")],
+                            samples::jpeg(640, 480, 5),
+                        )
+                            .into_response()
+                    } else {
+                        StatusCode::NOT_FOUND.into_response()
                     }
                 }
             }),
@@ -116,7 +163,7 @@ async fn partner_server() -> (u16, Arc<Semaphore>) {
             get(move || async move { Redirect::to(&format!("http://localhost:{port}/a.jpg")) }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (port, gate)
+    PartnerServer { port, gate, mended }
 }
 
 /// A body that starts and then stalls.
@@ -125,8 +172,14 @@ fn slow_body() -> Response {
     Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending())).into_response()
 }
 
-/// The app with one worker that retries quickly and fetches from 127.0.0.1.
+/// The app with one worker that retries quickly, gives up on a fetch after 700 ms, and
+/// fetches from 127.0.0.1.
 async fn processing_app() -> TestApp {
+    processing_app_with(|_| {}).await
+}
+
+/// [`processing_app`] with settings changed by `configure`.
+async fn processing_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.process_workers = 1;
         s.process_poll_ms = 50;
@@ -135,6 +188,7 @@ async fn processing_app() -> TestApp {
         s.fetch_timeout_ms = 700;
         s.upload_max_bytes = MAX_BYTES;
         s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
+        configure(s);
     })
     .await
 }
@@ -186,8 +240,9 @@ async fn drained(app: &TestApp) {
 
 #[tokio::test]
 async fn a_pending_image_is_never_shown_and_the_gallery_changes_on_the_next_request_once_ready() {
-    let app = processing_app().await;
-    let (port, gate) = partner_server().await;
+    // The fetch waits at the gate while the test looks: long enough on a busy machine.
+    let app = processing_app_with(|s| s.fetch_timeout_ms = 30_000).await;
+    let PartnerServer { port, gate, .. } = partner_server().await;
     import(&app, port, &["/gated.jpg"]).await;
 
     assert_eq!(count(&app, "/gated.jpg", "PENDING", None).await, 1);
@@ -221,10 +276,12 @@ async fn a_pending_image_is_never_shown_and_the_gallery_changes_on_the_next_requ
 #[tokio::test]
 async fn each_partner_image_ends_in_its_documented_state_and_reason() {
     let app = processing_app().await;
-    let (port, _gate) = partner_server().await;
-    let cases: [(&str, &str, Option<&str>); 10] = [
+    let port = partner_server().await.port;
+    let cases: [(&str, &str, Option<&str>); 12] = [
         ("/a.jpg", "READY", None),
         ("/b.png", "READY", None),
+        ("/c.webp", "READY", None),
+        ("/small.jpg", "READY", None),
         ("/flaky.jpg", "READY", None),
         ("/404", "FAILED", Some("HTTP_STATUS")),
         ("/slow.jpg", "FAILED", Some("TIMEOUT")),
@@ -254,7 +311,9 @@ async fn each_partner_image_ends_in_its_documented_state_and_reason() {
             .await,
         7
     );
-    assert_eq!(gallery(&app, HOTEL).await.len(), 3);
+    // READY and shown: the JPEG, the PNG, the WebP and the JPEG that failed once; the small
+    // one is READY but measured too small for the gallery.
+    assert_eq!(gallery(&app, HOTEL).await.len(), 4);
     // Every event of processing has its documented layout.
     let schemas = Schemas::load();
     let processing: Vec<Row> = outbox(&app)
@@ -262,14 +321,93 @@ async fn each_partner_image_ends_in_its_documented_state_and_reason() {
         .into_iter()
         .filter(|e| matches!(e.event_type.as_str(), "ImageProcessed" | "ImageFailed"))
         .collect();
-    assert_eq!(processing.len(), 10);
+    assert_eq!(processing.len(), 12);
     for event in &processing {
         schemas.check(event).unwrap();
     }
 }
 
+const RETRY: &str = "mutation($input: RetryImageProcessingInput!) {
+    retryImageProcessing(input: $input) { retriedCount imageIds userErrors { code field } } }";
+
+#[tokio::test]
+async fn an_admin_retries_failed_images_by_id_or_by_partner_and_they_are_processed_again() {
+    let app = processing_app().await;
+    let server = partner_server().await;
+    import(&app, server.port, &["/mended.jpg", "/404", "/a.jpg"]).await;
+    drained(&app).await;
+    assert_eq!(
+        count(&app, "/mended.jpg", "FAILED", Some("HTTP_STATUS")).await,
+        1
+    );
+    let id_of = |path: &str| format!("SELECT id FROM image WHERE canonical_url LIKE '%{path}'");
+    let mended = app.scalar(&id_of("/mended.jpg")).await.to_string();
+    let ready = app.scalar(&id_of("/a.jpg")).await.to_string();
+    let retry = |input: serde_json::Value, token: String| {
+        let app = &app;
+        async move {
+            app.graphql_as(&token, RETRY, json!({ "input": input }))
+                .await
+        }
+    };
+
+    // Bad input and the wrong callers change nothing.
+    let cases = [
+        (json!({}), "INVALID_INPUT"),
+        (
+            json!({ "imageIds": [mended], "partnerId": "1" }),
+            "INVALID_INPUT",
+        ),
+        (json!({ "imageIds": ["x"] }), "INVALID_INPUT"),
+        (json!({ "partnerId": "4242" }), "NOT_FOUND"),
+    ];
+    for (input, code) in cases {
+        let data = retry(input.clone(), app.admin()).await.ok();
+        let payload = &data["retryImageProcessing"];
+        assert_eq!(payload["userErrors"][0]["code"], code, "{input}: {data}");
+        assert_eq!(payload["retriedCount"], 0, "{input}");
+    }
+    let refused = retry(
+        json!({ "partnerId": "1" }),
+        app.token("images:hotelier", &[HOTEL]),
+    )
+    .await;
+    assert_eq!(refused.error_codes(), ["FORBIDDEN"]);
+    assert_eq!(
+        count(&app, "/mended.jpg", "FAILED", Some("HTTP_STATUS")).await,
+        1
+    );
+
+    // The partner fixed one picture: retried by ID, it is READY and shown; a READY image
+    // named with it is left as it is.
+    server.mended.store(true, Ordering::SeqCst);
+    let data = retry(json!({ "imageIds": [mended, ready] }), app.admin())
+        .await
+        .ok();
+    assert_eq!(
+        data["retryImageProcessing"],
+        json!({ "retriedCount": 1, "imageIds": [mended], "userErrors": [] })
+    );
+    drained(&app).await;
+    assert_eq!(count(&app, "/mended.jpg", "READY", None).await, 1);
+    assert!(gallery(&app, HOTEL).await.contains(&mended));
+    assert_eq!(count(&app, "/404", "FAILED", Some("HTTP_STATUS")).await, 1);
+
+    // By partner: every FAILED image it delivers is tried again, from its first attempt.
+    let data = retry(json!({ "partnerId": "1" }), app.admin()).await.ok();
+    assert_eq!(data["retryImageProcessing"]["retriedCount"], 1, "{data}");
+    drained(&app).await;
+    let sql = "SELECT COUNT(*) FROM image WHERE canonical_url LIKE '%/404' \
+               AND processing_state = 'FAILED' AND processing_attempts = 1";
+    assert_eq!(app.scalar(sql).await, 1);
+    let retried = app
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE operation = 'retryImageProcessing'")
+        .await;
+    assert_eq!(retried, 2);
+}
+
 /// A partner server that counts the requests of each path: `/slow/{n}.jpg` answers after
-/// 100 ms, `/stall.jpg` after 4 s the first time and at once after that.
+/// 100 ms, `/stall.jpg` after 8 s the first time and at once after that.
 async fn counting_server() -> (
     u16,
     Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
@@ -309,7 +447,7 @@ async fn counting_server() -> (
                 let first = count("/stall.jpg".to_owned()) == 1;
                 async move {
                     if first {
-                        tokio::time::sleep(Duration::from_secs(4)).await;
+                        tokio::time::sleep(Duration::from_secs(8)).await;
                     }
                     (
                         [(header::CONTENT_TYPE, "image/jpeg")],
@@ -327,8 +465,8 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
     let first = spawn_app_with(|s| {
         s.process_workers = 2;
         s.process_poll_ms = 50;
-        s.process_lease_secs = 2;
-        s.fetch_timeout_ms = 8_000;
+        s.process_lease_secs = 4;
+        s.fetch_timeout_ms = 12_000;
         s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
     })
     .await;
@@ -353,7 +491,7 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
     // The first fetch outlived its lease: another worker fetched again and recorded it; the
     // late first worker wrote nothing.
     assert_eq!(seen["/stall.jpg"], 2, "{seen:?}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         first
             .scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImageProcessed'")

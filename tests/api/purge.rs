@@ -10,7 +10,9 @@ use images_subgraph::config::Secret;
 use images_subgraph::domain::upload::samples;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, gallery, operation, spawn_app, spawn_app_with, upload_png};
+use crate::helpers::{
+    TestApp, gallery, operation, picture_server, spawn_app, spawn_app_with, upload_png,
+};
 
 const PURGE: &str = "mutation($input: PurgeImageInput!) { purgeImage(input: $input) {
     image { id status caption } affectedHotels { id } bytesDeleted userErrors { code field message } } }";
@@ -122,20 +124,24 @@ async fn a_purged_picture_leaves_every_hotel_and_no_spelling_or_copy_brings_it_b
     let app = spawn_app_with(|s| {
         s.cdn_purge_url = Some(url);
         s.cdn_purge_token = Some(Secret::new("cdn-token"));
+        s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
     })
     .await;
-    let sha = "5e".repeat(32);
-    let shown = json!({ "width": 1600, "height": 1067, "qualityScore": 1.0, "contentSha256": sha });
-    let mut items = Vec::new();
-    for hotel in ["30", "31"] {
-        let mut item = shown.clone();
-        item["hotelId"] = json!(hotel);
-        item["url"] = json!("https://img.partner.example/takedown/face.jpg");
-        items.push(item);
-    }
+    let server = picture_server().await;
+    let url = format!("{server}/takedown/face.jpg");
+    let items: Vec<Value> = ["30", "31"]
+        .iter()
+        .map(|hotel| json!({ "hotelId": hotel, "url": url, "qualityScore": 1.0 }))
+        .collect();
     let created = import(&app, 2, json!(items)).await;
     let image = created[0].2.clone().expect("an image");
+    assert_eq!(app.process_due().await, 1);
     assert!(gallery(&app, 30).await.contains(&image));
+    let sha = app
+        .text(&format!(
+            "SELECT content_sha256 FROM image WHERE id = {image}"
+        ))
+        .await;
     let large = app
         .graphql(
             "query($id: ID!) { image(id: $id) { url(size: LARGE) } }",
@@ -164,7 +170,7 @@ async fn a_purged_picture_leaves_every_hotel_and_no_spelling_or_copy_brings_it_b
         &app,
         3,
         json!([
-            { "hotelId": "32", "url": "HTTPS://IMG.partner.example:443/takedown/face.jpg?utm_source=x#top" },
+            { "hotelId": "32", "url": format!("{url}?utm_source=x#top") },
             { "hotelId": "32", "url": "https://cdn.other.example/copy.jpg", "contentSha256": sha.to_uppercase() },
             { "hotelId": "32", "url": "https://cdn.other.example/unrelated.jpg" },
         ]),
@@ -222,6 +228,48 @@ async fn a_purged_picture_leaves_every_hotel_and_no_spelling_or_copy_brings_it_b
         0
     );
     assert_eq!(cdn.requests().len(), 2, "sent once it was accepted");
+}
+
+#[tokio::test]
+async fn a_purged_picture_fetched_again_under_a_new_url_is_refused_and_not_stored_again() {
+    let app = spawn_app_with(|s| s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()]).await;
+    let server = picture_server().await;
+    let item =
+        |hotel: &str, path: &str| json!({ "hotelId": hotel, "url": format!("{server}{path}") });
+    let first = import(&app, 2, json!([item("30", "/one/face.jpg")])).await;
+    let image = first[0].2.clone().expect("an image");
+    assert_eq!(app.process_due().await, 1);
+    let payload = purge(&app, Some(&app.admin()), &image, "privacy request")
+        .await
+        .ok()["purgeImage"]
+        .clone();
+    assert_eq!(payload["userErrors"], json!([]), "{payload:#}");
+    let sha = app
+        .text(&format!(
+            "SELECT content_sha256 FROM image WHERE id = {image}"
+        ))
+        .await;
+
+    // The same bytes under a URL nobody has seen, with no declared hash: the import cannot
+    // tell, the fetch can.
+    let again = import(&app, 3, json!([item("32", "/two/face.jpg")])).await;
+    assert_eq!(again[0].0, "CREATED");
+    let copy = again[0].2.clone().expect("an image");
+    assert_eq!(app.process_due().await, 1);
+    let refused = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM image WHERE id = {copy} \
+             AND processing_state = 'FAILED' AND processing_reason = 'PURGED'"
+        ))
+        .await;
+    assert_eq!(refused, 1);
+    assert!(!gallery(&app, 32).await.contains(&copy));
+    let objects = images_subgraph::store::objects::Objects::open(
+        &app.settings.object_store_url().expect("a store URL"),
+    )
+    .expect("the store");
+    let key = images_subgraph::domain::media::upload_storage_key(&sha, "jpg");
+    assert_eq!(objects.get(&key).await.expect("the store answers"), None);
 }
 
 #[tokio::test]
