@@ -162,7 +162,7 @@ async fn an_adopted_object_is_measured_from_the_store_and_a_missing_one_fails() 
         .as_str()
         .expect("an ID")
         .to_owned();
-    assert_eq!(gallery(&app, HOTEL).await, [id.clone()]);
+    assert_eq!(gallery(&app, HOTEL).await, std::slice::from_ref(&id));
     let url = app
         .graphql(
             "query($id: ID!) { image(id: $id) { url(size: ORIGINAL) } }",
