@@ -29,6 +29,7 @@ use crate::graphql::{
 };
 use crate::http::auth::{Authenticator, TokenKey};
 use crate::http::lifecycle::Draining;
+use crate::http::media::MediaFiles;
 use crate::http::scan::ScanLimits;
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, Protection, router};
@@ -188,12 +189,17 @@ pub fn processor(
         core.writer.clone(),
         fetcher,
         objects,
-        MeasureLimits {
-            max_pixels: settings.image_max_pixels,
-            ..MeasureLimits::default()
-        },
+        measure_limits(settings),
         settings.process_settings(),
     ))
+}
+
+/// What images are decoded within (uploads, processing, `/media`): `IMAGE_MAX_PIXELS`.
+fn measure_limits(settings: &Settings) -> MeasureLimits {
+    MeasureLimits {
+        max_pixels: settings.image_max_pixels,
+        ..MeasureLimits::default()
+    }
 }
 
 /// `purgeImage`, and the worker that sends its CDN purges when `CDN_PURGE_URL` is set.
@@ -436,8 +442,13 @@ struct Stopping {
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let core = Core::open(settings).await?;
+        let objects =
+            Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         if settings.seed_demo_enabled() && core.curator.hotel_count().await? == 0 {
-            crate::seed::demo(&core.db, core.curator.rules())
+            let pictures = settings
+                .seed_demo_pictures_enabled()
+                .then(|| objects.clone());
+            crate::seed::demo(&core.db, core.curator.rules(), pictures)
                 .await
                 .context("cannot seed the demo catalog")?;
         }
@@ -457,16 +468,11 @@ impl Application {
         if !core.cache.settle(CACHE_SETTLE).await {
             tracing::warn!("Redis is not reachable yet: serving from the database until it is");
         }
-        let objects =
-            Objects::open(&settings.object_store_url()?).context("cannot open the object store")?;
         let uploader = Uploader::new(
             core.writer.clone(),
             objects.clone(),
             settings.upload_max_bytes,
-            MeasureLimits {
-                max_pixels: settings.image_max_pixels,
-                ..MeasureLimits::default()
-            },
+            measure_limits(settings),
             settings.check()?.upload_partner,
         );
         let (purger, cdn_purges) = purges(settings, &core, objects.clone())?;
@@ -484,7 +490,15 @@ impl Application {
                 },
                 metrics.clone(),
             )?,
-            media: settings.serve_media_enabled().then_some(objects),
+            media: if settings.serve_media_enabled() {
+                Some(MediaFiles::new(
+                    objects,
+                    settings.check()?.image_sizes,
+                    measure_limits(settings),
+                )?)
+            } else {
+                None
+            },
             catalog: core.catalog.clone(),
             auth: authenticator(settings)?,
             graphiql: settings.graphiql_enabled(),

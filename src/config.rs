@@ -557,6 +557,12 @@ pub struct Settings {
     #[arg(long, env = "SEED_DEMO", global = true)]
     pub seed_demo: Option<bool>,
 
+    /// Draw a picture for each demo image into the object store when seeding the demo catalog,
+    /// the rows saying what measuring it found (default: on). Off: the rows declare sizes and
+    /// nothing is stored (the tests' demo catalog).
+    #[arg(long, env = "SEED_DEMO_PICTURES", global = true)]
+    pub seed_demo_pictures: Option<bool>,
+
     /// Deepest selection nesting an operation may have.
     #[arg(long, env = "QUERY_MAX_DEPTH", default_value_t = 12, global = true)]
     pub query_max_depth: usize,
@@ -890,6 +896,10 @@ impl Settings {
 
     pub fn serve_media_enabled(&self) -> bool {
         self.serve_media.unwrap_or(self.is_embedded())
+    }
+
+    pub fn seed_demo_pictures_enabled(&self) -> bool {
+        self.seed_demo_pictures.unwrap_or(true)
     }
 
     pub fn seed_demo_enabled(&self) -> bool {

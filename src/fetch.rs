@@ -156,6 +156,11 @@ impl Fetcher {
         })
     }
 
+    /// The largest body fetched, in bytes: the bound of every image's bytes, fetched or not.
+    pub fn max_bytes(&self) -> usize {
+        self.settings.max_bytes
+    }
+
     /// Fetches `url` (see the module doc for what is refused, and why).
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
         let url = Url::parse(url)

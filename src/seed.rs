@@ -9,6 +9,15 @@
 //! second partner as a source (delivered under another spelling of its URL); every 40th image
 //! has a worse copy with the same bytes (same content hash) that curation leaves out; every 5th
 //! image has a legacy ID `L-{image id}`.
+//!
+//! With [`Plan::pictures`] (the embedded default's demo), every distinct image gets a picture
+//! of its own ([`pictures`]), stored in the object store under its content-addressed key, and
+//! its row says what measuring the picture found (width, height, SHA-256, perceptual hash,
+//! measured quality); a same-bytes copy shares its original's picture. Without (tests, `seed
+//! --hotels N` for benchmarks), the rows declare sizes and made-up hashes, and nothing is
+//! stored.
+
+mod pictures;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -32,6 +41,7 @@ use crate::domain::url::{Rewrites, UrlKey, canonicalize};
 use crate::service::write::curate;
 use crate::store::bulk::{copy_in, insert_rows, sync_sequences};
 use crate::store::curation::hotel_row;
+use crate::store::objects::Objects;
 use crate::store::rows::{self as row, NewImage};
 
 /// The four demo partners: (id, name, kind).
@@ -54,17 +64,21 @@ pub struct Plan {
     /// On PostgreSQL, load with `COPY` and curate in memory (the default); `false` takes the
     /// multi-row inserts and `publish` of the other engines (to compare the two).
     pub copy: bool,
+    /// Where the images' pictures are stored; `None`: no pictures (see the module doc).
+    pub pictures: Option<Objects>,
 }
 
 impl Plan {
-    /// The demo catalog of the embedded default: 500 hotels with 10 to 30 images each.
-    pub fn demo() -> Self {
+    /// The demo catalog of the embedded default: 500 hotels with 10 to 30 images each, with
+    /// their pictures stored in `pictures` (if given).
+    pub fn demo(pictures: Option<Objects>) -> Self {
         Self {
             hotels: 500,
             images_per_hotel: (10, 30),
             chunk: 100,
             random_seed: 7,
             copy: true,
+            pictures,
         }
     }
 
@@ -75,6 +89,7 @@ impl Plan {
             chunk: chunk.max(1),
             random_seed: 7,
             copy: true,
+            pictures: None,
         }
     }
 
@@ -90,25 +105,48 @@ impl Plan {
 pub struct Report {
     pub hotels: u64,
     pub rows: u64,
+    /// Pictures drawn and stored.
+    pub pictures: u64,
     pub seconds: f64,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seeded {} hotels, {} rows", self.hotels, self.rows)?;
+        if self.pictures > 0 {
+            write!(f, ", {} pictures", self.pictures)?;
+        }
         write!(
             f,
-            "seeded {} hotels, {} rows in {:.1}s ({:.0} rows/s)",
-            self.hotels,
-            self.rows,
+            " in {:.1}s ({:.0} rows/s)",
             self.seconds,
             self.rows as f64 / self.seconds.max(1e-9)
         )
     }
 }
 
-/// Seeds the demo catalog (embedded default, empty database).
-pub async fn demo(db: &DatabaseConnection, rules: &Rules) -> anyhow::Result<Report> {
-    let report = generate(db, rules, &Plan::demo(), |_| {}).await?;
+/// Seeds the demo catalog (embedded default, empty database), with its pictures stored in
+/// `pictures` (if given).
+pub async fn demo(
+    db: &DatabaseConnection,
+    rules: &Rules,
+    pictures: Option<Objects>,
+) -> anyhow::Result<Report> {
+    let plan = Plan::demo(pictures);
+    let drawing = if plan.pictures.is_some() {
+        " (drawing and measuring its pictures)"
+    } else {
+        ""
+    };
+    let mut done = 0;
+    let report = generate(db, rules, &plan, |hotels| {
+        done += hotels;
+        tracing::info!(
+            "seeding the demo catalog{drawing}: {done} of {} hotels",
+            plan.hotels
+        );
+    })
+    .await?;
     tracing::info!(%report, "demo catalog seeded");
     Ok(report)
 }
@@ -131,7 +169,7 @@ pub async fn generate(
         4
     };
     let mut in_flight = JoinSet::new();
-    let mut rows = 0u64;
+    let (mut rows, mut pictures) = (0u64, 0u64);
     let mut next = 1u64;
     while next <= plan.hotels || !in_flight.is_empty() {
         while next <= plan.hotels && in_flight.len() < parallelism {
@@ -141,15 +179,17 @@ pub async fn generate(
             next = end + 1;
         }
         if let Some(done) = in_flight.join_next().await {
-            let (hotels, written) = done??;
-            rows += written;
-            progress(hotels);
+            let done = done??;
+            rows += done.rows;
+            pictures += done.pictures;
+            progress(done.hotels);
         }
     }
     sync_sequences(&db).await?;
     Ok(Report {
         hotels: plan.hotels,
         rows,
+        pictures,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -175,7 +215,7 @@ async fn insert_partners(db: &DatabaseConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows of one chunk, gathered before writing.
+/// Rows of one chunk, and the pictures they show, gathered before writing.
 #[derive(Default)]
 struct Rows {
     images: Vec<image::ActiveModel>,
@@ -184,6 +224,8 @@ struct Rows {
     deliveries: Vec<delivery::ActiveModel>,
     tags: Vec<image_tag::ActiveModel>,
     legacy: Vec<legacy_image_id::ActiveModel>,
+    /// Storage keys and bytes of the pictures drawn (each once).
+    objects: Vec<(String, Vec<u8>)>,
 }
 
 impl Rows {
@@ -195,6 +237,24 @@ impl Rows {
             + self.tags.len()
             + self.legacy.len()) as u64
     }
+
+    /// Appends `other`'s rows after these.
+    fn append(&mut self, mut other: Rows) {
+        self.images.append(&mut other.images);
+        self.links.append(&mut other.links);
+        self.sources.append(&mut other.sources);
+        self.deliveries.append(&mut other.deliveries);
+        self.tags.append(&mut other.tags);
+        self.legacy.append(&mut other.legacy);
+        self.objects.append(&mut other.objects);
+    }
+}
+
+/// What one chunk wrote.
+struct Chunk {
+    hotels: u64,
+    rows: u64,
+    pictures: u64,
 }
 
 /// Categories drawn for generated images, roughly as often as they occur in real catalogs.
@@ -226,19 +286,29 @@ async fn seed_chunk(
     plan: &Plan,
     rules: &Rules,
     hotels: std::ops::RangeInclusive<u64>,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<Chunk> {
     let now = Utc::now();
-    let mut rows = Rows::default();
-    let mut hotel_ids = Vec::new();
-    for hotel in hotels {
-        let hotel = i64::try_from(hotel)?;
-        hotel_ids.push(HotelId::new(hotel).ok_or_else(|| anyhow::anyhow!("hotel IDs start at 1"))?);
-        generate_hotel(plan, hotel, now, &mut rows)?;
+    let hotels: Vec<i64> = hotels.map(i64::try_from).collect::<Result<_, _>>()?;
+    let hotel_ids = hotels
+        .iter()
+        .map(|hotel| HotelId::new(*hotel).ok_or_else(|| anyhow::anyhow!("hotel IDs start at 1")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rows = generate_hotels(plan, hotels, now).await?;
+    let chunk = Chunk {
+        hotels: hotel_ids.len() as u64,
+        rows: rows.count(),
+        pictures: rows.objects.len() as u64,
+    };
+    // The bytes first, as uploads and processing do: a failure leaves bytes nobody shows,
+    // never a row without its bytes.
+    if let Some(objects) = &plan.pictures {
+        for (key, bytes) in std::mem::take(&mut rows.objects) {
+            objects.put(&key, bytes).await?;
+        }
     }
-    let written = rows.count();
     if plan.copy && db.get_database_backend() == sea_orm::DbBackend::Postgres {
         copy_chunk(db, plan, rules, &hotel_ids, rows, now).await?;
-        return Ok((hotel_ids.len() as u64, written));
+        return Ok(chunk);
     }
     let txn = db.begin().await?;
     insert_rows(&txn, rows.images).await?;
@@ -249,7 +319,49 @@ async fn seed_chunk(
     insert_rows(&txn, rows.legacy).await?;
     curate(&txn, rules, &hotel_ids, now).await?;
     txn.commit().await?;
-    Ok((hotel_ids.len() as u64, written))
+    Ok(chunk)
+}
+
+/// The rows of `hotels`, generated on blocking threads: with pictures, on every core, each
+/// thread taking a run of the hotels (drawing and measuring the pictures is most of the work
+/// of seeding then). The rows come out in hotel order either way.
+async fn generate_hotels(
+    plan: &Plan,
+    hotels: Vec<i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Rows> {
+    let threads = match plan.pictures {
+        Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
+        None => 1,
+    };
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let per_thread = hotels.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = hotels
+                .chunks(per_thread)
+                .map(|run| {
+                    let plan = &plan;
+                    scope.spawn(move || {
+                        let mut rows = Rows::default();
+                        for hotel in run {
+                            generate_hotel(plan, *hotel, now, &mut rows)?;
+                        }
+                        Ok::<_, anyhow::Error>(rows)
+                    })
+                })
+                .collect();
+            let mut rows = Rows::default();
+            for run in runs {
+                let run = run
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a seeding thread panicked"))??;
+                rows.append(run);
+            }
+            Ok(rows)
+        })
+    })
+    .await?
 }
 
 /// PostgreSQL: the chunk's rows by `COPY`, with its curation computed in memory (the same
@@ -263,7 +375,16 @@ async fn copy_chunk(
     rows: Rows,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let hotels: Vec<hotel::ActiveModel> = candidates(plan, &rows, now)?
+    // Regenerating a hotel outside the chunk (see `candidates`) may draw its pictures.
+    let (rows, candidates) = {
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || {
+            let candidates = candidates(&plan, &rows, now);
+            (rows, candidates)
+        })
+        .await?
+    };
+    let hotels: Vec<hotel::ActiveModel> = candidates?
         .into_iter()
         .filter(|(hotel, _)| hotel_ids.contains(hotel))
         .map(|(hotel, candidates)| hotel_row(&first_publication(hotel, &candidates, rules), now))
@@ -345,7 +466,8 @@ fn candidates(
             quality: *value(&image.quality_score)?,
             best_partner_kind: best_kind.get(&id).copied(),
             content_sha256: value(&image.content_sha256)?.clone(),
-            perceptual_hash: None,
+            // Stored as the signed reading of the 64 bits (the column is a BIGINT).
+            perceptual_hash: value(&image.perceptual_hash)?.map(|hash| hash as u64),
         });
     }
     Ok(out)
@@ -378,23 +500,14 @@ fn generate_hotel(
         let url = format!("https://img.partner{partner}.example/h{hotel}/{n}.jpg");
         let category = CATEGORY_MIX[rng.random_range(0..CATEGORY_MIX.len())];
         let quality = (rng.random_range(30..96) as f64) / 100.0;
-        let (width, height) = match rng.random_range(0..10) {
-            0 => (200, 150),
-            1 | 2 => (1067, 1600),
-            _ => (1600, 1067),
+        let size = match rng.random_range(0..10) {
+            0 => TOO_SMALL,
+            1 | 2 => PORTRAIT,
+            _ => LANDSCAPE,
         };
-        let sha = format!("{:064x}", id);
+        let look = look(plan, id, size, rows)?;
         push_image(
-            rows,
-            hotel,
-            id,
-            partner,
-            &url,
-            (width, height),
-            quality,
-            category,
-            &sha,
-            now,
+            rows, hotel, id, partner, &url, quality, category, &look, now,
         )?;
         if id % 7 == 0 {
             // Another partner delivers the same picture under another spelling of its URL.
@@ -414,10 +527,9 @@ fn generate_hotel(
                 copy,
                 partner,
                 &copy_url,
-                (width, height),
                 quality / 2.0,
                 category,
-                &sha,
+                &look,
                 now,
             )?;
         }
@@ -431,6 +543,56 @@ fn generate_hotel(
     Ok(())
 }
 
+/// Sizes of generated images: moderate, so that drawing and measuring the demo's pictures
+/// keeps the first start short; one in ten is below curation's minimum side (300 px), two in
+/// ten are portraits.
+const LANDSCAPE: (u32, u32) = (516, 344);
+const PORTRAIT: (u32, u32) = (344, 516);
+const TOO_SMALL: (u32, u32) = (200, 150);
+
+/// What the rows of an image (and of its same-bytes copy) say about its bytes.
+struct Look {
+    /// `None`: the key named after the image's URL, where nothing is stored.
+    storage_key: Option<String>,
+    width: u32,
+    height: u32,
+    sha256: String,
+    perceptual_hash: Option<u64>,
+    measured_quality: Option<f64>,
+}
+
+/// The look of image `id` of `size`: with pictures, what measuring its picture found (the
+/// picture goes to `rows`, to be stored); without, the size as declared and a made-up hash.
+fn look(
+    plan: &Plan,
+    id: i64,
+    (width, height): (u32, u32),
+    rows: &mut Rows,
+) -> anyhow::Result<Look> {
+    if plan.pictures.is_none() {
+        return Ok(Look {
+            storage_key: None,
+            width,
+            height,
+            sha256: format!("{id:064x}"),
+            perceptual_hash: None,
+            measured_quality: None,
+        });
+    }
+    let picture = pictures::picture(plan.random_seed, id, width, height)?;
+    let measured = &picture.measured;
+    let look = Look {
+        storage_key: Some(picture.storage_key.clone()),
+        width: measured.width,
+        height: measured.height,
+        sha256: measured.sha256.clone(),
+        perceptual_hash: Some(measured.perceptual_hash),
+        measured_quality: Some(measured.quality.score),
+    };
+    rows.objects.push((picture.storage_key, picture.bytes));
+    Ok(look)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn push_image(
     rows: &mut Rows,
@@ -438,10 +600,9 @@ fn push_image(
     id: i64,
     partner: i64,
     url: &str,
-    (width, height): (i32, i32),
     quality: f64,
     category: Category,
-    sha: &str,
+    look: &Look,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let canonical = canonicalize(url, &Rewrites::none())?;
@@ -450,16 +611,25 @@ fn push_image(
         id: Some(id),
         url_key: key.as_str(),
         canonical_url: canonical.as_str(),
-        storage_key: partner_storage_key(key.as_str()),
-        width: Some(width),
-        height: Some(height),
+        storage_key: look
+            .storage_key
+            .clone()
+            .unwrap_or_else(|| partner_storage_key(key.as_str())),
+        width: i32::try_from(look.width).ok(),
+        height: i32::try_from(look.height).ok(),
         caption: (id % 3 == 0).then(|| format!("{} view", category.as_str().to_lowercase())),
         category,
+        // The demo's tagging model's score, which wins over the measured one.
         quality_score: Some(quality),
-        content_sha256: Some(sha.to_owned()),
+        content_sha256: Some(look.sha256.clone()),
         processing: crate::domain::catalog::ProcessingState::Ready,
+        adopted_key: None,
     };
-    rows.images.push(row::image(new, now));
+    let mut image = row::image(new, now);
+    // Stored as the signed reading of the 64 bits (the column is a BIGINT).
+    image.perceptual_hash = Set(look.perceptual_hash.map(|hash| hash as i64));
+    image.measured_quality = Set(look.measured_quality);
+    rows.images.push(image);
     rows.links.push(row::link(hotel, id, now));
     rows.sources.push(source(id, partner, url, now));
     rows.deliveries.push(row::delivery(hotel, id, partner, now));

@@ -50,6 +50,9 @@ pub struct Model {
     pub lease_owner: Option<String>,
     /// When the bytes were last fetched (or uploaded).
     pub fetched_at: Option<DateTimeUtc>,
+    /// The stored object an import named as the image's bytes (`storage_key` of a feed line):
+    /// processing reads and measures it instead of fetching the URL. `None`: fetch the URL.
+    pub adopted_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

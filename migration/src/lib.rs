@@ -17,6 +17,7 @@ mod m20261203_hotelier_purge;
 mod m20261203_hotelier_republish;
 mod m20261204_process_processing_state;
 mod m20261204_search_image_search_indexes;
+mod m20261205_demo_adopted_key;
 mod m20261205_merge_merged_image;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_search_image_search_indexes::Migration),
             Box::new(m20261204_process_processing_state::Migration),
             Box::new(m20261205_merge_merged_image::Migration),
+            Box::new(m20261205_demo_adopted_key::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::catalog::{Category, HotelId, ImageId, MAX_TEXT_CHARS, Score, Tag, TagOrigin};
+use super::media::{StorageKeyError, check_storage_key};
 use super::url::{
     CanonicalUrl, Rewrites, UrlError, UrlKey, canonicalize, require_public_or_allowed,
 };
@@ -50,6 +51,9 @@ pub struct RawItem {
     pub quality_score: Option<f64>,
     /// Hex SHA-256 of the image's bytes, any letter case.
     pub content_sha256: Option<String>,
+    /// The key of an object in the object store that holds the image's bytes already (a
+    /// catalog migrated from an older system): processing reads it instead of fetching `url`.
+    pub storage_key: Option<String>,
 }
 
 /// A tag as sent: the category by its stable name (`POOL`, ...).
@@ -77,6 +81,8 @@ pub struct Delivery {
     pub quality_score: Option<f64>,
     /// Lower-case hex.
     pub content_sha256: Option<String>,
+    /// A valid object key (see [`check_storage_key`]), trimmed.
+    pub storage_key: Option<String>,
 }
 
 /// Why an item was rejected; the text is the `reason` clients see.
@@ -98,6 +104,8 @@ pub enum Rejection {
     RepeatedCategory(Category),
     #[error("content_sha256 must be 64 hexadecimal characters")]
     ContentSha256,
+    #[error("storage_key {0}: not a valid object key")]
+    StorageKey(StorageKeyError),
     #[error("{field} is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
     #[error("legacy ID `{0}` already belongs to another image")]
@@ -151,6 +159,7 @@ pub fn validate_allowing(
         tags: tags(&item.tags)?,
         quality_score,
         content_sha256: sha256(item.content_sha256.as_deref())?,
+        storage_key: storage_key(item.storage_key.as_deref())?,
     })
 }
 
@@ -210,6 +219,17 @@ fn sha256(value: Option<&str>) -> Result<Option<String>, Rejection> {
             Ok(Some(v.to_ascii_lowercase()))
         }
         Some(_) => Err(Rejection::ContentSha256),
+    }
+}
+
+/// An optional object key: trimmed, absent when empty, else valid.
+fn storage_key(value: Option<&str>) -> Result<Option<String>, Rejection> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(key) => {
+            check_storage_key(key).map_err(Rejection::StorageKey)?;
+            Ok(Some(key.to_owned()))
+        }
     }
 }
 
@@ -538,6 +558,34 @@ mod tests {
                     ..item("1", url)
                 },
                 Err("content_sha256 must be 64 hexadecimal characters"),
+            ),
+            (
+                RawItem {
+                    storage_key: Some(" legacy/2019/a.jpg ".to_owned()),
+                    ..item("1", url)
+                },
+                Ok(()),
+            ),
+            (
+                RawItem {
+                    storage_key: Some("../outside/a.jpg".to_owned()),
+                    ..item("1", url)
+                },
+                Err("storage_key has an empty, `.` or `..` part: not a valid object key"),
+            ),
+            (
+                RawItem {
+                    storage_key: Some("a\u{0}b.jpg".to_owned()),
+                    ..item("1", url)
+                },
+                Err("storage_key contains a control character: not a valid object key"),
+            ),
+            (
+                RawItem {
+                    storage_key: Some("k".repeat(256)),
+                    ..item("1", url)
+                },
+                Err("storage_key is longer than 255 characters: not a valid object key"),
             ),
             (
                 RawItem {

@@ -95,10 +95,12 @@ pub enum Reason {
     NetworkError,
     /// The bytes are those of a picture taken down (`purgeImage`): never stored again.
     Purged,
+    /// The stored object an import named as the image's bytes does not exist.
+    ObjectMissing,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::HttpStatus,
         Reason::Timeout,
         Reason::TooLarge,
@@ -110,6 +112,7 @@ impl Reason {
         Reason::TooManyRedirects,
         Reason::NetworkError,
         Reason::Purged,
+        Reason::ObjectMissing,
     ];
 
     /// The stable code, as stored and reported.
@@ -126,6 +129,7 @@ impl Reason {
             Reason::TooManyRedirects => "TOO_MANY_REDIRECTS",
             Reason::NetworkError => "NETWORK_ERROR",
             Reason::Purged => "PURGED",
+            Reason::ObjectMissing => "OBJECT_MISSING",
         }
     }
 }
@@ -301,16 +305,8 @@ pub fn sniff(bytes: &[u8]) -> Result<Format, Refusal> {
 
 /// Measures `bytes` (see the module doc).
 pub fn measure(bytes: &[u8], limits: MeasureLimits) -> Result<Measured, Refusal> {
-    let format = sniff(bytes)?;
-    let (width, height) = header_dimensions(bytes)?;
-    check_size(width, height, limits)?;
-    check_end(bytes, format)?;
-    let mut reader = reader(bytes, format);
-    reader.limits(decoder_limits(limits));
-    let decoded = reader.decode().map_err(|_| undecodable())?;
-    if (decoded.width(), decoded.height()) != (width, height) {
-        return Err(undecodable());
-    }
+    let (format, decoded) = decode(bytes, limits)?;
+    let (width, height) = (decoded.width(), decoded.height());
     let analysis = analysis_image(&decoded);
     drop(decoded);
     Ok(Measured {
@@ -321,6 +317,38 @@ pub fn measure(bytes: &[u8], limits: MeasureLimits) -> Result<Measured, Refusal>
         perceptual_hash: perceptual_hash(&analysis),
         quality: quality(width, height, &analysis),
     })
+}
+
+/// The format and the dimensions the header claims (steps 1 and 2 of the module doc), without
+/// decoding anything.
+pub fn header(bytes: &[u8]) -> Result<(Format, u32, u32), Refusal> {
+    let format = sniff(bytes)?;
+    let (width, height) = header_dimensions(bytes)?;
+    Ok((format, width, height))
+}
+
+/// The picture in `bytes`, decoded within `limits` (steps 1 to 3 of the module doc): what
+/// measuring and resizing start from.
+pub fn decode(bytes: &[u8], limits: MeasureLimits) -> Result<(Format, DynamicImage), Refusal> {
+    let (format, width, height) = header(bytes)?;
+    check_size(width, height, limits)?;
+    check_end(bytes, format)?;
+    let mut reader = reader(bytes, format);
+    reader.limits(decoder_limits(limits));
+    let decoded = reader.decode().map_err(|_| undecodable())?;
+    if (decoded.width(), decoded.height()) != (width, height) {
+        return Err(undecodable());
+    }
+    Ok((format, decoded))
+}
+
+/// `image` encoded as `format` (JPEG at the encoder's default quality, WebP lossless: the
+/// encoders this build has). Fails only for a pixel type the format cannot hold (JPEG has no
+/// alpha channel nor 16 bits).
+pub fn encode(image: &DynamicImage, format: Format) -> Result<Vec<u8>, image::ImageError> {
+    let mut bytes = Cursor::new(Vec::new());
+    image.write_to(&mut bytes, format.decoder_format())?;
+    Ok(bytes.into_inner())
 }
 
 /// The dimensions the header claims, read from the header alone (`imagesize` parses the few
@@ -818,7 +846,8 @@ mod tests {
                 "BLOCKED_ADDRESS",
                 "TOO_MANY_REDIRECTS",
                 "NETWORK_ERROR",
-                "PURGED"
+                "PURGED",
+                "OBJECT_MISSING"
             ]
         );
         for reason in Reason::ALL {

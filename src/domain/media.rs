@@ -34,6 +34,47 @@ pub fn upload_storage_key(sha256: &str, extension: &str) -> String {
     format!("u/{shard}/{sha256}.{extension}")
 }
 
+/// Longest storage key, in characters (the `storage_key` column's width).
+pub const MAX_STORAGE_KEY_CHARS: usize = 255;
+
+/// Why a text is not a storage key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StorageKeyError {
+    #[error("is empty")]
+    Empty,
+    #[error("is longer than {MAX_STORAGE_KEY_CHARS} characters")]
+    TooLong,
+    /// A leading, trailing or doubled `/`, or a `.` or `..` part: the store would refuse it,
+    /// or a local store would read outside its directory.
+    #[error("has an empty, `.` or `..` part")]
+    BadPart,
+    #[error("contains a control character")]
+    ControlCharacter,
+}
+
+/// Checks that `key` names an object: `/`-separated parts, none empty, `.` or `..`, no
+/// control characters, at most [`MAX_STORAGE_KEY_CHARS`]. The rules of the object store's own
+/// paths (S3, GCS and a local directory alike), so that a key taken at import is one the store
+/// will read, and one that cannot leave a local store's directory.
+pub fn check_storage_key(key: &str) -> Result<(), StorageKeyError> {
+    if key.is_empty() {
+        return Err(StorageKeyError::Empty);
+    }
+    if key.chars().count() > MAX_STORAGE_KEY_CHARS {
+        return Err(StorageKeyError::TooLong);
+    }
+    if key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(StorageKeyError::BadPart);
+    }
+    if key.chars().any(|c| c.is_ascii_control()) {
+        return Err(StorageKeyError::ControlCharacter);
+    }
+    Ok(())
+}
+
 /// The fixed sizes an image is served at by the CDN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageSize {
@@ -104,7 +145,42 @@ impl SizeTable {
             ImageSize::Original => None,
         }
     }
+
+    /// How `size` is resized, as the URL segment names it: `c` and the side of a square crop,
+    /// `w` and a bounded width, or `None` for the original. The one definition that [`Cdn::url`]
+    /// writes and [`SizeTable::size_of_segment`] reads.
+    fn segment_parts(&self, size: ImageSize) -> Option<(char, u32)> {
+        let prefix = match size {
+            ImageSize::Thumbnail => 'c',
+            ImageSize::Original => return None,
+            _ => 'w',
+        };
+        Some((prefix, self.pixels(size)?))
+    }
+
+    /// The size whose URL segment ([`Cdn::url`]) is `segment` (`c160`, `w640`, `original`
+    /// with the default table); `None` for any other segment, such as a width this table does
+    /// not configure: a server of these URLs makes only the configured sizes.
+    pub fn size_of_segment(&self, segment: &str) -> Option<ImageSize> {
+        if segment == ORIGINAL_SEGMENT {
+            return Some(ImageSize::Original);
+        }
+        let mut chars = segment.chars();
+        let prefix = chars.next()?;
+        let digits = chars.as_str();
+        let px: u32 = digits.parse().ok()?;
+        // Only the spelling `Cdn::url` writes (no `+`, no leading zeros).
+        if px.to_string() != digits {
+            return None;
+        }
+        ImageSize::ALL
+            .into_iter()
+            .find(|size| self.segment_parts(*size) == Some((prefix, px)))
+    }
 }
+
+/// The URL segment of [`ImageSize::Original`].
+const ORIGINAL_SEGMENT: &str = "original";
 
 /// Builds CDN URLs of stored images: `{base}/{segment}/{storage_key}` where the segment is
 /// `c{px}` (square crop) for thumbnails, `w{px}` (bounded width) for small to xlarge and
@@ -128,23 +204,15 @@ impl Cdn {
     /// ignored. Allocates exactly once.
     pub fn url(&self, storage_key: &str, size: ImageSize) -> String {
         let key = storage_key.trim_start_matches('/');
-        let (prefix, px) = match size {
-            ImageSize::Thumbnail => ('c', self.sizes.thumbnail),
-            ImageSize::Small => ('w', self.sizes.small),
-            ImageSize::Medium => ('w', self.sizes.medium),
-            ImageSize::Large => ('w', self.sizes.large),
-            ImageSize::Xlarge => ('w', self.sizes.xlarge),
-            ImageSize::Original => {
-                const ORIGINAL: &str = "original";
-                let mut url =
-                    String::with_capacity(self.base.len() + ORIGINAL.len() + key.len() + 2);
-                url.push_str(&self.base);
-                url.push('/');
-                url.push_str(ORIGINAL);
-                url.push('/');
-                url.push_str(key);
-                return url;
-            }
+        let Some((prefix, px)) = self.sizes.segment_parts(size) else {
+            let mut url =
+                String::with_capacity(self.base.len() + ORIGINAL_SEGMENT.len() + key.len() + 2);
+            url.push_str(&self.base);
+            url.push('/');
+            url.push_str(ORIGINAL_SEGMENT);
+            url.push('/');
+            url.push_str(key);
+            return url;
         };
         let mut url = String::with_capacity(self.base.len() + 1 + decimal_len(px) + key.len() + 2);
         url.push_str(&self.base);
@@ -504,6 +572,70 @@ mod tests {
             );
             assert_eq!(url.capacity(), url.len());
         }
+    }
+
+    #[test]
+    fn every_segment_a_cdn_url_has_names_its_size_and_no_other_does() {
+        let sizes = SizeTable::default();
+        let cdn = Cdn::new("https://cdn.test", sizes);
+        for size in ImageSize::ALL {
+            let url = cdn.url("k.jpg", size);
+            let segment = url
+                .strip_prefix("https://cdn.test/")
+                .and_then(|rest| rest.strip_suffix("/k.jpg"))
+                .unwrap_or_default();
+            assert_eq!(sizes.size_of_segment(segment), Some(size), "{url}");
+        }
+        for segment in [
+            "",
+            "c",
+            "w",
+            "c320",
+            "w160",
+            "w641",
+            "w0640",
+            "w+640",
+            "x640",
+            "W640",
+            "Original",
+            "original2",
+            "w640 ",
+            "c-160",
+            "w99999999999",
+        ] {
+            assert_eq!(sizes.size_of_segment(segment), None, "{segment:?}");
+        }
+    }
+
+    #[test]
+    fn storage_keys_are_checked_as_the_store_reads_them() {
+        use StorageKeyError::*;
+        let long = "a".repeat(MAX_STORAGE_KEY_CHARS + 1);
+        let cases: Vec<(&str, Result<(), StorageKeyError>)> = vec![
+            ("u/ab/abcdef.jpg", Ok(())),
+            ("legacy/2019/Hotel Photo (1).JPEG", Ok(())),
+            ("p/ü/ñ.png", Ok(())),
+            ("noextension", Ok(())),
+            ("", Err(Empty)),
+            (&long, Err(TooLong)),
+            ("/u/ab.jpg", Err(BadPart)),
+            ("u/ab.jpg/", Err(BadPart)),
+            ("u//ab.jpg", Err(BadPart)),
+            ("u/./ab.jpg", Err(BadPart)),
+            ("../etc/passwd", Err(BadPart)),
+            ("u/..", Err(BadPart)),
+            ("u/tab\there.jpg", Err(ControlCharacter)),
+            ("u/a\nb.jpg", Err(ControlCharacter)),
+            ("u/a\u{7f}.jpg", Err(ControlCharacter)),
+        ];
+        for (key, want) in cases {
+            assert_eq!(check_storage_key(key), want, "{key:?}");
+        }
+        assert_eq!(
+            check_storage_key(&"é".repeat(MAX_STORAGE_KEY_CHARS)),
+            Ok(()),
+            "characters are counted, not bytes"
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct ImportItemInput {
     pub quality_score: Option<f64>,
     /// Hex SHA-256 of the image's bytes: curation drops a worse copy of the same bytes.
     pub content_sha256: Option<String>,
+    /// The key of an object in the object store that holds the picture already (a catalog
+    /// migrated from an older system; admins only). A new image adopts it: its bytes are read
+    /// from the store and measured instead of fetched from `url`, which stays the image's
+    /// identity (a later delivery of the same URL is the same image).
+    pub storage_key: Option<String>,
 }
 
 impl From<ImportItemInput> for RawItem {
@@ -80,6 +85,7 @@ impl From<ImportItemInput> for RawItem {
                 .collect(),
             quality_score: input.quality_score,
             content_sha256: input.content_sha256,
+            storage_key: input.storage_key,
         }
     }
 }

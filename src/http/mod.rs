@@ -15,6 +15,7 @@
 //! - [`observe`]: request IDs, trace context, per-request spans, log lines and counts.
 //! - `refusal`: the one shape of every answer refused before or instead of execution.
 //! - [`lifecycle`]: draining on shutdown (readiness, and the cut-off at the drain timeout).
+//! - [`media`]: `/media/{size}/{key}`, a local object store's files at the CDN's sizes.
 //! - [`serve`]: the accept loop, with a header-read timeout and a connection cap.
 
 mod admission;
@@ -23,6 +24,7 @@ pub mod graphql;
 pub mod idempotent;
 pub mod known;
 pub mod lifecycle;
+pub mod media;
 mod multipart;
 pub mod observe;
 mod refusal;
@@ -32,8 +34,8 @@ pub mod serve;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -45,14 +47,12 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::cache::persisted::PersistedQueries;
-use crate::domain::measure::Format as UploadFormat;
 use crate::graphql::AppSchema;
 use crate::graphql::documents::Documents;
 use crate::secret::Secret;
 use crate::service::auth::Refused;
 use crate::service::catalog::Catalog;
 use crate::service::idempotency::Idempotency;
-use crate::store::objects::{Objects, ObjectsError};
 use crate::telemetry::Metrics;
 use auth::Authenticator;
 use lifecycle::Draining;
@@ -69,8 +69,9 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Serve GraphiQL at `/` (the embedded default, or when enabled).
     pub graphiql: bool,
-    /// The object store whose files `/media/...` serves (the embedded default); `None`: no route.
-    pub media: Option<Objects>,
+    /// The local object store whose files `/media/...` serves (the embedded default); `None`:
+    /// no route.
+    pub media: Option<media::MediaFiles>,
     pub protection: Protection,
     /// Served at `/metrics`; also fed by the request counter and the refusals here.
     pub metrics: Metrics,
@@ -137,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics_text));
     if state.media.is_some() {
-        router = router.route("/media/{size}/{*key}", get(media));
+        router = router.route("/media/{size}/{*key}", get(media::media));
     }
     if state.graphiql {
         router = router.route("/", get(graphiql));
@@ -259,73 +260,6 @@ fn upload_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         code,
         graphql::JSON,
     ))
-}
-
-/// `/media/{size}/{key}`: a stored upload, as is (this server does not resize; a CDN or image
-/// server in front does). Answers say `nosniff`, so that a browser never takes an upload for
-/// HTML or script whatever its bytes; a file reached through a symbolic link that leaves the
-/// store is not served (see [`inside_local_store`]).
-async fn media(
-    State(state): State<AppState>,
-    Path((_size, key)): Path<(String, String)>,
-) -> Response {
-    let Some(objects) = &state.media else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let format = key
-        .rsplit_once('.')
-        .and_then(|(_, ext)| UploadFormat::from_extension(ext));
-    if format.is_none() || !inside_local_store(objects, &key).await {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match (format, objects.get(&key).await) {
-        (Some(format), Ok(Some(bytes))) => (
-            [
-                (CONTENT_TYPE, format.content_type()),
-                (X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        (_, Err(error)) if !matches!(error, ObjectsError::Key) => {
-            tracing::error!(error = %error, "cannot read a stored file");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-/// Whether `key` of a local (`file://`) store resolves to a file inside the store. The store
-/// reads files by path and would follow a symbolic link anywhere (`/etc`, another tenant's
-/// directory); resolving the path and checking that it stays under the store's resolved root
-/// serves links that stay inside and refuses the others. Keys with empty, `.` or `..` parts
-/// are refused as the store refuses them. Other stores (S3, GCS) have no links: always true.
-///
-/// The check and the read are two steps: a link swapped in between would be followed. Making
-/// one needs write access to the store's directory, which is the premise of the attack anyway;
-/// this check keeps a link planted there (or left by a backup tool) from widening it.
-async fn inside_local_store(objects: &Objects, key: &str) -> bool {
-    let Some(root) = objects
-        .source_url("")
-        .strip_prefix("local://")
-        .map(str::to_owned)
-    else {
-        return true;
-    };
-    if key
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-    {
-        return false;
-    }
-    let root = std::path::PathBuf::from(root);
-    let (Ok(real_root), Ok(real_file)) = (
-        tokio::fs::canonicalize(&root).await,
-        tokio::fs::canonicalize(root.join(key)).await,
-    ) else {
-        return false;
-    };
-    real_file.starts_with(&real_root)
 }
 
 /// Refuses requests without the router's shared secret, when one is configured.

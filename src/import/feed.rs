@@ -2,7 +2,8 @@
 //! contract feed (`../shared/contract/feeds/partner-feed.jsonl`), snake_case.
 //!
 //! Fields: `partner_id`, `hotel_id`, `url` (both required), `partner_image_ref`, `legacy_id`,
-//! `width`, `height`, `caption`, `tags`, `quality_score`, `content_sha256`. In JSON, `tags` is
+//! `width`, `height`, `caption`, `tags`, `quality_score`, `content_sha256`, `storage_key` (an
+//! object of the object store holding the image's bytes already; see `RawItem`). In JSON, `tags` is
 //! a list of `{"category", "confidence"}`; in CSV it is `CATEGORY:confidence;...` and an empty
 //! cell is an absent field. A CSV file starts with a header naming its columns.
 //!
@@ -72,6 +73,7 @@ struct JsonLine {
     tags: Vec<JsonTag>,
     quality_score: Option<f64>,
     content_sha256: Option<String>,
+    storage_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +112,7 @@ pub fn parse_json_line(text: &str) -> Result<FeedLine, String> {
                 .collect(),
             quality_score: line.quality_score,
             content_sha256: line.content_sha256,
+            storage_key: line.storage_key,
         },
     })
 }
@@ -146,10 +149,11 @@ enum Column {
     Tags,
     QualityScore,
     ContentSha256,
+    StorageKey,
 }
 
 impl Column {
-    const ALL: [Column; 11] = [
+    const ALL: [Column; 12] = [
         Column::PartnerId,
         Column::HotelId,
         Column::Url,
@@ -161,6 +165,7 @@ impl Column {
         Column::Tags,
         Column::QualityScore,
         Column::ContentSha256,
+        Column::StorageKey,
     ];
 
     /// The name in a header (the contract feed's field name).
@@ -177,6 +182,7 @@ impl Column {
             Column::Tags => "tags",
             Column::QualityScore => "quality_score",
             Column::ContentSha256 => "content_sha256",
+            Column::StorageKey => "storage_key",
         }
     }
 }
@@ -247,6 +253,7 @@ pub fn parse_csv_record(header: &CsvHeader, cells: &[&str]) -> Result<FeedLine, 
                 .unwrap_or_default(),
             quality_score: number(get(Column::QualityScore), "quality_score")?,
             content_sha256: text(Column::ContentSha256),
+            storage_key: text(Column::StorageKey),
         },
     })
 }
@@ -480,6 +487,7 @@ mod tests {
             tags: vec![tag("POOL", 0.95)],
             quality_score: Some(0.8),
             content_sha256: Some("ab".repeat(32)),
+            storage_key: Some("legacy/a.jpg".into()),
             ..item("100", "https://img.example/a.jpg")
         };
         let cases: Vec<(String, Result<FeedLine, &str>)> = vec![
@@ -492,7 +500,7 @@ mod tests {
             ),
             (
                 format!(
-                    r#"{{"partner_id": 1, "hotel_id": 100, "url": "https://img.example/a.jpg", "partner_image_ref": "a1", "legacy_id": "L-1", "width": 1600, "height": 1067, "caption": "Pool", "tags": [{{"category": "POOL", "confidence": 0.95}}], "quality_score": 0.8, "content_sha256": "{}"}}"#,
+                    r#"{{"partner_id": 1, "hotel_id": 100, "url": "https://img.example/a.jpg", "partner_image_ref": "a1", "legacy_id": "L-1", "width": 1600, "height": 1067, "caption": "Pool", "tags": [{{"category": "POOL", "confidence": 0.95}}], "quality_score": 0.8, "content_sha256": "{}", "storage_key": "legacy/a.jpg"}}"#,
                     "ab".repeat(32)
                 ),
                 Ok(FeedLine {
@@ -518,7 +526,7 @@ mod tests {
             (
                 r#"{"hotel_id": 1, "url": "u", "widht": 3}"#.into(),
                 Err(
-                    "invalid field: unknown field `widht`, expected one of `partner_id`, `hotel_id`, `url`, `partner_image_ref`, `legacy_id`, `width`, `height`, `caption`, `tags`, `quality_score`, `content_sha256` at line 1 column 35",
+                    "invalid field: unknown field `widht`, expected one of `partner_id`, `hotel_id`, `url`, `partner_image_ref`, `legacy_id`, `width`, `height`, `caption`, `tags`, `quality_score`, `content_sha256`, `storage_key` at line 1 column 35",
                 ),
             ),
             (
@@ -600,7 +608,7 @@ mod tests {
                 }),
             ),
             (
-                "1|100|https://img.example/a.jpg|a1|L-1|1600|1067|Pool|POOL:0.95; BAR:0.1;|0.8|abc",
+                "1|100|https://img.example/a.jpg|a1|L-1|1600|1067|Pool|POOL:0.95; BAR:0.1;|0.8|abc|legacy/a.jpg",
                 Ok(FeedLine {
                     partner_id: Some(1),
                     item: RawItem {
@@ -612,6 +620,7 @@ mod tests {
                         tags: vec![tag("POOL", 0.95), tag("BAR", 0.1)],
                         quality_score: Some(0.8),
                         content_sha256: Some("abc".into()),
+                        storage_key: Some("legacy/a.jpg".into()),
                         ..item("100", "https://img.example/a.jpg")
                     },
                 }),
@@ -698,7 +707,7 @@ mod tests {
             (
                 &["hotel_id", "url", "colour"],
                 Err(
-                    "unknown column `colour` (known: partner_id, hotel_id, url, partner_image_ref, legacy_id, width, height, caption, tags, quality_score, content_sha256)",
+                    "unknown column `colour` (known: partner_id, hotel_id, url, partner_image_ref, legacy_id, width, height, caption, tags, quality_score, content_sha256, storage_key)",
                 ),
             ),
         ];

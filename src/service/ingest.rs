@@ -260,7 +260,7 @@ impl Ingestor {
         partner: PartnerId,
         items: &[RawItem],
     ) -> IngestResult<Vec<ImportResult>> {
-        self.check(caller, partner, items.len(), MAX_IMPORT_ITEMS)?;
+        self.check(caller, partner, items, MAX_IMPORT_ITEMS)?;
         let rewrites = self.rewrites(partner).await?;
         let started = Instant::now();
         let validated = items
@@ -282,7 +282,7 @@ impl Ingestor {
         partner: PartnerId,
         items: Vec<RawItem>,
     ) -> IngestResult<Prepared> {
-        self.check(caller, partner, items.len(), MAX_BATCH_ITEMS)?;
+        self.check(caller, partner, &items, MAX_BATCH_ITEMS)?;
         let rewrites = self.rewrites(partner).await?;
         let profile = self.profile.clone();
         let allow_hosts = self.allow_hosts.clone();
@@ -333,12 +333,23 @@ impl Ingestor {
         &self,
         caller: &Caller,
         partner: PartnerId,
-        items: usize,
+        items: &[RawItem],
         max: usize,
     ) -> IngestResult<()> {
         caller.require(may_import(caller, partner))?;
-        if items > max {
+        if items.len() > max {
             return Err(UserError::too_many("items", max, "items").into());
+        }
+        // The object store is this service's own: adopting its objects is a migration's
+        // business (admins, and the import command, which runs as the system), never a
+        // partner's, whose deliveries are URLs.
+        let names_stored = items.iter().any(|item| {
+            item.storage_key
+                .as_deref()
+                .is_some_and(|k| !k.trim().is_empty())
+        });
+        if names_stored {
+            caller.require(caller.actor.is_admin())?;
         }
         Ok(())
     }

@@ -3,10 +3,13 @@
 //! them ([`measure`]), store them under a content-addressed key (the same [`Objects`] backend
 //! as uploads), and then, in one change through the write kernel, turn the image READY with
 //! its measured values, point its storage key at what was stored, re-curate its hotels and emit
-//! `ImageProcessed`. When the measured bytes are those of another live image, the two become
-//! one in the same change: the younger ID is retired into the older one (see
-//! [`crate::store::merge`]), the hotels of both are re-curated, and `ImagesMerged` is emitted.
-//! A refusal that can never succeed (not an image, too many pixels, a blocked
+//! `ImageProcessed`. An image whose import named a stored object (`adopted_key`, a migrated
+//! catalog's file) is read from the store instead of fetched, measured the same way, and
+//! served from where it is (its storage key becomes the adopted key; nothing is copied); a
+//! missing object is FAILED with `OBJECT_MISSING`. When the measured bytes are those of another
+//! live image, the two become one in the same change: the younger ID is retired into the older
+//! one (see [`crate::store::merge`]), the hotels of both are re-curated, and `ImagesMerged` is
+//! emitted. A refusal that can never succeed (not an image, too many pixels, a blocked
 //! address, ...) turns it FAILED at once (`ImageFailed`); a failure that may pass (a timeout, a
 //! 5xx or 429, the network) is tried again after an exponential backoff with jitter (or the
 //! server's `Retry-After`), and FAILED after [`ProcessSettings::max_attempts`].
@@ -31,7 +34,7 @@ use crate::fetch::{FetchError, Fetcher};
 use crate::store::StoreError;
 use crate::store::manage::linked_hotels;
 use crate::store::merge;
-use crate::store::objects::Objects;
+use crate::store::objects::{Objects, ObjectsError, Stored};
 pub use crate::store::processing::RetryScope;
 use crate::store::processing::{self as queue, Job};
 
@@ -251,16 +254,24 @@ impl Processor {
         .await
     }
 
-    /// Fetches, measures and stores `job`'s image and records the outcome.
+    /// Fetches (or reads the adopted object), measures and stores `job`'s image and records
+    /// the outcome.
     async fn process(&self, job: &Job) -> Result<Outcome, ProcessError> {
         let started = Instant::now();
-        let host = host_of(&job.url);
-        let Some(_permit) = self.host_permit(&host) else {
-            let at = Utc::now() + chrono::Duration::seconds(1);
-            queue::release(self.writer.store().connection(), job.image, &self.owner, at).await?;
-            return Ok(Outcome::Deferred);
+        let taken = match &job.adopted_key {
+            Some(key) => self.adopt(key).await,
+            None => {
+                let host = host_of(&job.url);
+                let Some(_permit) = self.host_permit(&host) else {
+                    let at = Utc::now() + chrono::Duration::seconds(1);
+                    queue::release(self.writer.store().connection(), job.image, &self.owner, at)
+                        .await?;
+                    return Ok(Outcome::Deferred);
+                };
+                self.fetch_and_measure(job, &host).await
+            }
         };
-        let outcome = match self.fetch_and_measure(job, &host).await {
+        let outcome = match taken {
             Ok((measured, storage_key)) => {
                 let outcome = retrying(|| self.record_ready(job, &measured, &storage_key)).await?;
                 if outcome == Outcome::Ready {
@@ -296,9 +307,50 @@ impl Processor {
             Ok(f) => self.observer.fetched(host, "OK", f.bytes.len()),
             Err(e) => self.observer.fetched(host, e.reason.as_str(), 0),
         }
-        let bytes = fetched?.bytes;
+        let (bytes, measured) = self.measure(fetched?.bytes).await?;
+        let key = upload_storage_key(&measured.sha256, measured.format.extension());
+        self.objects
+            .put(&key, bytes)
+            .await
+            .map_err(|e| failure(Reason::NetworkError, format!("storing failed: {e}")))?;
+        Ok((measured, key))
+    }
+
+    /// The bytes of the stored object `key`, measured; the image is served from there. The
+    /// same size limit as a fetch; a missing object cannot appear by trying again (FAILED at
+    /// once), a store that does not answer may (retried).
+    async fn adopt(&self, key: &str) -> Result<(Measured, String), FetchError> {
+        let max = self.fetcher.max_bytes();
+        let bytes = match self.objects.get_at_most(key, max).await {
+            Ok(Stored::Bytes(bytes)) => bytes,
+            Ok(Stored::TooLarge(size)) => {
+                return Err(failure(
+                    Reason::TooLarge,
+                    format!("the stored object `{key}` has {size} bytes; at most {max} are taken"),
+                ));
+            }
+            Ok(Stored::Missing) | Err(ObjectsError::Key) => {
+                return Err(failure(
+                    Reason::ObjectMissing,
+                    format!("no stored object `{key}` (named by the import's storage_key)"),
+                ));
+            }
+            Err(error) => {
+                return Err(failure(
+                    Reason::NetworkError,
+                    format!("reading the stored object `{key}` failed: {error}"),
+                ));
+            }
+        };
+        let (_, measured) = self.measure(bytes).await?;
+        Ok((measured, key.to_owned()))
+    }
+
+    /// Measures `bytes` on a blocking thread (decoding the whole picture is CPU work, off the
+    /// async threads) and refuses those of a picture taken down; returns them with what was
+    /// found. Fetched and adopted bytes alike.
+    async fn measure(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Measured), FetchError> {
         let limits = self.limits;
-        // Measuring decodes the whole picture: CPU work, off the async threads.
         let (bytes, measured) = tokio::task::spawn_blocking(move || {
             let measured = measure(&bytes, limits);
             (bytes, measured)
@@ -325,12 +377,7 @@ impl Processor {
                 ));
             }
         }
-        let key = upload_storage_key(&measured.sha256, measured.format.extension());
-        self.objects
-            .put(&key, bytes)
-            .await
-            .map_err(|e| failure(Reason::NetworkError, format!("storing failed: {e}")))?;
-        Ok((measured, key))
+        Ok((bytes, measured))
     }
 
     /// The change that makes the image READY.
@@ -598,6 +645,7 @@ mod tests {
             (error(Reason::TooManyRedirects, None), false),
             (error(Reason::TooLarge, None), false),
             (error(Reason::DecodeError, None), false),
+            (error(Reason::ObjectMissing, None), false),
         ];
         for (error, transient) in cases {
             assert_eq!(is_transient(&error), transient, "{error:?}");

@@ -486,6 +486,7 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
             quality_score: d.quality_score,
             content_sha256: d.content_sha256.clone(),
             processing: ProcessingState::Pending,
+            adopted_key: d.storage_key.clone(),
         },
         now,
     );

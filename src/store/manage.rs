@@ -451,6 +451,7 @@ pub async fn record_upload(
             quality_score: None,
             content_sha256: Some(upload.content_sha256.to_owned()),
             processing: crate::domain::catalog::ProcessingState::Ready,
+            adopted_key: None,
         };
         let mut row = rows::image(new, now);
         // Stored as the signed reading of the 64 bits (the column is a BIGINT).

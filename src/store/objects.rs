@@ -1,10 +1,13 @@
-//! The object store behind uploads: a local directory by default, S3 or GCS when the
-//! `cloud-storage` feature is built and `OBJECT_STORE_URL` says `s3://` or `gs://`.
+//! The object store behind uploads, processed partner images and the demo's pictures: a local
+//! directory by default, S3 or GCS when the `cloud-storage` feature is built and
+//! `OBJECT_STORE_URL` says `s3://` or `gs://`.
 
 use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::domain::media::check_storage_key;
 
 /// Where uploaded bytes live.
 #[derive(Clone, Debug)]
@@ -13,6 +16,15 @@ pub struct Objects {
     /// The store's URL, e.g. `file:///var/media` or `s3://bucket/prefix`.
     url: String,
     prefix: Path,
+}
+
+/// What [`Objects::get_at_most`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Bytes(Vec<u8>),
+    /// An object of this many bytes, more than asked for.
+    TooLarge(u64),
+    Missing,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +57,7 @@ impl Objects {
     }
 
     fn path(&self, key: &str) -> Result<Path, ObjectsError> {
-        if key
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        {
-            return Err(ObjectsError::Key);
-        }
+        check_storage_key(key).map_err(|_| ObjectsError::Key)?;
         let key = Path::parse(key).map_err(|_| ObjectsError::Key)?;
         Ok(self.prefix.parts().chain(key.parts()).collect())
     }
@@ -75,6 +82,25 @@ impl Objects {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The bytes at `key` if there are at most `max_bytes` of them. The size is read from the
+    /// object's metadata before its body: a large object is refused without being read.
+    pub async fn get_at_most(&self, key: &str, max_bytes: usize) -> Result<Stored, ObjectsError> {
+        let result = match self.store.get(&self.path(key)?).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Stored::Missing),
+            Err(error) => return Err(error.into()),
+        };
+        if result.meta.size > max_bytes as u64 {
+            return Ok(Stored::TooLarge(result.meta.size));
+        }
+        Ok(Stored::Bytes(result.bytes().await?.to_vec()))
+    }
+
+    /// Whether the store is a local directory (`file://`).
+    pub fn is_local(&self) -> bool {
+        self.url.starts_with("file://")
     }
 
     /// The URL an image server fetches `key` from (imgproxy reads `local://`, `s3://`, `gs://`).

@@ -27,6 +27,8 @@ pub struct Job {
     pub image: ImageId,
     /// The canonical URL the bytes are fetched from.
     pub url: String,
+    /// The stored object whose bytes are read instead (an import's `storage_key`).
+    pub adopted_key: Option<String>,
     /// Fetches tried before this one.
     pub attempts: u32,
 }
@@ -45,6 +47,7 @@ pub async fn claim_due(
         .columns([
             image::Column::Id,
             image::Column::CanonicalUrl,
+            image::Column::AdoptedKey,
             image::Column::ProcessingAttempts,
         ])
         .filter(image::Column::ProcessingState.eq(ProcessingState::Pending.as_str()))
@@ -55,7 +58,7 @@ pub async fn claim_due(
     if txn.get_database_backend() != DatabaseBackend::Sqlite {
         due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let rows: Vec<(i64, String, i32)> = due.into_tuple().all(txn).await?;
+    let rows: Vec<(i64, String, Option<String>, i32)> = due.into_tuple().all(txn).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -66,10 +69,11 @@ pub async fn claim_due(
         .exec(txn)
         .await?;
     rows.into_iter()
-        .map(|(id, url, attempts)| {
+        .map(|(id, url, adopted_key, attempts)| {
             Ok(Job {
                 image: image_id(id)?,
                 url,
+                adopted_key,
                 attempts: u32::try_from(attempts).unwrap_or(0),
             })
         })

@@ -27,6 +27,8 @@ pub struct NewImage<'a> {
     /// READY for bytes measured already (uploads, the demo seed); PENDING for a partner's URL,
     /// which the processing workers fetch (due at once).
     pub processing: ProcessingState,
+    /// The stored object whose bytes a PENDING image adopts instead of fetching its URL.
+    pub adopted_key: Option<String>,
 }
 
 /// The row of a new, active image.
@@ -56,6 +58,7 @@ pub fn image(new: NewImage<'_>, now: DateTime<Utc>) -> image::ActiveModel {
         next_attempt_at: Set((new.processing == ProcessingState::Pending).then_some(now)),
         lease_owner: Set(None),
         fetched_at: Set((new.processing == ProcessingState::Ready).then_some(now)),
+        adopted_key: Set(new.adopted_key),
     }
 }
 

@@ -297,6 +297,9 @@ async fn launch(
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.jwt_secret = Some(JWT_SECRET.parse().expect("secret"));
     settings.seed_demo = Some(true);
+    // The demo catalog without its pictures: drawing some 10,000 of them for every test would
+    // take most of the run (`tests/api/seed.rs` seeds a small catalog with pictures).
+    settings.seed_demo_pictures = Some(false);
     settings.database_max_connections = 4;
     settings.object_store_url = Some(
         url::Url::from_directory_path(shared.media.path())

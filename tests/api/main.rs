@@ -3,6 +3,7 @@
 //! on which each test creates its own database.
 
 mod admin;
+mod adopt;
 mod authz;
 mod cache;
 mod curation;
@@ -18,6 +19,7 @@ mod idempotency;
 mod ingest;
 mod isolation;
 mod kernel;
+mod media;
 mod merge;
 mod mutations;
 mod observability;

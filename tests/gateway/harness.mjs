@@ -42,7 +42,15 @@ export async function startImages() {
     ['--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${join(dir, 'e2e.db')}?mode=rwc`],
     {
       cwd: dir,
-      env: { ...process.env, JWT_SECRET, ROUTER_SECRET, SEED_DEMO: 'true', DATABASE_URL: '' },
+      env: {
+        ...process.env,
+        JWT_SECRET,
+        ROUTER_SECRET,
+        SEED_DEMO: 'true',
+        // The demo catalog without its drawn pictures: drawing and measuring them takes minutes.
+        SEED_DEMO_PICTURES: 'false',
+        DATABASE_URL: '',
+      },
       stdio: ['ignore', process.env.E2E_VERBOSE ? 'inherit' : 'pipe', process.env.E2E_VERBOSE ? 'inherit' : 'pipe'],
     },
   );
