@@ -193,16 +193,6 @@ impl Format {
         }
     }
 
-    /// The format a stored file's extension names.
-    pub fn from_extension(extension: &str) -> Option<Self> {
-        match extension {
-            "jpg" => Some(Format::Jpeg),
-            "png" => Some(Format::Png),
-            "webp" => Some(Format::Webp),
-            _ => None,
-        }
-    }
-
     fn decoder_format(self) -> ImageFormat {
         match self {
             Format::Jpeg => ImageFormat::Jpeg,

@@ -6,7 +6,6 @@
 use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use images_subgraph::domain::catalog::PartnerId;
@@ -64,20 +63,6 @@ fn item(port: u16, path: &str, storage_key: &str) -> Value {
     })
 }
 
-/// Waits until no image is PENDING any more.
-async fn drained(app: &TestApp) {
-    for _ in 0..300 {
-        let pending = app
-            .scalar("SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'")
-            .await;
-        if pending == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("images still PENDING after 15 s");
-}
-
 /// `(state, reason, storage_key, width, height, sha256)` of the image of `path`.
 async fn processed(app: &TestApp, path: &str) -> Value {
     let row = entity::image::Entity::find()
@@ -127,7 +112,7 @@ async fn an_adopted_object_is_measured_from_the_store_and_a_missing_one_fails() 
         results[2]["reason"],
         "storage_key has an empty, `.` or `..` part: not a valid object key"
     );
-    drained(&app).await;
+    app.drained().await;
 
     // Read and measured from the store, served from where it is.
     assert_eq!(
@@ -256,7 +241,7 @@ async fn feed_lines_name_stored_objects_and_only_admins_may() {
             assert_eq!(summary.count(outcome), expected, "{format:?} {outcome}");
         }
     }
-    drained(&app).await;
+    app.drained().await;
     let feed = processed(&app, "/feed.png").await;
     assert_eq!(
         feed,

@@ -487,6 +487,20 @@ impl TestApp {
     }
 
     /// The text served at `/metrics`.
+    /// Waits until the app's background workers left no image PENDING (at most 15 s).
+    pub async fn drained(&self) {
+        for _ in 0..300 {
+            let pending = self
+                .scalar("SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'")
+                .await;
+            if pending == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("images still PENDING after 15 s");
+    }
+
     /// Processes every due PENDING image now, one after the other, as the `process` command
     /// does (with this app's settings); returns how many it processed.
     pub async fn process_due(&self) -> usize {

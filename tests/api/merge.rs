@@ -135,23 +135,8 @@ async fn image_of(app: &TestApp, path: &str) -> i64 {
     .await
 }
 
-/// Waits until no image is PENDING any more.
-async fn drained(app: &TestApp) {
-    for _ in 0..300 {
-        if app
-            .scalar("SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'")
-            .await
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("images still PENDING after 15 s");
-}
-
 /// Waits until `id` answers as `expected` (a change of the background workers reaches the
-/// caches a moment after its commit, which is what [`drained`] sees).
+/// caches a moment after its commit, which is what [`TestApp::drained`] sees).
 async fn answers_as(app: &TestApp, id: i64, expected: i64) {
     let want = vec![json!(expected.to_string()); 3];
     for _ in 0..100 {
@@ -228,7 +213,7 @@ async fn two_partners_delivering_the_same_bytes_end_as_one_image_that_the_retire
     let (port, gate) = same_picture_server().await;
     // Partner 1 delivers the picture for the first hotel: processed, READY.
     import(&app, port, 1, "/open/one.png", &[FIRST], "M-ONE").await;
-    drained(&app).await;
+    app.drained().await;
     let older = image_of(&app, "/open/one.png").await;
     // Partner 2 delivers it under another URL for both hotels (processed once the gate opens).
     import(&app, port, 2, "/gated/two.png", &[FIRST, SECOND], "M-TWO").await;
@@ -240,7 +225,7 @@ async fn two_partners_delivering_the_same_bytes_end_as_one_image_that_the_retire
     assert_eq!(gallery(&app, FIRST).await, vec![older.to_string()]);
 
     gate.add_permits(1);
-    drained(&app).await;
+    app.drained().await;
     answers_as(&app, younger, older).await;
 
     // One image: the older survives, the younger's row is gone and its ID answers the older.
@@ -349,7 +334,7 @@ async fn the_older_image_survives_also_when_it_is_processed_last() {
         1
     );
 
-    drained(&app).await;
+    app.drained().await;
 
     answers_as(&app, younger, older).await;
     assert_eq!(gallery(&app, FIRST).await, vec![older.to_string()]);
@@ -365,7 +350,7 @@ async fn an_upload_of_a_partner_images_bytes_becomes_a_source_of_that_image() {
     let app = merging_app(50).await;
     let (port, _gate) = same_picture_server().await;
     import(&app, port, 1, "/open/one.png", &[FIRST], "U-ONE").await;
-    drained(&app).await;
+    app.drained().await;
     let partners = image_of(&app, "/open/one.png").await;
 
     let answer = upload_png(
@@ -395,7 +380,7 @@ async fn the_same_picture_in_other_bytes_stays_two_images_and_is_shown_once() {
     let (port, _gate) = same_picture_server().await;
     import(&app, port, 1, "/open/one.png", &[FIRST], "N-ONE").await;
     import(&app, port, 2, "/as-jpeg/two.jpg", &[FIRST], "N-TWO").await;
-    drained(&app).await;
+    app.drained().await;
 
     // Other bytes: no merge. Their measured perceptual hashes are close: one is shown.
     assert_eq!(
@@ -416,7 +401,7 @@ async fn a_hotel_showing_both_copies_keeps_one_link_with_what_the_hotel_gave_eit
     let (port, gate) = same_picture_server().await;
     // One partner delivers the picture twice for one hotel: two URLs, two images.
     import(&app, port, 1, "/open/one.png", &[FIRST], "C-ONE").await;
-    drained(&app).await;
+    app.drained().await;
     import(&app, port, 1, "/gated/two.png", &[FIRST], "C-TWO").await;
     let older = image_of(&app, "/open/one.png").await;
     let younger = image_of(&app, "/gated/two.png").await;
@@ -445,7 +430,7 @@ async fn a_hotel_showing_both_copies_keeps_one_link_with_what_the_hotel_gave_eit
     assert_eq!(gallery(&app, FIRST).await, vec![older.to_string()]);
 
     gate.add_permits(1);
-    drained(&app).await;
+    app.drained().await;
     answers_as(&app, younger, older).await;
 
     // One link: offline for the hotel (as the younger's was), with the hotel's caption.

@@ -223,21 +223,6 @@ async fn count(app: &TestApp, path: &str, state: &str, reason: Option<&str>) -> 
     .await
 }
 
-/// Waits until no image is PENDING any more.
-async fn drained(app: &TestApp) {
-    for _ in 0..300 {
-        if app
-            .scalar("SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'")
-            .await
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("images still PENDING after 15 s");
-}
-
 #[tokio::test]
 async fn a_pending_image_is_never_shown_and_the_gallery_changes_on_the_next_request_once_ready() {
     // The fetch waits at the gate while the test looks: long enough on a busy machine.
@@ -250,7 +235,7 @@ async fn a_pending_image_is_never_shown_and_the_gallery_changes_on_the_next_requ
     assert_eq!(main_image(&app, HOTEL).await, None);
 
     gate.add_permits(1);
-    drained(&app).await;
+    app.drained().await;
     assert_eq!(count(&app, "/gated.jpg", "READY", None).await, 1);
     let shown = gallery(&app, HOTEL).await;
     assert_eq!(shown.len(), 1, "{shown:?}");
@@ -293,7 +278,7 @@ async fn each_partner_image_ends_in_its_documented_state_and_reason() {
     ];
     let paths: Vec<&str> = cases.iter().map(|c| c.0).collect();
     import(&app, port, &paths).await;
-    drained(&app).await;
+    app.drained().await;
 
     for (path, state, reason) in cases {
         assert_eq!(count(&app, path, state, reason).await, 1, "{path}");
@@ -335,7 +320,7 @@ async fn an_admin_retries_failed_images_by_id_or_by_partner_and_they_are_process
     let app = processing_app().await;
     let server = partner_server().await;
     import(&app, server.port, &["/mended.jpg", "/404", "/a.jpg"]).await;
-    drained(&app).await;
+    app.drained().await;
     assert_eq!(
         count(&app, "/mended.jpg", "FAILED", Some("HTTP_STATUS")).await,
         1
@@ -388,7 +373,7 @@ async fn an_admin_retries_failed_images_by_id_or_by_partner_and_they_are_process
         data["retryImageProcessing"],
         json!({ "retriedCount": 1, "imageIds": [mended], "userErrors": [] })
     );
-    drained(&app).await;
+    app.drained().await;
     assert_eq!(count(&app, "/mended.jpg", "READY", None).await, 1);
     assert!(gallery(&app, HOTEL).await.contains(&mended));
     assert_eq!(count(&app, "/404", "FAILED", Some("HTTP_STATUS")).await, 1);
@@ -396,7 +381,7 @@ async fn an_admin_retries_failed_images_by_id_or_by_partner_and_they_are_process
     // By partner: every FAILED image it delivers is tried again, from its first attempt.
     let data = retry(json!({ "partnerId": "1" }), app.admin()).await.ok();
     assert_eq!(data["retryImageProcessing"]["retriedCount"], 1, "{data}");
-    drained(&app).await;
+    app.drained().await;
     let sql = "SELECT COUNT(*) FROM image WHERE canonical_url LIKE '%/404' \
                AND processing_state = 'FAILED' AND processing_attempts = 1";
     assert_eq!(app.scalar(sql).await, 1);
@@ -476,7 +461,7 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
     paths.push("/stall.jpg".to_owned());
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
     import(&first, port, &paths).await;
-    drained(&second).await;
+    second.drained().await;
 
     assert_eq!(
         first
