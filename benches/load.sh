@@ -14,6 +14,9 @@
 # Scenarios: S1 (`SearchResultsMainImages`, 50 hotels), S2 (`HotelGallery`, 30 images), MIX
 # (90% S1, 10% S2). The server runs on core 1 (`taskset -c 1`), oha on core 0; PostgreSQL and
 # Redis are not pinned.
+# A subgraph target with the suffix `-exec` (e.g. `pg-l1-exec`) runs with `COMPILED_PLANS=off`:
+# every operation through async-graphql's executor, the reference the compiled plans are
+# compared with in the same run.
 #
 # Environment (defaults):
 #   QUICK=0 SKIP_BUILD=0 REPS=3 DURATION=10s WARMUP=3s CONNECTIONS=32
@@ -55,7 +58,7 @@ PG_SMALL="$PG/bench_small"
 SQLITE_LARGE="sqlite://$DATA/bench-$SQLITE_HOTELS.db?mode=rwc"
 
 all_targets() {
-  echo "pg-db pg-redis pg-l1 sqlite-db sqlite-redis sqlite-l1 pg-small-db pg-small-l1 b0 b2 b2-small"
+  echo "pg-db pg-redis pg-l1 pg-l1-exec sqlite-db sqlite-redis sqlite-l1 pg-small-db pg-small-l1 b0 b2 b2-small"
 }
 TARGETS=${TARGETS:-$(all_targets)}
 
@@ -130,9 +133,9 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# The subgraph: engine (pg|pg-small|sqlite), cache state (db|redis|l1).
+# The subgraph: engine (pg|pg-small|sqlite), cache state (db|redis|l1), `-exec` for no plans.
 start_subgraph() {
-  local engine=$1 state=$2 url
+  local engine=$1 state=${2%-exec} url
   case $engine in
     pg) url=$PG_LARGE ;;
     pg-small) url=$PG_SMALL ;;
@@ -144,6 +147,7 @@ start_subgraph() {
     redis) env+=(CACHE_L1_ENTRIES=0 REDIS_URL="$REDIS" REDIS_PREFIX="bench-$engine") ;;
     l1) env+=(CACHE_L1_ENTRIES=2000000) ;;
   esac
+  if [[ $2 == *-exec ]]; then env+=(COMPILED_PLANS=off); fi
   env "${env[@]}" taskset -c $SERVER_CORE "$BIN" serve >"$OUT/raw/server.log" 2>&1 &
   SERVER_PID=$!
   wait_up
@@ -211,7 +215,7 @@ measure() { # target scenario rep
   esac
   # Warm-up: connections, JIT, and in the warm states the cache (the whole body file once).
   oha_run "$body" /dev/null -z "$WARMUP"
-  if [[ $state == l1 || $state == redis ]]; then oha_run "$body" /dev/null -n 2000; fi
+  if [[ ${state%-exec} == l1 || ${state%-exec} == redis ]]; then oha_run "$body" /dev/null -n 2000; fi
 
   local load cpu0 st0 cpu1 st1
   load=$(cut -d' ' -f1 /proc/loadavg)

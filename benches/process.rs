@@ -25,6 +25,11 @@ use anyhow::{Context, bail};
 use image::{ImageFormat, RgbImage};
 use images_subgraph::domain::measure::{MeasureLimits, measure, samples};
 
+/// The service's allocator (see `src/main.rs`): the floor does the service's work the way the
+/// service does it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; the tools take positional arguments only.
     let args: Vec<String> = std::env::args()

@@ -10,7 +10,7 @@
 #   JPEGS=200 ENGINES=sqlite benches/process.sh
 #
 # Environment: JPEGS (2000), OTHERS (50 PNGs and 50 WebPs), ENGINES ("postgres sqlite"),
-# CONCURRENCY (4; SQLite processes with one worker), PORT (18090), DIR (target/bench/process),
+# CONCURRENCY (4 workers, on both engines), PORT (18090), DIR (target/bench/process),
 # PG_USER (postgres or root), NO_BUILD (set: use the release binaries as built).
 set -euo pipefail
 cd "$(dirname "$0")/.."

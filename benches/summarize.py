@@ -20,11 +20,13 @@ LABELS = {
     "pg-db": "subgraph, PostgreSQL, database only",
     "pg-redis": "subgraph, PostgreSQL, Redis warm (L1 off)",
     "pg-l1": "subgraph, PostgreSQL, L1 warm",
+    "pg-l1-exec": "subgraph, PostgreSQL, L1 warm, no compiled plans",
     "sqlite-db": "subgraph, SQLite, database only",
     "sqlite-redis": "subgraph, SQLite, Redis warm (L1 off)",
     "sqlite-l1": "subgraph, SQLite, L1 warm",
     "pg-small-db": "subgraph, PostgreSQL small catalog, database only",
     "pg-small-l1": "subgraph, PostgreSQL small catalog, L1 warm",
+    "pg-small-l1-exec": "subgraph, PostgreSQL small catalog, L1 warm, no compiled plans",
 }
 ORDER = list(LABELS)
 SCENARIOS = {

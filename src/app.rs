@@ -32,7 +32,7 @@ use crate::http::lifecycle::Draining;
 use crate::http::media::MediaFiles;
 use crate::http::scan::ScanLimits;
 use crate::http::serve::{ConnectionLimits, serve};
-use crate::http::{AppState, Protection, router};
+use crate::http::{AppState, Protection, Shared, router};
 use crate::redis_link::{Namespace, Target};
 use crate::service::catalog::Catalog;
 use crate::service::curation::Curator;
@@ -478,7 +478,7 @@ impl Application {
         let (purger, cdn_purges) = purges(settings, &core, objects.clone())?;
         let processor =
             processor(settings, &core, objects.clone())?.observed_by(Arc::new(metrics.clone()));
-        let state = AppState {
+        let state = AppState::new(Shared {
             schema: schema(
                 settings,
                 core.catalog.clone(),
@@ -534,7 +534,7 @@ impl Application {
                 Duration::from_secs(settings.idempotency_ttl_secs),
                 Duration::from_millis(settings.request_timeout_ms),
             ),
-        };
+        });
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -295,8 +295,11 @@ async fn process(settings: &Settings, args: &ProcessArgs) -> anyhow::Result<()> 
     let core = Core::open(settings).await?;
     let objects = crate::store::objects::Objects::open(&settings.object_store_url()?)
         .context("cannot open the object store")?;
-    let processor = crate::app::processor(settings, &core, objects)?;
     let concurrency = args.concurrency.max(1);
+    // A claim takes a job for each worker of the command.
+    let mut settings = settings.clone();
+    settings.process_workers = concurrency;
+    let processor = crate::app::processor(&settings, &core, objects)?;
     let pending =
         crate::store::processing::queue_figures(core.store.connection(), chrono::Utc::now())
             .await?

@@ -16,14 +16,21 @@
 //!
 //! A per-host limit ([`ProcessSettings::per_host`]) keeps one slow partner host from taking
 //! every worker: a job whose host is busy goes back to the queue for a moment, uncounted.
+//!
+//! READY outcomes are committed in groups: a worker whose image is measured and stored queues
+//! its outcome, and whichever worker holds the commit turn writes every outcome queued by then
+//! in one change (one transaction, one curation of the hotels they share, one commit). An idle
+//! queue commits at once, so grouping adds no wait; under load it divides the database's work
+//! per image (see BENCHMARKS.md, "Image processing"). A group that cannot be written is written
+//! again one image at a time, so one image's failure is its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::events;
 use super::write::{Caller, Change, UserError, UserErrorCode, Writer, retrying, use_case_error};
@@ -49,7 +56,8 @@ pub const MAX_RETRY_IDS: usize = 1_000;
 /// How the workers run.
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
-    /// Workers in this process (0: none).
+    /// Workers in this process (0: none), and how many due images one claim takes (at least
+    /// one): each worker gets one.
     pub workers: usize,
     /// Attempts before an image is FAILED.
     pub max_attempts: u32,
@@ -134,7 +142,34 @@ pub struct Processor {
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Wakes idle workers (new imports, retries).
     wake: Arc<Notify>,
+    /// A permit per core, held while a picture is measured.
+    cores: Arc<Semaphore>,
+    /// Jobs claimed and not started yet, with when they were claimed: a claim takes up to
+    /// [`ProcessSettings::workers`] due images at once.
+    claimed: Arc<Mutex<VecDeque<(Job, Instant)>>>,
+    /// READY outcomes waiting for their group's commit.
+    ready: Arc<ReadyGroup>,
     observer: Arc<dyn ProcessObserver>,
+}
+
+/// The READY outcomes measured and stored but not committed yet, and the commit turn: the
+/// worker holding `turn` commits everything `waiting` holds (its own outcome and those queued
+/// while the previous group committed).
+#[derive(Debug, Default)]
+struct ReadyGroup {
+    waiting: Mutex<Vec<(Ready, Answer)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Where the outcome of a [`Ready`] goes: the worker waiting for it.
+type Answer = oneshot::Sender<Result<Outcome, ProcessError>>;
+
+/// A measured and stored image, to be recorded READY.
+#[derive(Debug)]
+struct Ready {
+    job: Job,
+    measured: Measured,
+    storage_key: String,
 }
 
 impl Processor {
@@ -154,6 +189,11 @@ impl Processor {
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             hosts: Arc::default(),
             wake: Arc::new(Notify::new()),
+            cores: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            )),
+            claimed: Arc::default(),
+            ready: Arc::default(),
             observer: Arc::new(Unobserved),
         }
     }
@@ -242,16 +282,33 @@ impl Processor {
         Ok(queue::next_due_at(self.writer.store().connection()).await?)
     }
 
+    /// The next job: one claimed before and not started, else the first of a new claim of up
+    /// to [`ProcessSettings::workers`] due images (one transaction for several jobs). A job
+    /// that waited here for half its lease is left alone: it is due again when its lease ends.
     async fn claim(&self) -> Result<Option<Job>, ProcessError> {
-        retrying(|| async {
+        loop {
+            let Some((job, claimed_at)) = lock(&self.claimed).pop_front() else {
+                break;
+            };
+            if claimed_at.elapsed() < self.settings.lease / 2 {
+                return Ok(Some(job));
+            }
+        }
+        let claimed_at = Instant::now();
+        let mut jobs = retrying(|| async {
             let txn = self.writer.store().begin_write().await?;
             let now = Utc::now();
             let until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-            let jobs = queue::claim_due(&txn, &self.owner, now, until, 1).await?;
+            let batch = u64::try_from(self.settings.workers.max(1)).unwrap_or(1);
+            let jobs = queue::claim_due(&txn, &self.owner, now, until, batch).await?;
             txn.commit().await.map_err(StoreError::from)?;
-            Ok::<_, ProcessError>(jobs.into_iter().next())
+            Ok::<_, ProcessError>(jobs)
         })
-        .await
+        .await?
+        .into_iter();
+        let first = jobs.next();
+        lock(&self.claimed).extend(jobs.map(|job| (job, claimed_at)));
+        Ok(first)
     }
 
     /// Fetches (or reads the adopted object), measures and stores `job`'s image and records
@@ -273,9 +330,15 @@ impl Processor {
         };
         let outcome = match taken {
             Ok((measured, storage_key)) => {
-                let outcome = retrying(|| self.record_ready(job, &measured, &storage_key)).await?;
+                let sha256 = measured.sha256.clone();
+                let ready = Ready {
+                    job: job.clone(),
+                    measured,
+                    storage_key,
+                };
+                let outcome = self.record_ready(ready).await?;
                 if outcome == Outcome::Ready {
-                    self.merge_late(job.image, &measured.sha256).await?;
+                    self.merge_late(job.image, &sha256).await?;
                 }
                 outcome
             }
@@ -287,7 +350,7 @@ impl Processor {
 
     fn host_permit(&self, host: &str) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut hosts = lock(&self.hosts);
             hosts
                 .entry(host.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1))))
@@ -351,6 +414,9 @@ impl Processor {
     /// found. Fetched and adopted bytes alike.
     async fn measure(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, Measured), FetchError> {
         let limits = self.limits;
+        // One picture per core at a time: more would only share the cores, each one's buffers
+        // pushing the others' out of the caches.
+        let _core = self.cores.acquire().await;
         let (bytes, measured) = tokio::task::spawn_blocking(move || {
             let measured = measure(&bytes, limits);
             (bytes, measured)
@@ -380,48 +446,108 @@ impl Processor {
         Ok((bytes, measured))
     }
 
-    /// The change that makes the image READY.
-    async fn record_ready(
-        &self,
-        job: &Job,
-        measured: &Measured,
-        storage_key: &str,
-    ) -> Result<Outcome, ProcessError> {
+    /// Records `ready` READY with the group its commit turn takes (see the module doc).
+    async fn record_ready(&self, ready: Ready) -> Result<Outcome, ProcessError> {
+        let (done, mut outcome) = oneshot::channel();
+        lock(&self.ready.waiting).push((ready, done));
+        let turn = self.ready.turn.lock().await;
+        // A turn before this one may have committed it already.
+        if let Ok(outcome) = outcome.try_recv() {
+            return outcome;
+        }
+        let group = std::mem::take(&mut *lock(&self.ready.waiting));
+        // On a task of its own: the other workers' outcomes do not depend on this worker
+        // being polled to the end.
+        let processor = self.clone();
+        let _ = tokio::spawn(async move { processor.commit_ready(group).await }).await;
+        drop(turn);
+        // No answer only when the committing task panicked: the job keeps its lease and is
+        // taken again when the lease ends, unless it was committed.
+        outcome.await.unwrap_or(Err(StoreError::Conflict.into()))
+    }
+
+    /// Commits `group` in one change; when that fails, each of its images in a change of its
+    /// own. Every outcome goes to its worker.
+    async fn commit_ready(&self, group: Vec<(Ready, Answer)>) {
+        if group.len() > 1 {
+            let readies: Vec<&Ready> = group.iter().map(|(ready, _)| ready).collect();
+            match retrying(|| self.record_ready_group(&readies)).await {
+                Ok(outcomes) => {
+                    for ((_, done), outcome) in group.into_iter().zip(outcomes) {
+                        let _ = done.send(Ok(outcome));
+                    }
+                    return;
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    images = group.len(),
+                    "processing: a READY group failed; recording its images one by one"
+                ),
+            }
+        }
+        for (ready, done) in group {
+            let alone = [&ready];
+            let outcome = retrying(|| self.record_ready_group(&alone))
+                .await
+                .map(|outcomes| outcomes[0]);
+            let _ = done.send(outcome);
+        }
+    }
+
+    /// The change that makes the images of `group` READY, in its order; re-curates the hotels
+    /// they are linked to once.
+    async fn record_ready_group(&self, group: &[&Ready]) -> Result<Vec<Outcome>, ProcessError> {
         let mut change = self.writer.begin().await?;
         let now = change.now();
-        if !queue::mark_ready(
-            change.txn(),
-            job.image,
-            &self.owner,
-            measured,
-            storage_key,
-            now,
-        )
-        .await?
-        {
-            return Ok(Outcome::LeaseLost);
-        }
-        change.emit(events::image_processed(
-            job.image,
-            measured,
-            storage_key,
-            now,
-        ));
-        let mut subjects = json!({ "imageId": job.image.to_string() });
-        let mut after = json!({ "state": "READY", "sha256": measured.sha256 });
-        let hotels = match &merge_same_bytes(&mut change, job.image, &measured.sha256).await? {
-            None => linked_hotels(change.txn(), &[job.image]).await?,
-            Some((merged, hotels)) => {
-                note_merge(merged, &mut subjects, &mut after);
-                hotels.clone()
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut audits = Vec::with_capacity(group.len());
+        let mut unmerged = Vec::new();
+        let mut hotels = Vec::new();
+        for ready in group {
+            let (image, measured) = (ready.job.image, &ready.measured);
+            if !queue::mark_ready(
+                change.txn(),
+                image,
+                &self.owner,
+                measured,
+                &ready.storage_key,
+                now,
+            )
+            .await?
+            {
+                outcomes.push(Outcome::LeaseLost);
+                continue;
             }
-        };
+            change.emit(events::image_processed(
+                image,
+                measured,
+                &ready.storage_key,
+                now,
+            ));
+            let mut subjects = json!({ "imageId": image.to_string() });
+            let mut after = json!({ "state": "READY", "sha256": measured.sha256 });
+            match &merge_same_bytes(&mut change, image, &measured.sha256).await? {
+                None => unmerged.push(image),
+                Some((merged, merged_hotels)) => {
+                    note_merge(merged, &mut subjects, &mut after);
+                    hotels.extend_from_slice(merged_hotels);
+                }
+            }
+            audits.push(
+                Caller::system("process")
+                    .audit("processImage", subjects)
+                    .with_after(after),
+            );
+            outcomes.push(Outcome::Ready);
+        }
+        if !unmerged.is_empty() {
+            hotels.extend(linked_hotels(change.txn(), &unmerged).await?);
+        }
+        hotels.sort_unstable();
+        hotels.dedup();
         change.curate(&hotels).await?;
-        let audit = Caller::system("process")
-            .audit("processImage", subjects)
-            .with_after(after);
-        change.commit(Some(audit)).await?;
-        Ok(Outcome::Ready)
+        change.commit_audited(audits).await?;
+        Ok(outcomes)
     }
 
     /// After `image` turned READY: another worker may have committed the same bytes at the
@@ -588,6 +714,12 @@ fn note_merge(
     subjects["imageIds"] = json!(images);
     after["survivorId"] = json!(merged.survivor.to_string());
     after["retiredImageIds"] = json!(retired);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether another attempt may succeed: a timeout, the network, a 5xx, 408 or 429.

@@ -381,6 +381,12 @@ impl Change {
     /// With an idempotency key, a commit whose reply was lost (the connection broke after
     /// `COMMIT` was sent) is not a failure when the key's count shows that it was applied.
     pub async fn commit(self, audit: Option<AuditEntry>) -> StoreResult<()> {
+        self.commit_audited(audit.into_iter().collect()).await
+    }
+
+    /// [`Change::commit`] with one audit row per entry of `audits`: a change that applies the
+    /// outcomes of several operations at once (a group of processed images) audits each one.
+    pub async fn commit_audited(self, audits: Vec<AuditEntry>) -> StoreResult<()> {
         let Change {
             txn,
             now,
@@ -390,8 +396,8 @@ impl Change {
         } = self;
         events.extend(events::curation_events(&published, now));
         let stale = stale_keys(&published, &events);
-        let claim = audit.as_ref().and_then(|a| a.idempotency.clone());
-        if let Some(audit) = audit {
+        let claim = audits.iter().find_map(|a| a.idempotency.clone());
+        for audit in audits {
             journal::append_audit(&txn, audit, now).await?;
         }
         let has_events = !events.is_empty();

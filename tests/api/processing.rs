@@ -18,7 +18,9 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::events::{Row, Schemas, outbox};
-use crate::helpers::{TestApp, gallery, main_image, spawn_app_with, spawn_replica_of};
+use crate::helpers::{
+    TestApp, gallery, main_image, picture_server, spawn_app_with, spawn_replica_of,
+};
 
 /// Largest partner image the test app takes (`UPLOAD_MAX_BYTES`).
 const MAX_BYTES: usize = 256 * 1024;
@@ -483,4 +485,75 @@ async fn two_instances_never_process_one_image_at_once_and_an_expired_lease_is_t
             .await,
         9
     );
+}
+
+#[tokio::test]
+async fn workers_committing_together_record_every_image_once_with_its_audit_and_event() {
+    // Six workers finish their pictures at about the same time, so their READY outcomes are
+    // committed in groups (one change for several images). Two pictures come twice under
+    // other paths, so groups also merge.
+    let app = spawn_app_with(|s| {
+        s.process_workers = 6;
+        s.process_poll_ms = 50;
+        s.fetch_allow_hosts = vec!["127.0.0.1".to_owned()];
+    })
+    .await;
+    let server = picture_server().await;
+    let mut urls: Vec<String> = (0..12).map(|n| format!("{server}/a/p{n}.jpg")).collect();
+    urls.extend(["p3", "p7"].map(|name| format!("{server}/b/{name}.jpg")));
+    let items: Vec<_> = urls
+        .iter()
+        .map(|url| json!({ "hotelId": HOTEL.to_string(), "url": url }))
+        .collect();
+    let data = app
+        .graphql_as(
+            &app.admin(),
+            "mutation($input: ImportImagesInput!) { importImages(input: $input) { userErrors { code } } }",
+            json!({ "input": { "partnerId": "1", "items": items } }),
+        )
+        .await
+        .ok();
+    assert_eq!(data["importImages"]["userErrors"], json!([]), "{data}");
+    app.drained().await;
+
+    // 14 images were processed, each once, each audited and announced on its own; the two
+    // copies were merged into the images that came first.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM audit_log WHERE operation = 'processImage'")
+            .await,
+        14
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(DISTINCT s.entity_id) FROM audit_subject s JOIN audit_log a ON a.id = s.audit_id WHERE a.operation = 'processImage' AND s.kind = 'image'")
+            .await,
+        14
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImageProcessed'")
+            .await,
+        14
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImagesMerged'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM hotel_image h JOIN image i ON i.id = h.image_id \
+             WHERE h.hotel_id = {HOTEL} AND i.processing_state = 'READY'"
+        ))
+        .await,
+        12
+    );
+    // The hotel was curated with what the groups committed: its gallery shows READY images.
+    let shown = gallery(&app, HOTEL).await;
+    assert!(!shown.is_empty());
+    let ready = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM image WHERE processing_state = 'READY' AND id IN ({})",
+            shown.join(", ")
+        ))
+        .await;
+    assert_eq!(ready, i64::try_from(shown.len()).unwrap());
 }
