@@ -62,8 +62,8 @@ use lifecycle::Draining;
 pub const ROUTER_SECRET_HEADER: &str = "x-router-secret";
 
 /// What every handler shares, behind one `Arc`: axum clones the state for every request and
-/// every layer that extracts it, so a clone is one reference count (cloning the fields was 4%
-/// of a warm search page's CPU, see BENCHMARKS.md).
+/// every layer that extracts it, so a clone is one reference count (cloning the fields cost a
+/// warm search page a fifth of its CPU, see BENCHMARKS.md).
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
