@@ -10,7 +10,8 @@
 //! most one block of memory while it arrives. Only callers who may upload get this far
 //! (`limit_body` refuses the others before a byte is read).
 //!
-//! Any other request is read by async-graphql-axum as before.
+//! A JSON body is read here too ([`parse_json`]); a GET request's query string by
+//! async-graphql-axum.
 
 use std::io::{Seek, Write};
 
@@ -18,6 +19,7 @@ use async_graphql::{BatchRequest, ParseRequestError, UploadValue};
 use async_graphql_axum::GraphQLBatchRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::{FromRequest, Request};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 
 use super::AppState;
@@ -43,9 +45,18 @@ impl FromRequest<AppState> for GraphQLBody {
             .filter(|v| v.starts_with("multipart/form-data"))
             .map(multer::parse_boundary);
         match boundary {
-            None => GraphQLBatchRequest::<GraphQLRejection>::from_request(request, state)
-                .await
-                .map(|body| GraphQLBody(body.into_inner())),
+            None if request.method() == Method::GET => {
+                GraphQLBatchRequest::<GraphQLRejection>::from_request(request, state)
+                    .await
+                    .map(|body| GraphQLBody(body.into_inner()))
+            }
+            // `limit_body` has put the body limit on the stream.
+            None => match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+                Ok(body) => parse_json(&body).map(GraphQLBody).map_err(GraphQLRejection),
+                Err(error) => Err(GraphQLRejection(ParseRequestError::Io(
+                    std::io::Error::other(error.to_string()),
+                ))),
+            },
             Some(Ok(boundary)) => {
                 let limits = PartLimits {
                     json: state.protection.body_limit,
@@ -58,6 +69,31 @@ impl FromRequest<AppState> for GraphQLBody {
             }
             Some(Err(error)) => Err(GraphQLRejection(ParseRequestError::InvalidMultipart(error))),
         }
+    }
+}
+
+/// A JSON body: one request, or a non-empty array of them, as async-graphql reads it. The
+/// first byte tells which, so the body is parsed once, straight into requests: async-graphql's
+/// untagged `BatchRequest` first buffers the whole body into a generic tree to try each form
+/// (7% of a warm search page's CPU, see BENCHMARKS.md), and its error says only that no form
+/// matched.
+fn parse_json(body: &[u8]) -> Result<BatchRequest, ParseRequestError> {
+    let invalid = |error: serde_json::Error| ParseRequestError::InvalidRequest(Box::new(error));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let requests: Vec<async_graphql::Request> =
+                serde_json::from_slice(body).map_err(invalid)?;
+            if requests.is_empty() {
+                return Err(invalid(serde::de::Error::invalid_length(
+                    0,
+                    &"a non-empty sequence",
+                )));
+            }
+            Ok(BatchRequest::Batch(requests))
+        }
+        _ => serde_json::from_slice(body)
+            .map(BatchRequest::Single)
+            .map_err(invalid),
     }
 }
 
@@ -200,4 +236,55 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(std::io::Error::other)?
         .map_err(ParseRequestError::Io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queries(batch: &BatchRequest) -> Vec<&str> {
+        match batch {
+            BatchRequest::Single(request) => vec![request.query.as_str()],
+            BatchRequest::Batch(requests) => requests.iter().map(|r| r.query.as_str()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_json_body_is_one_request_or_a_non_empty_batch_as_async_graphql_reads_it() {
+        let single = parse_json(br#" {"query":"{ a }","variables":{"x":[1]}} "#).unwrap();
+        assert!(matches!(single, BatchRequest::Single(_)));
+        assert_eq!(queries(&single), ["{ a }"]);
+        if let BatchRequest::Single(request) = &single {
+            assert_eq!(
+                request.variables.get("x").map(ToString::to_string),
+                Some("[1]".to_owned())
+            );
+        }
+        let batch = parse_json(b"\n[{\"query\":\"{ a }\"},{\"query\":\"{ b }\"}]").unwrap();
+        assert!(matches!(batch, BatchRequest::Batch(_)));
+        assert_eq!(queries(&batch), ["{ a }", "{ b }"]);
+        for body in [
+            &b"[]"[..],
+            b"",
+            b"{",
+            b"[{\"query\":1}]",
+            b"\"{ a }\"",
+            b"{} {}",
+        ] {
+            assert!(
+                matches!(parse_json(body), Err(ParseRequestError::InvalidRequest(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Where async-graphql's untagged enum said only that no form matched, the error
+        // says what is wrong.
+        let Err(error) = parse_json(br#"{"query": 1}"#) else {
+            panic!("a number is no query")
+        };
+        assert!(
+            error.to_string().contains("invalid type: integer"),
+            "{error}"
+        );
+    }
 }
