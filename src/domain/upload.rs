@@ -5,6 +5,14 @@
 
 use super::measure::{self, MeasureLimits, Measured, Refusal};
 
+/// The URL key of uploaded bytes of hash `sha256`. Uploads have no partner URL: their key is
+/// derived from the content, in a namespace of its own so it can never equal the key of a
+/// canonical URL.
+pub fn upload_url_key(sha256: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("upload:{sha256}")))
+}
+
 /// An accepted upload, measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InspectedUpload {

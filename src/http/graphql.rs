@@ -25,13 +25,14 @@ use async_graphql::BatchRequest;
 use async_graphql::ParseRequestError;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::State;
-use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use sha2::{Digest as _, Sha256};
 
 use super::admission::{admit, ran};
+use super::answer::{answer_status, response_media_type};
 use super::auth::AuthError;
 use super::idempotent;
 use super::multipart::GraphQLBody;
@@ -43,8 +44,6 @@ use crate::graphql::limits::LIMIT_EXCEEDED;
 use crate::graphql::{Answer, BatchAnswer, answer_batch, prepare};
 use crate::telemetry::Metrics;
 
-const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
-pub(super) const JSON: &str = "application/json";
 /// The request ID header (set by the router or by the request-ID layer).
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -243,19 +242,6 @@ fn check_before_parsing(batch: &BatchRequest, protection: &Protection) -> Result
         .map_err(|error| error.to_string())
 }
 
-fn response_media_type(headers: &HeaderMap) -> &'static str {
-    let accepts_graphql_response = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains(GRAPHQL_RESPONSE_JSON));
-    if accepts_graphql_response {
-        GRAPHQL_RESPONSE_JSON
-    } else {
-        JSON
-    }
-}
-
 /// `Cache-Control` of an executed request: shared caches may keep a successful query whose
 /// fields are all public (internal fields and mutations are marked `no_cache` in the schema).
 fn cache_policy(response: &BatchAnswer, public_max_age: u32) -> HeaderValue {
@@ -265,16 +251,6 @@ fn cache_policy(response: &BatchAnswer, public_max_age: u32) -> HeaderValue {
             .unwrap_or(HeaderValue::from_static(NO_STORE))
     } else {
         HeaderValue::from_static(NO_STORE)
-    }
-}
-
-/// The HTTP status of an executed answer: under the GraphQL-over-HTTP media type, a single
-/// request that failed before execution (no data, only errors) is a 400; everything else a 200.
-pub(super) fn answer_status(media_type: &str, failed_before_execution: bool) -> StatusCode {
-    if media_type == GRAPHQL_RESPONSE_JSON && failed_before_execution {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
     }
 }
 

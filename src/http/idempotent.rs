@@ -173,7 +173,7 @@ fn internal(metrics: &Metrics) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal server error",
         INTERNAL_SERVER_ERROR,
-        super::graphql::JSON,
+        super::answer::JSON,
     )
 }
 
@@ -192,7 +192,7 @@ fn replay(body: String, media_type: &'static str) -> Response {
         })
         .unwrap_or(false);
     (
-        super::graphql::answer_status(media_type, failed_before_execution),
+        super::answer::answer_status(media_type, failed_before_execution),
         [
             (CONTENT_TYPE, HeaderValue::from_static(media_type)),
             (CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),

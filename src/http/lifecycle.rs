@@ -80,7 +80,7 @@ pub async fn cut_off_at_deadline(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down, retry on another replica",
             "SHUTTING_DOWN",
-            super::graphql::JSON,
+            super::answer::JSON,
         ),
     };
     if state.draining.is_started() {

@@ -19,6 +19,7 @@
 //! - [`serve`]: the accept loop, with a header-read timeout and a connection cap.
 
 mod admission;
+mod answer;
 pub mod auth;
 pub mod graphql;
 pub mod idempotent;
@@ -209,7 +210,7 @@ fn overloaded_or_timed_out(metrics: &Metrics, error: BoxError) -> Response {
             "INTERNAL_SERVER_ERROR",
         )
     };
-    refusal::error_response(metrics, status, message, code, graphql::JSON)
+    refusal::error_response(metrics, status, message, code, answer::JSON)
 }
 
 /// Refuses bodies over the limit with 413: at once when `Content-Length` says so, otherwise
@@ -242,7 +243,7 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body is larger than {limit} bytes"),
             "PAYLOAD_TOO_LARGE",
-            graphql::JSON,
+            answer::JSON,
         );
     }
     let (parts, body) = request.into_parts();
@@ -278,7 +279,7 @@ fn upload_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         status,
         &message,
         code,
-        graphql::JSON,
+        answer::JSON,
     ))
 }
 
@@ -306,7 +307,7 @@ async fn require_router_secret(
             StatusCode::FORBIDDEN,
             "this endpoint is only served to the router",
             "FORBIDDEN",
-            graphql::JSON,
+            answer::JSON,
         )
     }
 }

@@ -193,7 +193,7 @@ pub async fn bytes_buried(
     conn: &impl sea_orm::ConnectionTrait,
     sha256: &str,
 ) -> Result<bool, StoreError> {
-    let upload_key = super::upload::upload_url_key(sha256);
+    let upload_key = crate::domain::upload::upload_url_key(sha256);
     Ok(!store::purged_keys(conn, &[sha256, upload_key.as_str()])
         .await?
         .is_empty())

@@ -3,7 +3,6 @@
 //! the hotel with the HOTELIER partner as its source and curates the hotel.
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::events;
 use super::manage::{begin_hotel_change, not_linked};
@@ -12,7 +11,7 @@ use super::write::{
 };
 use crate::domain::catalog::{HotelId, ImageId, PartnerId};
 use crate::domain::measure::{MeasureLimits, Reason};
-use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect};
+use crate::domain::upload::{InspectedUpload, UploadError as FileError, inspect, upload_url_key};
 use crate::store::StoreError;
 use crate::store::manage::{self as writes, Removal, UploadRecord};
 use crate::store::objects::Objects;
@@ -21,12 +20,6 @@ use_case_error!(
     /// How an upload failed.
     UploadError
 );
-
-/// The URL key of uploaded bytes. Uploads have no partner URL: their key is derived from the
-/// content, in a namespace of its own so it can never equal the key of a canonical URL.
-pub(super) fn upload_url_key(sha256: &str) -> String {
-    hex::encode(Sha256::digest(format!("upload:{sha256}")))
-}
 
 /// What removing an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
