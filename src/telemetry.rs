@@ -28,7 +28,7 @@
 //! | `catalog_images` | gauge | `status` (`active`, `inactive`) |
 //! | `catalog_unclassified_images` | gauge | (images without any tag) |
 //! | `catalog_imported_items` | gauge | `partner`, `outcome`, `window` (`1d`, `7d`): items of import batches |
-//! | `process_queue_images` | gauge | `state` (`PENDING`, `READY`, `FAILED`: images by processing state) |
+//! | `process_queue_images` | gauge | `state` (`PENDING`, `FAILED`: the queue's images by processing state, read every 15 s) |
 //! | `process_oldest_due_seconds` | gauge | (age of the oldest due PENDING image: the queue's "iterator age") |
 //! | `process_fetches_total` | counter | `outcome` (`OK` or the reason code: `HTTP_STATUS`, `TIMEOUT`, ...) |
 //! | `process_fetched_bytes_total` | counter | (bytes of partner images fetched) |

@@ -50,6 +50,10 @@ use_case_error!(
     ProcessError
 );
 
+/// How often the workers of a process read the queue's figures for the metrics: about as often
+/// as Prometheus scrapes, not at every poll (they are counts, read by every replica).
+const QUEUE_FIGURES_EVERY: Duration = Duration::from_secs(15);
+
 /// Most images one retry may name by ID.
 pub const MAX_RETRY_IDS: usize = 1_000;
 
@@ -120,7 +124,7 @@ pub trait ProcessObserver: Send + Sync + std::fmt::Debug {
     fn fetched(&self, _host: &str, _outcome: &str, _bytes: usize) {}
     /// One job finished with `outcome` after `elapsed`.
     fn processed(&self, _outcome: Outcome, _elapsed: Duration) {}
-    /// The queue's figures, read every poll interval while workers run.
+    /// The queue's figures, read every [`QUEUE_FIGURES_EVERY`] while workers run.
     fn queue(&self, _figures: &queue::QueueFigures) {}
 }
 
@@ -256,7 +260,7 @@ impl Processor {
                             tracing::debug!(%error, "processing: cannot read the queue's figures")
                         }
                     }
-                    tokio::time::sleep(processor.settings.poll).await;
+                    tokio::time::sleep(QUEUE_FIGURES_EVERY).await;
                 }
             })
         };

@@ -262,35 +262,34 @@ pub async fn retry_failed(
     ids.into_iter().map(|id| Ok(image_id(id)?)).collect()
 }
 
-/// The queue at a glance: images by processing state, and the age of the oldest due PENDING
-/// image (the "iterator age").
+/// The queue at a glance: the images waiting (PENDING) and given up on (FAILED), and the age
+/// of the oldest due PENDING image (the "iterator age").
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueFigures {
     pub by_state: Vec<(ProcessingState, i64)>,
     pub oldest_due_secs: f64,
 }
 
+/// The states [`queue_figures`] counts: the queue, not the catalog. Each count is a range of
+/// `idx_image_processing_due`; READY, nearly every image of a catalog, would be a scan of the
+/// whole index, every few seconds, on every replica.
+pub const QUEUE_STATES: [ProcessingState; 2] = [ProcessingState::Pending, ProcessingState::Failed];
+
+/// The [`QueueFigures`] at `now`: three index range reads.
 pub async fn queue_figures(
     conn: &impl ConnectionTrait,
     now: DateTime<Utc>,
 ) -> StoreResult<QueueFigures> {
-    let counts: Vec<(String, i64)> = image::Entity::find()
-        .select_only()
-        .column(image::Column::ProcessingState)
-        .column_as(image::Column::Id.count(), "n")
-        .group_by(image::Column::ProcessingState)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let mut by_state: Vec<(ProcessingState, i64)> = ProcessingState::ALL
-        .iter()
-        .map(|state| (*state, 0))
-        .collect();
-    for (state, n) in counts {
-        let state: ProcessingState = state.parse()?;
-        if let Some(slot) = by_state.iter_mut().find(|(s, _)| *s == state) {
-            slot.1 = n;
-        }
+    let mut by_state = Vec::with_capacity(QUEUE_STATES.len());
+    for state in QUEUE_STATES {
+        let count: Option<i64> = image::Entity::find()
+            .select_only()
+            .column_as(image::Column::Id.count(), "n")
+            .filter(image::Column::ProcessingState.eq(state.as_str()))
+            .into_tuple()
+            .one(conn)
+            .await?;
+        by_state.push((state, count.unwrap_or(0)));
     }
     let oldest_due = image::Entity::find()
         .select_only()
