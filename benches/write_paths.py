@@ -53,15 +53,10 @@ with psycopg.connect(SRC) as src, psycopg.connect(DST, autocommit=False) as dst:
         for method in ("json", "plain", "staging", "copy") * 2:
             reset(dst)
             t0 = time.perf_counter()
-            if method == "json":
+            if method in ("json", "plain"):
+                sql = sql_json if method == "json" else sql_plain
                 for i, chunk in enumerate(as_json):
-                    dst.execute(sql_json, (chunk,), prepare=True)
-                    if i % 10 == 9:
-                        dst.commit()
-                dst.commit()
-            elif method == "plain":
-                for i, chunk in enumerate(as_json):
-                    dst.execute(sql_plain, (chunk,), prepare=True)
+                    dst.execute(sql, (chunk,), prepare=True)
                     if i % 10 == 9:
                         dst.commit()
                 dst.commit()

@@ -493,7 +493,13 @@ impl Processor {
             let alone = [&ready];
             let outcome = retrying(|| self.record_ready_group(&alone))
                 .await
-                .map(|outcomes| outcomes[0]);
+                .and_then(|outcomes| {
+                    // One outcome per image of the group, in its order: the first is this one's.
+                    outcomes
+                        .first()
+                        .copied()
+                        .ok_or_else(|| StoreError::Conflict.into())
+                });
             let _ = done.send(outcome);
         }
     }

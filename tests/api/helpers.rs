@@ -486,19 +486,24 @@ impl TestApp {
         .expect("token")
     }
 
-    /// The text served at `/metrics`.
-    /// Waits until the app's background workers left no image PENDING (at most 15 s).
-    pub async fn drained(&self) {
-        for _ in 0..300 {
-            let pending = self
-                .scalar("SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'")
-                .await;
-            if pending == 0 {
-                return;
+    /// Whether the count `sql` reads falls to 0 within `polls` looks, 50 ms apart.
+    pub async fn eventually_zero(&self, sql: &str, polls: u32) -> bool {
+        for _ in 0..polls {
+            if self.scalar(sql).await == 0 {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("images still PENDING after 15 s");
+        false
+    }
+
+    /// Waits until the app's background workers left no image PENDING (at most 15 s).
+    pub async fn drained(&self) {
+        let pending = "SELECT COUNT(*) FROM image WHERE processing_state = 'PENDING'";
+        assert!(
+            self.eventually_zero(pending, 300).await,
+            "images still PENDING after 15 s"
+        );
     }
 
     /// Processes every due PENDING image now, one after the other, as the `process` command
@@ -520,6 +525,7 @@ impl TestApp {
         processed
     }
 
+    /// The text served at `/metrics`.
     pub async fn metrics(&self) -> String {
         let response = self
             .client

@@ -197,9 +197,18 @@ async fn processing_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Imports `paths` of the partner server for [`HOTEL`] (partner 1, no declared metadata).
 async fn import(app: &TestApp, port: u16, paths: &[&str]) {
-    let items: Vec<_> = paths
+    let urls: Vec<String> = paths
         .iter()
-        .map(|p| json!({ "hotelId": HOTEL.to_string(), "url": format!("http://127.0.0.1:{port}{p}") }))
+        .map(|p| format!("http://127.0.0.1:{port}{p}"))
+        .collect();
+    import_urls(app, &urls).await;
+}
+
+/// Imports `urls` for [`HOTEL`] (partner 1, no declared metadata).
+async fn import_urls(app: &TestApp, urls: &[String]) {
+    let items: Vec<_> = urls
+        .iter()
+        .map(|url| json!({ "hotelId": HOTEL.to_string(), "url": url }))
         .collect();
     let data = app
         .graphql_as(
@@ -501,51 +510,33 @@ async fn workers_committing_together_record_every_image_once_with_its_audit_and_
     let server = picture_server().await;
     let mut urls: Vec<String> = (0..12).map(|n| format!("{server}/a/p{n}.jpg")).collect();
     urls.extend(["p3", "p7"].map(|name| format!("{server}/b/{name}.jpg")));
-    let items: Vec<_> = urls
-        .iter()
-        .map(|url| json!({ "hotelId": HOTEL.to_string(), "url": url }))
-        .collect();
-    let data = app
-        .graphql_as(
-            &app.admin(),
-            "mutation($input: ImportImagesInput!) { importImages(input: $input) { userErrors { code } } }",
-            json!({ "input": { "partnerId": "1", "items": items } }),
-        )
-        .await
-        .ok();
-    assert_eq!(data["importImages"]["userErrors"], json!([]), "{data}");
+    import_urls(&app, &urls).await;
     app.drained().await;
 
     // 14 images were processed, each once, each audited and announced on its own; the two
     // copies were merged into the images that came first.
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM audit_log WHERE operation = 'processImage'")
-            .await,
-        14
+    let linked_ready = format!(
+        "SELECT COUNT(*) FROM hotel_image h JOIN image i ON i.id = h.image_id \
+         WHERE h.hotel_id = {HOTEL} AND i.processing_state = 'READY'"
     );
-    assert_eq!(
-        app.scalar("SELECT COUNT(DISTINCT s.entity_id) FROM audit_subject s JOIN audit_log a ON a.id = s.audit_id WHERE a.operation = 'processImage' AND s.kind = 'image'")
-            .await,
-        14
-    );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImageProcessed'")
-            .await,
-        14
-    );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM outbox WHERE type = 'ImagesMerged'")
-            .await,
-        2
-    );
-    assert_eq!(
-        app.scalar(&format!(
-            "SELECT COUNT(*) FROM hotel_image h JOIN image i ON i.id = h.image_id \
-             WHERE h.hotel_id = {HOTEL} AND i.processing_state = 'READY'"
-        ))
-        .await,
-        12
-    );
+    for (sql, expected) in [
+        (
+            "SELECT COUNT(*) FROM audit_log WHERE operation = 'processImage'",
+            14,
+        ),
+        (
+            "SELECT COUNT(DISTINCT s.entity_id) FROM audit_subject s JOIN audit_log a ON a.id = s.audit_id WHERE a.operation = 'processImage' AND s.kind = 'image'",
+            14,
+        ),
+        (
+            "SELECT COUNT(*) FROM outbox WHERE type = 'ImageProcessed'",
+            14,
+        ),
+        ("SELECT COUNT(*) FROM outbox WHERE type = 'ImagesMerged'", 2),
+        (linked_ready.as_str(), 12),
+    ] {
+        assert_eq!(app.scalar(sql).await, expected, "{sql}");
+    }
     // The hotel was curated with what the groups committed: its gallery shows READY images.
     let shown = gallery(&app, HOTEL).await;
     assert!(!shown.is_empty());

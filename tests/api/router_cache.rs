@@ -164,16 +164,11 @@ async fn a_router_that_refuses_the_invalidation_does_not_hold_back_the_events() 
     let app = app_with_router(&router).await;
     change_main_image(&app, "3").await;
     router.tags_once_invalidated("hotel-3").await;
-    for _ in 0..100 {
-        let unpublished = app
-            .scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .await;
-        if unpublished == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the events stayed unpublished");
+    let unpublished = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
+    assert!(
+        app.eventually_zero(unpublished, 100).await,
+        "the events stayed unpublished"
+    );
 }
 
 #[tokio::test]
