@@ -136,7 +136,7 @@ impl Core {
         catalog_id: CatalogId,
         cache: Cache,
     ) -> Self {
-        let store = Store::new(db.clone());
+        let store = Store::new(db.clone()).counting(statements.clone());
         let freshness = Freshness::new(cache.clone(), Arc::new(Notify::new()));
         let writer = Writer::new(store.clone(), curation_rules(settings), freshness.clone());
         Self {

@@ -30,7 +30,7 @@ use entity::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use tokio::task::JoinSet;
 
 use crate::domain::catalog::{Category, HotelId, ImageId, PartnerKind, Status, Tag, TagOrigin};
@@ -39,8 +39,9 @@ use crate::domain::curation::{Candidate, Rules};
 use crate::domain::media::partner_storage_key;
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
 use crate::service::write::curate;
-use crate::store::bulk::{copy_in, insert_rows, sync_sequences};
+use crate::store::bulk::{insert_rows, sync_sequences};
 use crate::store::curation::hotel_row;
+use crate::store::Store;
 use crate::store::objects::Objects;
 use crate::store::rows::{self as row, NewImage};
 
@@ -310,7 +311,7 @@ async fn seed_chunk(
         copy_chunk(db, plan, rules, &hotel_ids, rows, now).await?;
         return Ok(chunk);
     }
-    let txn = db.begin().await?;
+    let txn = Store::new(db.clone()).begin_write().await?;
     insert_rows(&txn, rows.images).await?;
     insert_rows(&txn, rows.links).await?;
     insert_rows(&txn, rows.sources).await?;
@@ -389,14 +390,14 @@ async fn copy_chunk(
         .filter(|(hotel, _)| hotel_ids.contains(hotel))
         .map(|(hotel, candidates)| hotel_row(&first_publication(hotel, &candidates, rules), now))
         .collect();
-    let mut txn = db.get_postgres_connection_pool().begin().await?;
-    copy_in(&mut txn, &rows.images).await?;
-    copy_in(&mut txn, &rows.links).await?;
-    copy_in(&mut txn, &rows.sources).await?;
-    copy_in(&mut txn, &rows.deliveries).await?;
-    copy_in(&mut txn, &rows.tags).await?;
-    copy_in(&mut txn, &rows.legacy).await?;
-    copy_in(&mut txn, &hotels).await?;
+    let txn = Store::new(db.clone()).begin_write().await?;
+    insert_rows(&txn, rows.images).await?;
+    insert_rows(&txn, rows.links).await?;
+    insert_rows(&txn, rows.sources).await?;
+    insert_rows(&txn, rows.deliveries).await?;
+    insert_rows(&txn, rows.tags).await?;
+    insert_rows(&txn, rows.legacy).await?;
+    insert_rows(&txn, hotels).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -138,7 +138,7 @@ fn not_linked_at(field: &str) -> UserError {
 /// The first of `images` that is unknown (`NOT_FOUND`) or taken down (`PURGED`: a purged image
 /// stays as it was left), with its position; `None` when every one may change.
 async fn refuse_missing_or_purged(
-    txn: &sea_orm::DatabaseTransaction,
+    txn: &crate::store::WriteTxn,
     images: &[ImageId],
 ) -> Result<Option<(usize, UserError)>, StoreError> {
     let existing = writes::existing_images(txn, images).await?;

@@ -378,7 +378,7 @@ mod tests {
 
     use futures::future::BoxFuture;
     use migration::MigratorTrait as _;
-    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+    use sea_orm::ConnectionTrait as _;
 
     use super::*;
     use crate::store::journal::{OutboxEvent, append_events};
@@ -415,7 +415,7 @@ mod tests {
             .await
             .unwrap();
         migration::Migrator::up(&db, None).await.unwrap();
-        let txn = db.begin().await.unwrap();
+        let txn = crate::store::Store::new(db.clone()).begin_write().await.unwrap();
         let events = (1..=3)
             .map(|i| OutboxEvent {
                 aggregate_type: "Hotel",

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sea_orm::ConnectionTrait;
 
 use super::auth::{Actor, Refused, Scope};
 use super::events;
@@ -33,7 +33,7 @@ use crate::domain::catalog::{HotelId, MAX_TEXT_CHARS, Score, text_fits};
 use crate::domain::curation::{PublishedChange, Rules, republish};
 use crate::store::idempotency::{self, Claim};
 use crate::store::journal::{self, AuditEntry, OutboxEvent};
-use crate::store::{Store, StoreError, StoreResult, curation};
+use crate::store::{Store, StoreError, StoreResult, WriteTxn, curation};
 
 /// Hotels curated per statement batch when one change touches many of them.
 const CURATION_CHUNK: usize = 500;
@@ -332,7 +332,7 @@ impl Writer {
 /// One change in progress (see the module doc). Dropped without [`Change::commit`], it rolls
 /// back.
 pub struct Change {
-    txn: DatabaseTransaction,
+    txn: WriteTxn,
     now: DateTime<Utc>,
     writer: Writer,
     /// Every hotel whose published row the change wrote, in order.
@@ -342,7 +342,7 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn txn(&self) -> &DatabaseTransaction {
+    pub fn txn(&self) -> &WriteTxn {
         &self.txn
     }
 
@@ -429,7 +429,7 @@ impl Change {
 
 /// Counts the change under `claim` on its transaction; returns the key's count with it.
 /// Refused when the key was taken over by a later attempt (this one's hold ran out).
-async fn count_change(txn: &DatabaseTransaction, claim: &Claim) -> StoreResult<i32> {
+async fn count_change(txn: &WriteTxn, claim: &Claim) -> StoreResult<i32> {
     if !idempotency::count_change(txn, claim).await? {
         return Err(StoreError::KeyTakenOver);
     }

@@ -12,11 +12,11 @@ use std::io::Write as _;
 
 use sea_orm::sea_query::{ArrayType, Expr};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement,
+    ActiveModelTrait, SqlErr, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement,
     Value,
 };
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, WriteTxn};
 use crate::domain::catalog::ParseError;
 
 /// Rows per statement: well under a MB of JSON (MariaDB's default packet is 16 MB), a buffer
@@ -33,14 +33,27 @@ enum OnConflict<C> {
     Update { key: Vec<C>, columns: Vec<C> },
 }
 
-/// Inserts `rows`.
-pub async fn insert_rows<C, A>(conn: &C, rows: Vec<A>) -> StoreResult<()>
+/// Inserts `rows`, which no unique key of the table should refuse: one that does fails the
+/// write with [`StoreError::Conflict`] (a concurrent change took the key first; the caller's
+/// transaction is run again). On PostgreSQL the rows travel by `COPY` on the transaction's
+/// connection, the fastest way in (see [`WriteTxn::copy_in`]).
+pub async fn insert_rows<A>(txn: &WriteTxn, rows: Vec<A>) -> StoreResult<()>
 where
-    C: ConnectionTrait,
     A: ActiveModelTrait + Send,
 {
-    write(conn, &rows, OnConflict::Fail).await?;
-    Ok(())
+    let written = if txn.can_copy() {
+        copy(txn, &rows).await
+    } else {
+        write(txn, &rows, OnConflict::Fail).await.map(drop)
+    };
+    written.map_err(|error| match &error {
+        StoreError::Db(cause)
+            if matches!(cause.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+        {
+            StoreError::Conflict
+        }
+        _ => error,
+    })
 }
 
 /// Inserts the rows of `rows` whose unique key `key` is not taken yet, skips the others, and
@@ -299,7 +312,7 @@ fn json_rows<A: ActiveModelTrait>(
 
 fn json_error(error: impl std::fmt::Display) -> StoreError {
     ParseError {
-        what: "rows of a bulk write as JSON",
+        what: "rows of a bulk write",
         value: error.to_string(),
     }
     .into()
@@ -343,9 +356,8 @@ fn json_value(
         Value::SmallUnsigned(Some(v)) => write!(out, "{v}"),
         Value::Unsigned(Some(v)) => write!(out, "{v}"),
         Value::BigUnsigned(Some(v)) => write!(out, "{v}"),
-        // `{:?}` prints the shortest form that reads back exactly.
-        Value::Float(Some(v)) => finite(out, f64::from(v)),
-        Value::Double(Some(v)) => finite(out, v),
+        Value::Float(Some(v)) => write!(out, "{:?}", finite(f64::from(v))?),
+        Value::Double(Some(v)) => write!(out, "{:?}", finite(v)?),
         Value::String(Some(v)) => {
             serde_json::to_writer(&mut *out, &v).map_err(std::io::Error::other)
         }
@@ -355,14 +367,15 @@ fn json_value(
     Ok(true)
 }
 
-/// JSON has no NaN or infinity: such a value is an error, never a silent NULL.
-fn finite(out: &mut Vec<u8>, value: f64) -> std::io::Result<()> {
+/// JSON has no NaN or infinity: such a value is an error, never a silent NULL (and `COPY`
+/// refuses it the same way). `{:?}` prints the shortest form that reads back exactly.
+fn finite(value: f64) -> std::io::Result<f64> {
     if !value.is_finite() {
         return Err(std::io::Error::other(format!(
             "{value} is not a finite number"
         )));
     }
-    write!(out, "{value:?}")
+    Ok(value)
 }
 
 /// Keys of an `IN` list, as [`in_keys`] passes them.
@@ -413,6 +426,33 @@ fn json_array<K: Key>(keys: &[K]) -> String {
     serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// `n` new IDs of `table` (ascending) from its `id` column's sequence on PostgreSQL, so that
+/// its rows can be written with their IDs (by `COPY`) and nothing read back; `None` on the
+/// other engines, whose tables number rows as they insert them.
+pub async fn draw_ids<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    n: usize,
+) -> StoreResult<Option<Vec<i64>>> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let count = i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+            [table.into(), count.into()],
+        ))
+        .await?;
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    Ok(Some(ids))
+}
+
 /// After rows were inserted with explicit IDs, moves PostgreSQL's sequences past them (MySQL
 /// and SQLite do this by themselves).
 pub async fn sync_sequences<C: ConnectionTrait>(conn: &C) -> StoreResult<()> {
@@ -426,68 +466,52 @@ pub async fn sync_sequences<C: ConnectionTrait>(conn: &C) -> StoreResult<()> {
     Ok(())
 }
 
-/// PostgreSQL's `COPY ... FROM STDIN` of `rows` (text format) on `conn`: several times faster
-/// than multi-row inserts for the bulk loads of the `seed` command. The columns are those set
-/// in the first row (a column left `NotSet`, such as a serial ID, takes its default).
-pub async fn copy_in<A: ActiveModelTrait>(
-    conn: &mut sea_orm::sqlx::PgConnection,
-    rows: &[A],
-) -> StoreResult<()> {
+/// `COPY`s `rows` (the columns set in the first row; a column left `NotSet`, such as a serial
+/// ID, takes its default) in COPY's text format.
+async fn copy<A: ActiveModelTrait>(txn: &WriteTxn, rows: &[A]) -> StoreResult<()> {
     let Some(first) = rows.first() else {
         return Ok(());
     };
-    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
-        .filter(|column| !first.get(*column).is_not_set())
-        .collect();
-    let names: Vec<String> = columns
-        .iter()
-        .map(|column| format!("\"{}\"", sea_orm::IdenStatic::as_str(column)))
-        .collect();
-    let table = sea_orm::EntityName::table_name(&A::Entity::default());
-    let mut text = String::with_capacity(rows.len() * 64 * columns.len().max(1));
+    let columns = columns_of(first)?;
+    let names: Vec<&str> = columns.iter().map(|(column, _)| column.as_str()).collect();
+    let mut text = String::with_capacity(rows.len() * 48 * columns.len());
+    let mut times = TimeText::default();
     for row in rows {
-        for (n, column) in columns.iter().enumerate() {
+        for (n, (column, _)) in columns.iter().enumerate() {
             if n > 0 {
                 text.push('\t');
             }
-            copy_field(&mut text, row.get(*column).into_value());
+            let value = row.get(*column).into_value();
+            // A column set in the first row is set in every row (the rows are built alike).
+            let value = value.unwrap_or(Value::Int(None));
+            copy_field(&mut text, value, &mut times).map_err(json_error)?;
         }
         text.push('\n');
     }
-    let mut copy = conn
-        .copy_in_raw(&format!(
-            "COPY \"{table}\" ({}) FROM STDIN",
-            names.join(", ")
-        ))
-        .await
-        .map_err(copy_error)?;
-    if let Err(error) = copy.send(text.into_bytes()).await {
-        copy.abort("seed").await.ok();
-        return Err(copy_error(error));
-    }
-    copy.finish().await.map_err(copy_error)?;
+    let table = sea_orm::EntityName::table_name(&A::Entity::default());
+    txn.copy_in(table, &names, text).await?;
     Ok(())
 }
 
-fn copy_error(error: sea_orm::sqlx::Error) -> StoreError {
-    sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error))).into()
-}
-
-/// One field of COPY's text format: `\N` for NULL, backslash escapes for the delimiters.
-fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
-    let null = |out: &mut String| out.push_str("\\N");
-    match value {
-        Some(Value::BigInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
-        Some(Value::Int(Some(v))) => write!(out, "{v}").unwrap_or(()),
-        Some(Value::SmallInt(Some(v))) => write!(out, "{v}").unwrap_or(()),
-        Some(Value::Double(Some(v))) => write!(out, "{v:?}").unwrap_or(()),
-        Some(Value::Float(Some(v))) => write!(out, "{v:?}").unwrap_or(()),
-        Some(Value::Bool(Some(v))) => out.push_str(if v { "t" } else { "f" }),
-        // Microseconds, truncated, as sqlx binds them.
-        Some(Value::ChronoDateTimeUtc(Some(v))) => {
-            write!(out, "{}", v.format("%Y-%m-%d %H:%M:%S%.6f+00")).unwrap_or(())
+/// Appends `value` as one field of COPY's text format: `\N` for NULL, backslash escapes for
+/// the delimiters; the types and checks of [`json_value`].
+fn copy_field(out: &mut String, value: Value, times: &mut TimeText) -> std::io::Result<()> {
+    let written = match value {
+        Value::TinyInt(Some(v)) => write!(out, "{v}"),
+        Value::SmallInt(Some(v)) => write!(out, "{v}"),
+        Value::Int(Some(v)) => write!(out, "{v}"),
+        Value::BigInt(Some(v)) => write!(out, "{v}"),
+        Value::TinyUnsigned(Some(v)) => write!(out, "{v}"),
+        Value::SmallUnsigned(Some(v)) => write!(out, "{v}"),
+        Value::Unsigned(Some(v)) => write!(out, "{v}"),
+        Value::BigUnsigned(Some(v)) => write!(out, "{v}"),
+        Value::Float(Some(v)) => write!(out, "{:?}", finite(f64::from(v))?),
+        Value::Double(Some(v)) => write!(out, "{:?}", finite(v)?),
+        Value::ChronoDateTimeUtc(Some(v)) => {
+            out.push_str(times.get(DbBackend::Postgres, v));
+            Ok(())
         }
-        Some(Value::String(Some(v))) => {
+        Value::String(Some(v)) => {
             for c in v.chars() {
                 match c {
                     '\\' => out.push_str("\\\\"),
@@ -497,9 +521,15 @@ fn copy_field(out: &mut String, value: Option<sea_orm::Value>) {
                     c => out.push(c),
                 }
             }
+            Ok(())
         }
-        _ => null(out),
-    }
+        other if Kind::of(&other).is_some() => {
+            out.push_str("\\N");
+            Ok(())
+        }
+        other => return Err(std::io::Error::other(format!("{other:?} cannot be copied"))),
+    };
+    written.map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

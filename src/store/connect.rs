@@ -57,6 +57,11 @@ impl StatementCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Counts one statement run outside SeaORM (the PostgreSQL write transaction's).
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Connects to `url` (sqlite:, postgres:, mysql:) with a pool of `max_connections`.

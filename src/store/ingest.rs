@@ -8,7 +8,7 @@
 //! loser of such a race learns it from the insert count and gets [`StoreError::Conflict`]: its
 //! transaction is rolled back and retried, and then sees the winner's image.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -17,10 +17,11 @@ use entity::{
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
 };
 
-use super::bulk::{in_keys, insert_new, upsert};
+use super::WriteTxn;
+use super::bulk::{in_keys, insert_new, insert_rows, upsert};
 use super::rows::{self, NewImage};
 use super::{PartnerRecord, StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
@@ -64,7 +65,7 @@ pub async fn partner_feed<C: ConnectionTrait>(
 
 /// Creates or updates a partner; returns its kind before the call (`None` when it is new).
 pub async fn upsert_partner(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     record: &PartnerRecord,
     rewrites: &[UrlRewrite],
     now: DateTime<Utc>,
@@ -103,7 +104,7 @@ pub async fn upsert_partner(
 
 /// Every hotel showing an image the partner delivered (ascending).
 pub async fn hotels_of_partner(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     partner: PartnerId,
 ) -> StoreResult<Vec<HotelId>> {
     let mut sources = Query::select();
@@ -132,7 +133,7 @@ pub async fn hotels_of_partner(
 /// the existing rows with `SELECT ... FOR UPDATE` (in ascending order: no deadlock between
 /// importers).
 pub async fn lock_hotels(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotels: &[HotelId],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -157,7 +158,7 @@ pub async fn lock_hotels(
 
 /// Removes the rows [`lock_hotels`] created for hotels that ended up with no image at all
 /// (every item for them was rejected): a rejected item leaves nothing behind.
-pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) -> StoreResult<()> {
+pub async fn drop_empty_hotels(txn: &WriteTxn, hotels: &[HotelId]) -> StoreResult<()> {
     if hotels.is_empty() {
         return Ok(());
     }
@@ -178,7 +179,7 @@ pub async fn drop_empty_hotels(txn: &DatabaseTransaction, hotels: &[HotelId]) ->
 /// What the catalog holds about `deliveries` of `partner`: seven statements at most (per
 /// [`PAIRS_PER_STATEMENT`] pairs of known images and hotels).
 pub async fn load_known(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     partner: PartnerId,
     deliveries: &[&Delivery],
 ) -> StoreResult<Known> {
@@ -306,7 +307,7 @@ fn known_image(id: i64, status: &str, reason: Option<&str>) -> StoreResult<Known
 /// `hotel_image`): one statement per chunk, the pairs passed as one JSON parameter so that the
 /// statement's text (and plan) is the same for every batch.
 async fn existing_pairs(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     table: &str,
     partner: Option<PartnerId>,
     pairs: &[(i64, i64)],
@@ -358,10 +359,13 @@ async fn existing_pairs(
 /// sources and deliveries ("last seen" refreshed for known ones), legacy IDs, and brings
 /// retired images back. Returns the IDs of the new images, in [`Plan::created`] order.
 ///
-/// Fails with [`StoreError::Conflict`] when a concurrent transaction created one of the same
-/// images or bound one of the same legacy IDs first.
+/// The rows the plan found missing are inserted as new ([`insert_rows`]: `COPY` on
+/// PostgreSQL), the batch's hotels being locked and [`load_known`] having read what exists.
+/// Only a concurrent transaction can take one of their keys first (an import of the same
+/// URL or legacy ID into another hotel): then this fails with [`StoreError::Conflict`], and
+/// the batch runs again and finds the other's rows.
 pub async fn write_plan(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     partner: PartnerId,
     plan: &Plan,
     now: DateTime<Utc>,
@@ -372,21 +376,71 @@ pub async fn write_plan(
         ImageRef::New(n) => created.get(n).copied().ok_or(StoreError::Conflict),
     };
 
-    let mut links = BTreeSet::new();
-    let mut deliveries = BTreeSet::new();
-    let mut sources: HashMap<ImageId, &Delivery> = HashMap::new();
+    // The first item of a (hotel, image) pair decides what is new about it: a later one is
+    // UNCHANGED (delivered by the first).
+    let mut pairs: BTreeMap<(HotelId, ImageId), Outcome> = BTreeMap::new();
+    let mut new_sources: BTreeMap<ImageId, &Delivery> = BTreeMap::new();
+    let mut known_sources: BTreeMap<ImageId, &Delivery> = BTreeMap::new();
     for accepted in &plan.accepted {
         let image = resolve(accepted.image)?;
-        let hotel = accepted.delivery.hotel;
-        if matches!(accepted.outcome, Outcome::Created | Outcome::Linked) {
-            links.insert((hotel, image));
-        }
-        deliveries.insert((hotel, image));
+        let pair = (accepted.delivery.hotel, image);
+        pairs.entry(pair).or_insert(accepted.outcome);
+        let sources = match accepted.image {
+            ImageRef::New(_) => &mut new_sources,
+            ImageRef::Known(_) => &mut known_sources,
+        };
         sources.entry(image).or_insert(&accepted.delivery);
     }
-    insert_links(txn, &links, now).await?;
-    upsert_sources(txn, partner, sources, now).await?;
-    upsert_deliveries(txn, partner, &deliveries, now).await?;
+    let links = pairs
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Created | Outcome::Linked))
+        .map(|((hotel, image), _)| rows::link(hotel.get(), image.get(), now))
+        .collect();
+    insert_rows(txn, links).await?;
+    let source_row = |(image, d): (&ImageId, &&Delivery)| {
+        rows::source(
+            image.get(),
+            partner.get(),
+            &d.source_url,
+            d.partner_image_ref.clone(),
+            now,
+        )
+    };
+    insert_rows(txn, new_sources.iter().map(source_row).collect()).await?;
+    // A known image's source may exist: seen again (and active again if a snapshot had
+    // retired it).
+    upsert(
+        txn,
+        known_sources.iter().map(source_row).collect(),
+        [
+            image_source::Column::ImageId,
+            image_source::Column::PartnerId,
+        ],
+        [
+            image_source::Column::Status,
+            image_source::Column::LastSeenAt,
+        ],
+    )
+    .await?;
+    let (seen_again, new_deliveries): (Vec<_>, Vec<_>) = pairs
+        .iter()
+        .map(|((hotel, image), outcome)| {
+            let row = rows::delivery(hotel.get(), image.get(), partner.get(), now);
+            (*outcome == Outcome::Unchanged, row)
+        })
+        .partition(|(unchanged, _)| *unchanged);
+    insert_rows(txn, new_deliveries.into_iter().map(|(_, row)| row).collect()).await?;
+    upsert(
+        txn,
+        seen_again.into_iter().map(|(_, row)| row).collect(),
+        [
+            delivery::Column::HotelId,
+            delivery::Column::ImageId,
+            delivery::Column::PartnerId,
+        ],
+        [delivery::Column::LastSeenAt],
+    )
+    .await?;
 
     let legacy = plan
         .legacy
@@ -399,17 +453,17 @@ pub async fn write_plan(
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    let bound = insert_new(txn, legacy, [legacy_image_id::Column::LegacyId]).await?;
-    if bound != plan.legacy.len() as u64 {
-        return Err(StoreError::Conflict);
-    }
+    insert_rows(txn, legacy).await?;
     revive(txn, &plan.revived, now).await?;
     Ok(created)
 }
 
 /// Inserts the plan's new images and their tags; returns their IDs in `created` order.
+///
+/// PostgreSQL draws the IDs from the table's sequence first, so the rows go in with them (by
+/// `COPY`) and nothing is read back; the other engines insert, then read the IDs by URL key.
 async fn insert_images(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<ImageId>> {
@@ -421,41 +475,45 @@ async fn insert_images(
         return Ok(Vec::new());
     }
     // Ascending keys: concurrent importers wait for each other in one order, never in a cycle.
-    let mut rows: Vec<(&str, image::ActiveModel)> = creators
+    let mut order: Vec<usize> = (0..creators.len()).collect();
+    order.sort_by(|a, b| creators[*a].url_key.as_str().cmp(creators[*b].url_key.as_str()));
+    let drawn = super::bulk::draw_ids(txn, "image", creators.len()).await?;
+    let mut ids = vec![None; creators.len()];
+    let rows = order
         .iter()
-        .map(|d| (d.url_key.as_str(), new_image(d, now)))
-        .collect();
-    rows.sort_by(|a, b| a.0.cmp(b.0));
-    let wanted = rows.len() as u64;
-    let inserted = insert_new(
-        txn,
-        rows.into_iter().map(|(_, row)| row).collect(),
-        [image::Column::UrlKey],
-    )
-    .await?;
-    if inserted != wanted {
-        return Err(StoreError::Conflict);
-    }
-    let keys: Vec<&str> = creators.iter().map(|d| d.url_key.as_str()).collect();
-    let ids: HashMap<String, i64> = image::Entity::find()
-        .select_only()
-        .columns([image::Column::UrlKey, image::Column::Id])
-        .filter(in_keys(
-            txn.get_database_backend(),
-            Expr::col(image::Column::UrlKey),
-            &keys,
-        ))
-        .into_tuple::<(String, i64)>()
-        .all(txn)
-        .await?
-        .into_iter()
-        .collect();
-    let ids = creators
-        .iter()
-        .map(|d| {
-            let id = ids.get(d.url_key.as_str()).ok_or(StoreError::Conflict)?;
-            Ok(image_id(*id)?)
+        .enumerate()
+        .map(|(n, &creator)| {
+            let mut row = new_image(creators[creator], now);
+            if let Some(drawn) = &drawn {
+                row.id = Set(drawn[n]);
+                ids[creator] = Some(drawn[n]);
+            }
+            row
         })
+        .collect();
+    insert_rows(txn, rows).await?;
+    if drawn.is_none() {
+        let keys: Vec<&str> = creators.iter().map(|d| d.url_key.as_str()).collect();
+        let by_key: HashMap<String, i64> = image::Entity::find()
+            .select_only()
+            .columns([image::Column::UrlKey, image::Column::Id])
+            .filter(in_keys(
+                txn.get_database_backend(),
+                Expr::col(image::Column::UrlKey),
+                &keys,
+            ))
+            .into_tuple::<(String, i64)>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect();
+        for (creator, id) in creators.iter().zip(&mut ids) {
+            *id = by_key.get(creator.url_key.as_str()).copied();
+        }
+    }
+    let ids = ids
+        .into_iter()
+        .map(|id| Ok(image_id(id.ok_or(StoreError::Conflict)?)?))
         .collect::<StoreResult<Vec<ImageId>>>()?;
 
     let tags: Vec<image_tag::ActiveModel> = creators
@@ -463,7 +521,7 @@ async fn insert_images(
         .zip(&ids)
         .flat_map(|(d, id)| d.tags.iter().map(|tag| rows::tag(id.get(), tag)))
         .collect();
-    super::bulk::insert_rows(txn, tags).await?;
+    insert_rows(txn, tags).await?;
     Ok(ids)
 }
 
@@ -494,87 +552,9 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
     row
 }
 
-async fn insert_links(
-    txn: &DatabaseTransaction,
-    links: &BTreeSet<(HotelId, ImageId)>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let new_links = links
-        .iter()
-        .map(|(hotel, image)| rows::link(hotel.get(), image.get(), now))
-        .collect();
-    insert_new(
-        txn,
-        new_links,
-        [hotel_image::Column::HotelId, hotel_image::Column::ImageId],
-    )
-    .await?;
-    Ok(())
-}
-
-/// One source per image for this partner: new ones with the first delivery's URL and
-/// reference; known ones seen again (and active again if a snapshot had retired them).
-async fn upsert_sources(
-    txn: &DatabaseTransaction,
-    partner: PartnerId,
-    sources: HashMap<ImageId, &Delivery>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let mut sources: Vec<(ImageId, &Delivery)> = sources.into_iter().collect();
-    sources.sort_by_key(|(image, _)| *image);
-    let new_sources = sources
-        .into_iter()
-        .map(|(image, d)| {
-            rows::source(
-                image.get(),
-                partner.get(),
-                &d.source_url,
-                d.partner_image_ref.clone(),
-                now,
-            )
-        })
-        .collect();
-    upsert(
-        txn,
-        new_sources,
-        [
-            image_source::Column::ImageId,
-            image_source::Column::PartnerId,
-        ],
-        [
-            image_source::Column::Status,
-            image_source::Column::LastSeenAt,
-        ],
-    )
-    .await
-}
-
-async fn upsert_deliveries(
-    txn: &DatabaseTransaction,
-    partner: PartnerId,
-    deliveries: &BTreeSet<(HotelId, ImageId)>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let new_deliveries = deliveries
-        .iter()
-        .map(|(hotel, image)| rows::delivery(hotel.get(), image.get(), partner.get(), now))
-        .collect();
-    upsert(
-        txn,
-        new_deliveries,
-        [
-            delivery::Column::HotelId,
-            delivery::Column::ImageId,
-            delivery::Column::PartnerId,
-        ],
-        [delivery::Column::LastSeenAt],
-    )
-    .await
-}
-
 /// Activates images that went inactive only because their last source was retired.
 async fn revive(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     images: &[ImageId],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -637,7 +617,7 @@ pub async fn unseen_sources<C: ConnectionTrait>(
 /// Retires the partner's sources of `images` that were last seen before `before` (a source
 /// seen meanwhile by a concurrent import stays); returns how many it retired.
 pub async fn retire_sources(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     partner: PartnerId,
     images: &[ImageId],
     before: DateTime<Utc>,
@@ -659,7 +639,7 @@ pub async fn retire_sources(
 /// Takes offline those of `images` that are active and have neither an active source left nor
 /// any hotelier source (hotelier uploads are never retired); returns them.
 pub async fn deactivate_orphans(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     images: &[ImageId],
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<ImageId>> {

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 
 use entity::{audit_log, audit_subject, outbox};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::{DatabaseTransaction, EntityTrait};
+use sea_orm::{EntityTrait};
 
+use super::WriteTxn;
 use super::StoreResult;
 use super::idempotency::Claim;
 
@@ -52,7 +53,7 @@ pub struct OutboxEvent {
 /// Appends the audit row, and one `audit_subject` row per hotel and image it names (the
 /// index of the audit log by hotel and by image).
 pub async fn append_audit(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     entry: AuditEntry,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -114,7 +115,7 @@ fn subjects(entity_ids: &serde_json::Value) -> BTreeSet<(&'static str, i64)> {
 }
 
 pub async fn append_events(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     events: Vec<OutboxEvent>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {

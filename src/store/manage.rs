@@ -9,10 +9,11 @@ use entity::{gallery_pin, hotel, hotel_image, image, image_tag, main_image_overr
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
+use super::WriteTxn;
 use super::rows::{self, NewImage};
 use super::{StoreError, StoreResult, hotel_id, image_id};
 use crate::domain::catalog::{
@@ -37,7 +38,7 @@ pub enum VersionCheck {
 /// at once (also on SQLite), so concurrent changes with the same expected version queue here
 /// and all but the first find the version moved on.
 pub async fn lock_hotel(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     expected: Option<i64>,
     now: DateTime<Utc>,
@@ -64,7 +65,7 @@ pub async fn lock_hotel(
 
 /// For each of `images` linked to `hotel`: the link's status and the image's status.
 pub async fn link_states(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     images: &[ImageId],
 ) -> StoreResult<HashMap<ImageId, (Status, Status)>> {
@@ -98,7 +99,7 @@ pub async fn link_states(
 }
 
 pub async fn set_override(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     image: ImageId,
     origin: MainImageOrigin,
@@ -121,7 +122,7 @@ pub async fn set_override(
 }
 
 /// Removes the override; returns whether there was one.
-pub async fn clear_override(txn: &DatabaseTransaction, hotel: HotelId) -> StoreResult<bool> {
+pub async fn clear_override(txn: &WriteTxn, hotel: HotelId) -> StoreResult<bool> {
     let deleted = main_image_override::Entity::delete_by_id(hotel.get())
         .exec(txn)
         .await?;
@@ -129,7 +130,7 @@ pub async fn clear_override(txn: &DatabaseTransaction, hotel: HotelId) -> StoreR
 }
 
 pub async fn set_pins(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     images: &[ImageId],
 ) -> StoreResult<()> {
@@ -151,7 +152,7 @@ pub async fn set_pins(
 
 /// Which of `images` exist.
 pub async fn existing_images(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     images: &[ImageId],
 ) -> StoreResult<BTreeSet<ImageId>> {
     let ids: Vec<i64> = image::Entity::find()
@@ -182,7 +183,7 @@ pub async fn linked_hotels(
 }
 
 pub async fn set_image_status(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     status: Status,
     reason: Option<&str>,
@@ -203,7 +204,7 @@ pub async fn set_image_status(
 
 /// Sets the status of the image's links to `hotels`, marked as set by `by`.
 pub async fn set_link_status(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     hotels: &[HotelId],
     status: Status,
@@ -249,7 +250,7 @@ impl TextsChange<'_> {
 
 /// The image's own texts (partners', admins').
 pub async fn set_image_texts(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     texts: TextsChange<'_>,
     now: DateTime<Utc>,
@@ -275,7 +276,7 @@ pub async fn set_image_texts(
 
 /// The hotel's own texts of the image (its link's).
 pub async fn set_link_texts(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     image: ImageId,
     texts: TextsChange<'_>,
@@ -303,7 +304,7 @@ pub async fn set_link_texts(
 
 /// The link of `image` to `hotel`: its status and who set it (`None`: not linked).
 pub async fn link_status(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     image: ImageId,
 ) -> StoreResult<Option<(Status, LinkStatusBy)>> {
@@ -324,7 +325,7 @@ pub async fn link_status(
 }
 
 pub async fn set_quality(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     quality: f64,
     now: DateTime<Utc>,
@@ -340,7 +341,7 @@ pub async fn set_quality(
 
 /// Replaces the image's tags of `origin` with `tags`.
 pub async fn replace_tags(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     origin: TagOrigin,
     tags: &[Tag],
@@ -358,7 +359,7 @@ pub async fn replace_tags(
 }
 
 /// Recomputes the stored effective category of `images` from their tags.
-pub async fn refresh_categories(txn: &DatabaseTransaction, images: &[ImageId]) -> StoreResult<()> {
+pub async fn refresh_categories(txn: &WriteTxn, images: &[ImageId]) -> StoreResult<()> {
     let rows = image_tag::Entity::find()
         .filter(image_tag::Column::ImageId.is_in(images.iter().map(|i| i.get())))
         .all(txn)
@@ -405,7 +406,7 @@ pub struct UploadRecord<'a> {
 /// Stores an upload: the image (once per content), its HOTELIER source, its link to the hotel
 /// and the delivery. Returns the image and whether it is new.
 pub async fn record_upload(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     upload: &UploadRecord<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<(ImageId, bool)> {
@@ -534,14 +535,14 @@ pub async fn record_upload(
 /// whose writers are serialized): an upload and a takedown of the same picture queue here, so
 /// the upload sees the takedown's tombstones once it committed.
 pub async fn lock_image_by_url_key(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     url_key: &str,
 ) -> StoreResult<Option<ImageId>> {
     image_by_url_key(txn, url_key).await
 }
 
 async fn image_by_url_key(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     url_key: &str,
 ) -> StoreResult<Option<ImageId>> {
     let id: Option<i64> = image::Entity::find()
@@ -570,7 +571,7 @@ pub struct Removal {
 /// hotel's pin and main-image choice of the image; without any delivery of `partner` left the
 /// image loses that source.
 pub async fn remove_delivery(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     hotel: HotelId,
     image: ImageId,
     partner: i64,
@@ -641,7 +642,7 @@ pub async fn remove_delivery(
 /// The rows of the images stored there are locked first (no-op on SQLite): an upload of the
 /// same bytes, which locks its image's row before it stores them, waits for the answer and
 /// what the caller does with it.
-pub async fn storage_key_shown(txn: &DatabaseTransaction, key: &str) -> StoreResult<bool> {
+pub async fn storage_key_shown(txn: &WriteTxn, key: &str) -> StoreResult<bool> {
     image::Entity::find()
         .select_only()
         .column(image::Column::Id)

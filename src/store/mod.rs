@@ -50,10 +50,12 @@ pub mod rows;
 pub mod search;
 pub mod stats;
 pub mod stream;
+pub mod txn;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    IsolationLevel,
     SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
 };
 
@@ -62,6 +64,7 @@ use crate::domain::catalog::{
 };
 
 pub use connect::{PoolFigures, StatementCounter, connect, pool_figures};
+pub use txn::WriteTxn;
 
 /// A persistence failure. The variants carry causes for the log; the client sees a generic text.
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +128,24 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Counts the statements of PostgreSQL write transactions, which SeaORM's own counting
+    /// does not see (see [`txn`]).
+    statements: Option<StatementCounter>,
 }
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            statements: None,
+        }
+    }
+
+    /// The same store, counting its write transactions' statements in `statements` (the
+    /// counter [`connect`] returned with the connection).
+    pub fn counting(mut self, statements: StatementCounter) -> Self {
+        self.statements = Some(statements);
+        self
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -140,8 +156,14 @@ impl Store {
     /// IMMEDIATE`), waiting for it up to the busy timeout: a deferred transaction that read
     /// first would fail at its first write whenever another connection wrote since its read
     /// (`SQLITE_BUSY`, which the busy timeout does not cover). Other engines ignore the mode.
-    pub async fn begin_write(&self) -> StoreResult<DatabaseTransaction> {
-        Ok(begin_write(&self.db, None).await?)
+    /// On PostgreSQL the transaction can also `COPY` (see [`txn`]).
+    pub async fn begin_write(&self) -> StoreResult<WriteTxn> {
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            let pool = self.db.get_postgres_connection_pool();
+            let txn = WriteTxn::postgres(pool, "BEGIN".to_owned(), self.statements.clone());
+            return Ok(txn.await?);
+        }
+        Ok(WriteTxn::sea_orm(begin_write(&self.db, None).await?))
     }
 
     /// Whether the database answers (readiness).

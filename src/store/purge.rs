@@ -11,10 +11,11 @@ use entity::{
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
+use super::WriteTxn;
 use super::StoreResult;
 use super::bulk::in_keys;
 use super::manage::linked_hotels;
@@ -57,7 +58,7 @@ pub struct PurgedImage {
 /// marks it inactive as [`PURGED`]; `None` for an unknown image. Its sources, legacy IDs and
 /// row stay, so lookups by them answer the purged (inactive) image and not a new one.
 pub async fn take_down(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<PurgedImage>> {
@@ -161,7 +162,7 @@ pub struct Tombstone {
 
 /// Writes the tombstones of `image` (keys already there are kept as they are).
 pub async fn bury(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     image: ImageId,
     tombstones: &[Tombstone],
     reason: &str,
@@ -218,7 +219,7 @@ pub struct PendingPurge {
 
 /// Queues a CDN purge request (`payload` is the JSON body), due at once.
 pub async fn queue_cdn_purge(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     payload: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {

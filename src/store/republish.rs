@@ -5,9 +5,10 @@ use entity::republish_run;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 
+use super::WriteTxn;
 use super::{StoreResult, hotel_id};
 use crate::domain::catalog::HotelId;
 
@@ -59,7 +60,7 @@ pub async fn start(db: &impl ConnectionTrait, now: DateTime<Utc>) -> StoreResult
 
 /// Records a batch: its last hotel and how many snapshots it wrote.
 pub async fn advance(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     run: i64,
     last: HotelId,
     hotels: u64,

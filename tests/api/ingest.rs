@@ -482,14 +482,15 @@ async fn import_images_commits_the_accepted_items_of_a_batch_beside_the_rejected
     );
 }
 
-/// Rows travel to the database as JSON, key lists as one array or JSON parameter: quotes,
-/// backslashes, non-ASCII text and exact scores must come back as they went in.
+/// Rows travel to the database by `COPY` (PostgreSQL) or as JSON, key lists as one array or
+/// JSON parameter: quotes, backslashes, COPY's delimiters and escapes (tab, newline, carriage
+/// return, `\N`), non-ASCII text and exact scores must come back as they went in.
 #[tokio::test]
 async fn texts_and_scores_come_back_from_the_bulk_writes_as_they_went_in() {
     let app = empty_app().await;
     contract_partners(&app).await;
-    let caption = r#"The "blue" pool \ terrace, café 日本 😀 {"x": [1]}"#;
-    let legacy_id = r#"OLD-"7"\x,{é}"#;
+    let caption = "The \"blue\" pool \\ terrace,\tcafé\n日本\r😀 \\N \\t {\"x\": [1]}";
+    let legacy_id = "OLD-\"7\"\\x,{é}\t\\N";
     let items = vec![json!({
         "hotelId": "1", "url": "https://img.partner.example/h1/caf%C3%A9%20bleu.jpg",
         "caption": caption, "legacyId": legacy_id, "qualityScore": 0.123456789012345,
