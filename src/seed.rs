@@ -39,9 +39,9 @@ use crate::domain::curation::{Candidate, Rules};
 use crate::domain::media::partner_storage_key;
 use crate::domain::url::{Rewrites, UrlKey, canonicalize};
 use crate::service::write::curate;
+use crate::store::Store;
 use crate::store::bulk::{insert_rows, sync_sequences};
 use crate::store::curation::hotel_row;
-use crate::store::Store;
 use crate::store::objects::Objects;
 use crate::store::rows::{self as row, NewImage};
 

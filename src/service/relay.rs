@@ -415,7 +415,10 @@ mod tests {
             .await
             .unwrap();
         migration::Migrator::up(&db, None).await.unwrap();
-        let txn = crate::store::Store::new(db.clone()).begin_write().await.unwrap();
+        let txn = crate::store::Store::new(db.clone())
+            .begin_write()
+            .await
+            .unwrap();
         let events = (1..=3)
             .map(|i| OutboxEvent {
                 aggregate_type: "Hotel",

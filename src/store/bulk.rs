@@ -12,8 +12,8 @@ use std::io::Write as _;
 
 use sea_orm::sea_query::{ArrayType, Expr};
 use sea_orm::{
-    ActiveModelTrait, SqlErr, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement,
-    Value,
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, SqlErr,
+    Statement, Value,
 };
 
 use super::{StoreError, StoreResult, WriteTxn};

@@ -16,9 +16,7 @@ use entity::{
 };
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, Query};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::WriteTxn;
 use super::bulk::{in_keys, insert_new, insert_rows, upsert};
@@ -103,10 +101,7 @@ pub async fn upsert_partner(
 }
 
 /// Every hotel showing an image the partner delivered (ascending).
-pub async fn hotels_of_partner(
-    txn: &WriteTxn,
-    partner: PartnerId,
-) -> StoreResult<Vec<HotelId>> {
+pub async fn hotels_of_partner(txn: &WriteTxn, partner: PartnerId) -> StoreResult<Vec<HotelId>> {
     let mut sources = Query::select();
     sources
         .column(image_source::Column::ImageId)
@@ -429,7 +424,11 @@ pub async fn write_plan(
             (*outcome == Outcome::Unchanged, row)
         })
         .partition(|(unchanged, _)| *unchanged);
-    insert_rows(txn, new_deliveries.into_iter().map(|(_, row)| row).collect()).await?;
+    insert_rows(
+        txn,
+        new_deliveries.into_iter().map(|(_, row)| row).collect(),
+    )
+    .await?;
     upsert(
         txn,
         seen_again.into_iter().map(|(_, row)| row).collect(),
@@ -476,7 +475,12 @@ async fn insert_images(
     }
     // Ascending keys: concurrent importers wait for each other in one order, never in a cycle.
     let mut order: Vec<usize> = (0..creators.len()).collect();
-    order.sort_by(|a, b| creators[*a].url_key.as_str().cmp(creators[*b].url_key.as_str()));
+    order.sort_by(|a, b| {
+        creators[*a]
+            .url_key
+            .as_str()
+            .cmp(creators[*b].url_key.as_str())
+    });
     let drawn = super::bulk::draw_ids(txn, "image", creators.len()).await?;
     let mut ids = vec![None; creators.len()];
     let rows = order
@@ -553,11 +557,7 @@ fn new_image(d: &Delivery, now: DateTime<Utc>) -> image::ActiveModel {
 }
 
 /// Activates images that went inactive only because their last source was retired.
-async fn revive(
-    txn: &WriteTxn,
-    images: &[ImageId],
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+async fn revive(txn: &WriteTxn, images: &[ImageId], now: DateTime<Utc>) -> StoreResult<()> {
     if images.is_empty() {
         return Ok(());
     }

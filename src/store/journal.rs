@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 
 use entity::{audit_log, audit_subject, outbox};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::{EntityTrait};
+use sea_orm::EntityTrait;
 
-use super::WriteTxn;
 use super::StoreResult;
+use super::WriteTxn;
 use super::idempotency::Claim;
 
 /// One row of the audit log.

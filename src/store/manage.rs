@@ -8,10 +8,7 @@ use chrono::{DateTime, Utc};
 use entity::{gallery_pin, hotel, hotel_image, image, image_tag, main_image_override};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::WriteTxn;
 use super::rows::{self, NewImage};
@@ -129,11 +126,7 @@ pub async fn clear_override(txn: &WriteTxn, hotel: HotelId) -> StoreResult<bool>
     Ok(deleted.rows_affected > 0)
 }
 
-pub async fn set_pins(
-    txn: &WriteTxn,
-    hotel: HotelId,
-    images: &[ImageId],
-) -> StoreResult<()> {
+pub async fn set_pins(txn: &WriteTxn, hotel: HotelId, images: &[ImageId]) -> StoreResult<()> {
     gallery_pin::Entity::delete_many()
         .filter(gallery_pin::Column::HotelId.eq(hotel.get()))
         .exec(txn)
@@ -151,10 +144,7 @@ pub async fn set_pins(
 }
 
 /// Which of `images` exist.
-pub async fn existing_images(
-    txn: &WriteTxn,
-    images: &[ImageId],
-) -> StoreResult<BTreeSet<ImageId>> {
+pub async fn existing_images(txn: &WriteTxn, images: &[ImageId]) -> StoreResult<BTreeSet<ImageId>> {
     let ids: Vec<i64> = image::Entity::find()
         .select_only()
         .column(image::Column::Id)
@@ -534,17 +524,11 @@ pub async fn record_upload(
 /// The image of `url_key`, its row locked for the rest of the transaction (no-op on SQLite,
 /// whose writers are serialized): an upload and a takedown of the same picture queue here, so
 /// the upload sees the takedown's tombstones once it committed.
-pub async fn lock_image_by_url_key(
-    txn: &WriteTxn,
-    url_key: &str,
-) -> StoreResult<Option<ImageId>> {
+pub async fn lock_image_by_url_key(txn: &WriteTxn, url_key: &str) -> StoreResult<Option<ImageId>> {
     image_by_url_key(txn, url_key).await
 }
 
-async fn image_by_url_key(
-    txn: &WriteTxn,
-    url_key: &str,
-) -> StoreResult<Option<ImageId>> {
+async fn image_by_url_key(txn: &WriteTxn, url_key: &str) -> StoreResult<Option<ImageId>> {
     let id: Option<i64> = image::Entity::find()
         .select_only()
         .column(image::Column::Id)

@@ -54,8 +54,7 @@ pub mod txn;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    IsolationLevel,
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, IsolationLevel,
     SqliteTransactionMode, TransactionOptions, TransactionTrait as _,
 };
 

@@ -10,13 +10,10 @@ use entity::{
 };
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::WriteTxn;
 use super::StoreResult;
+use super::WriteTxn;
 use super::bulk::in_keys;
 use super::manage::linked_hotels;
 use crate::domain::catalog::{HotelId, ImageId, Status};

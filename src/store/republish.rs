@@ -4,9 +4,7 @@ use chrono::{DateTime, Utc};
 use entity::republish_run;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::WriteTxn;
 use super::{StoreResult, hotel_id};
@@ -59,12 +57,7 @@ pub async fn start(db: &impl ConnectionTrait, now: DateTime<Utc>) -> StoreResult
 }
 
 /// Records a batch: its last hotel and how many snapshots it wrote.
-pub async fn advance(
-    txn: &WriteTxn,
-    run: i64,
-    last: HotelId,
-    hotels: u64,
-) -> StoreResult<()> {
+pub async fn advance(txn: &WriteTxn, run: i64, last: HotelId, hotels: u64) -> StoreResult<()> {
     republish_run::Entity::update_many()
         .col_expr(republish_run::Column::LastHotelId, Expr::value(last.get()))
         .col_expr(

@@ -97,7 +97,11 @@ impl WriteTxn {
             let mut copy = txn.copy_in_raw(&statement).await?;
             if let Err(error) = copy.send(text.into_bytes()).await {
                 // The server's own error, if it sent one, tells more than the broken send.
-                return Err(copy.abort("the rows could not be sent").await.err().unwrap_or(error));
+                return Err(copy
+                    .abort("the rows could not be sent")
+                    .await
+                    .err()
+                    .unwrap_or(error));
             }
             copy.finish().await
         };
@@ -121,7 +125,10 @@ fn query_error(error: sqlx::Error) -> DbErr {
 
 /// `statement` as sqlx runs it, as SeaORM's PostgreSQL driver builds it.
 fn query(statement: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
-    let values: Values = statement.values.clone().unwrap_or(Values(Vec::<Value>::new()));
+    let values: Values = statement
+        .values
+        .clone()
+        .unwrap_or(Values(Vec::<Value>::new()));
     sqlx::query_with(AssertSqlSafe(statement.sql.as_str()), SqlxValues(values))
 }
 

@@ -65,7 +65,11 @@ async fn a_taken_key_is_a_conflict_that_leaves_nothing_of_its_change() {
     let writer = &app.core.writer;
     let hotels = "SELECT COUNT(*) FROM hotel WHERE id >= 9000000";
     let now = chrono::Utc::now();
-    let rows = |ids: &[i64]| ids.iter().map(|id| empty_hotel(*id, now)).collect::<Vec<_>>();
+    let rows = |ids: &[i64]| {
+        ids.iter()
+            .map(|id| empty_hotel(*id, now))
+            .collect::<Vec<_>>()
+    };
 
     let change = writer.begin().await.expect("a change");
     insert_rows(change.txn(), rows(&[9_000_001, 9_000_002]))
